@@ -1,0 +1,232 @@
+"""PGD (Madry et al., 2018) and the functional core that the other gradient attacks and the
+defenses' inner maximisation share: `random_start`, `sign_ascent`, `pgd_train_examples`."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attacks.base import Attack, AttackConfig, eval_mode
+from benchmark.errors import AtbenchError
+from benchmark.registry import ATTACKS
+
+NORMS = ("Linf", "L2")
+
+#: `objective(logits, x_adv) -> loss`, per example (shape (B,)) or a scalar; it is maximised.
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def require(ok: bool, problem: str, fix: str) -> None:
+    """Raise `AtbenchError(problem, fix)` unless `ok`; used to validate attack configs."""
+    if not ok:
+        raise AtbenchError(problem, fix)
+
+
+def check_norm(norm: str) -> None:
+    """Raise an `AtbenchError` unless `norm` is one of `NORMS`."""
+    require(norm in NORMS, f"unknown norm {norm!r}", f"use one of {', '.join(NORMS)}")
+
+
+def _rows(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """View a per-example tensor of shape (B,) so that it broadcasts against `like` (B, ...)."""
+    return t.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _l2(t: torch.Tensor) -> torch.Tensor:
+    """Per-example L2 norm, shaped to broadcast against `t`."""
+    return _rows(t.flatten(1).norm(p=2, dim=1), t)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str = "Linf") -> torch.Tensor:
+    """Project `x_adv` onto the `norm` ball of radius `eps` around `x`, then clamp to [0, 1].
+
+    Clamping after the projection keeps the point in the ball: it moves every coordinate
+    towards `x`, which lies in [0, 1].
+    """
+    delta = x_adv - x
+    if norm == "Linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        delta = delta * (eps / _l2(delta).clamp_min(1e-12)).clamp(max=1.0)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def random_start(x: torch.Tensor, eps: float, generator: torch.Generator, norm: str = "Linf") -> torch.Tensor:
+    """A random point of the eps ball around `x`, clamped to [0, 1].
+
+    Linf: uniform in the cube. L2: a uniform direction scaled by a radius uniform in [0, eps].
+    The noise is drawn on `generator`'s device (so a CPU generator gives the same start on
+    every device) and moved to `x`'s device and dtype. Shape of `x` and of the result: (B, ...).
+    """
+    check_norm(norm)
+    draw = dict(generator=generator, device=generator.device)
+    if norm == "Linf":
+        delta = (2 * torch.rand(x.shape, **draw) - 1) * eps
+    else:
+        direction = torch.randn(x.shape, **draw)
+        radius = torch.rand(x.shape[0], **draw) * eps
+        delta = direction / _l2(direction).clamp_min(1e-12) * _rows(radius, direction)
+    return (x + delta.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
+
+
+def sign_ascent(
+    model: nn.Module,
+    x: torch.Tensor,
+    objective: Objective,
+    eps: float,
+    steps: int,
+    step_size: float,
+    *,
+    x_init: torch.Tensor,
+    norm: str = "Linf",
+    y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Maximise `objective` over the eps ball around `x` by projected steepest ascent.
+
+    Each step moves by `step_size` along sign(grad) (Linf) or grad / ||grad||_2 (L2), then
+    projects onto the ball and [0, 1] (`project`). Only input gradients are computed
+    (`torch.autograd.grad`), so no parameter's `.grad` is touched; the model's mode is left as
+    the caller set it (attacks run it in eval mode). Gradients are enabled inside, so it works
+    under `torch.no_grad()`.
+
+    Args:
+        model: maps (B, C, H, W) images in [0, 1] to logits (B, K).
+        x: clean images (B, C, H, W), the centre of the ball.
+        objective: `objective(logits, x_adv) -> loss`, per example (B,) or a scalar; summed.
+        eps: radius of the ball.
+        steps: number of ascent steps (0 returns the projected `x_init`).
+        step_size: length of each step in the ball's norm.
+        x_init: the starting point (B, C, H, W), projected onto the ball first.
+        norm: "Linf" (default) or "L2".
+        y: labels (B,). When given, an example stops at its first iterate (the start
+            included) that the model misclassifies and keeps it; the rest run all steps.
+
+    Returns:
+        The detached final iterates (B, C, H, W), inside the ball and [0, 1].
+
+    Example:
+        >>> ce = lambda logits, _: F.cross_entropy(logits, y, reduction="none")
+        >>> x_adv = sign_ascent(model, x, ce, 8 / 255, 10, 2 / 255, x_init=x)
+    """
+    check_norm(norm)
+    x = x.detach()
+    x_adv = project(x_init.detach(), x, eps, norm)
+    running = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(steps):
+        with torch.enable_grad():
+            x_adv.requires_grad_(True)
+            logits = model(x_adv)
+            if y is not None:
+                running = running & (logits.detach().argmax(dim=1) == y)
+                if not running.any():
+                    break
+            (grad,) = torch.autograd.grad(objective(logits, x_adv).sum(), x_adv)
+        x_adv = x_adv.detach()
+        direction = grad.sign() if norm == "Linf" else grad / _l2(grad).clamp_min(1e-12)
+        x_next = project(x_adv + step_size * direction, x, eps, norm)
+        x_adv = torch.where(_rows(running, x_adv), x_next, x_adv)
+    return x_adv.detach()
+
+
+def cross_entropy(y: torch.Tensor, temperature: float = 1.0) -> Objective:
+    """The objective CE(softmax(z / temperature), y), per example (z / 1.0 is exactly z)."""
+    return lambda logits, _: F.cross_entropy(logits / temperature, y, reduction="none")
+
+
+def pgd_train_examples(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float,
+    generator: torch.Generator,
+    *,
+    norm: str = "Linf",
+) -> torch.Tensor:
+    """CE-PGD training examples for adversarial training (Madry et al., 2018).
+
+    `steps` signed-gradient steps of `step_size` on CE from a uniform random start in the
+    eps ball (`random_start`, drawn from `generator`), with the model in eval mode (each
+    module's mode is restored afterwards) and no early stopping. Parameters keep
+    `requires_grad` and no `.grad` is touched. Returns detached x_adv of the shape of `x`.
+
+    Example:
+        >>> x_adv = pgd_train_examples(model, x, y, ctx.eps, ctx.attack_steps, ctx.step_size,
+        ...                            ctx.generator, norm=ctx.norm)
+        >>> loss = F.cross_entropy(model(x_adv), y)
+    """
+    start = random_start(x, eps, generator, norm)
+    with eval_mode(model):
+        return sign_ascent(model, x, cross_entropy(y), eps, steps, step_size, x_init=start, norm=norm)
+
+
+@ATTACKS.register("pgd")
+class PGD(Attack):
+    """PGD with cross-entropy loss ("Towards Deep Learning Models Resistant to Adversarial
+    Attacks", Madry et al., ICLR 2018). Threat models: Linf, L2.
+
+    Each restart starts uniformly at random in the eps ball and takes `steps` steps of
+    `step_ratio * eps` (signed gradient for Linf, normalised gradient for L2). Per example the
+    result is the first iterate, over steps and restarts, that the model misclassifies; a
+    point misclassified when clean keeps x; a point never fooled gets the last restart's
+    final iterate. Restart r's start is the r-th draw of a CPU generator seeded with `seed`
+    at each call, so more steps or more restarts with the same seed never leave more points
+    robust. Subclasses change the loss by overriding `objective`.
+
+    Arguments (`PGD.Config`):
+        steps (int): ascent steps per restart. Default 50.
+        restarts (int): random restarts. Default 1.
+        step_ratio (float): step size as a fraction of eps. Default 0.25.
+        norm (str): "Linf" or "L2". Default "Linf".
+        seed (int): seed of the random starts. Default 0.
+
+    Shape:
+        x: (B, C, H, W) in [0, 1]; y: (B,) labels; returns x_adv (B, C, H, W).
+
+    Example:
+        >>> attack = PGD(steps=20, restarts=2)
+        >>> x_adv = attack(model, x, y, eps=8 / 255)
+    """
+
+    name = "pgd"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(AttackConfig):
+        steps: int = 50
+        restarts: int = 1
+        step_ratio: float = 0.25
+
+        def __post_init__(self):
+            check_norm(self.norm)
+            require(self.steps >= 0, f"steps = {self.steps} is negative", "use steps >= 0")
+            require(self.restarts >= 1, f"restarts = {self.restarts} is below 1", "use restarts >= 1")
+            require(self.step_ratio > 0, f"step_ratio = {self.step_ratio} is not positive", "use e.g. 0.25")
+
+    def objective(self, y: torch.Tensor) -> Objective:
+        """The loss the attack maximises for labels `y`: cross-entropy."""
+        return cross_entropy(y)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+        cfg = self.config
+        generator = torch.Generator().manual_seed(cfg.seed)
+        objective = self.objective(y)
+        x_adv = x.clone()
+        with torch.no_grad():
+            robust = model(x).argmax(dim=1) == y
+        for _ in range(cfg.restarts):
+            start = random_start(x, eps, generator, cfg.norm)
+            if not robust.any():
+                break
+            # Points already fooled start at their adversarial example, so they stop at once.
+            x_init = torch.where(_rows(robust, x), start, x_adv)
+            out = sign_ascent(
+                model, x, objective, eps, cfg.steps, cfg.step_ratio * eps, x_init=x_init, norm=cfg.norm, y=y
+            )
+            x_adv = torch.where(_rows(robust, x), out, x_adv)
+            with torch.no_grad():
+                robust = robust & (model(out).argmax(dim=1) == y)
+        return x_adv

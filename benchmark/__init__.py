@@ -1,0 +1,1 @@
+"""atbench: a benchmark suite with a standardized leaderboard for adversarial-training defenses."""

@@ -1,0 +1,137 @@
+"""The `atbench` console script: thin wrappers over the library functions."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from benchmark.errors import AtbenchError
+
+DEFAULT_TRACK = "mnist5k-cnn"
+log = logging.getLogger("atbench")
+
+
+def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
+    p.add_argument("--track", default=DEFAULT_TRACK, help=f"track id (default: {DEFAULT_TRACK}); see `atbench ls tracks`")
+    if defenses:
+        p.add_argument("--defense", action="append", dest="defenses", metavar="NAME",
+                       help="defense id, repeatable (default: every registered defense)")
+        p.add_argument("--seed", action="append", type=int, dest="seeds", metavar="K", help="training seed, repeatable (default: 0)")
+        p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default: cpu)")
+        p.add_argument("--data-dir", default=None, help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
+        p.add_argument("--runs-dir", default="runs", help="where checkpoints, logs and records go (default: runs)")
+        p.add_argument("--protocol", default=None, metavar="ID_OR_PATH",
+                       help="evaluate under this protocol (an id or a .toml file) instead of the track's")
+    p.add_argument("--records-dir", default="leaderboard/records", help="published records (default: leaderboard/records)")
+    p.add_argument("--boards-dir", default="leaderboard/boards", help="boards (default: leaderboard/boards)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `atbench`."""
+    parser = argparse.ArgumentParser(prog="atbench", description="Benchmark adversarial-training defenses under one "
+                                     "training harness and a fixed, versioned attack protocol.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _common(sub.add_parser("run", help="train + evaluate every (defense, seed) on a track, then write the board"))
+    _common(sub.add_parser("train", help="train (or resume) without evaluating"))
+    _common(sub.add_parser("eval", help="evaluate trained runs under the track's protocol and publish the records"))
+    _common(sub.add_parser("leaderboard", help="rebuild a track's board from its published records"), defenses=False)
+    ls = sub.add_parser("ls", help="list registered names")
+    ls.add_argument("what", nargs="?", default="all", choices=["all", "defenses", "attacks", "tracks", "datasets", "models", "protocols"])
+    return parser
+
+
+def _jobs(args):
+    from benchmark.registry import DEFENSES, TRACKS
+    from benchmark.runner import check_device, check_supports, default_defenses, run_dir_for
+
+    track = TRACKS.get(args.track)
+    check_device(args.device)
+    classes = [DEFENSES.get(n) for n in (args.defenses or default_defenses())]
+    for cls in classes:
+        check_supports(cls, track)
+    return track, [(cls(), seed, run_dir_for(args.runs_dir, track.name, cls.name, seed))
+                   for cls in classes for seed in (args.seeds or [0])]
+
+
+def cmd_run(args) -> None:
+    from benchmark.runner import run
+
+    paths = run(args.track, args.defenses, tuple(args.seeds or [0]), args.device, args.runs_dir,
+                args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol)
+    print("\n".join(str(p) for p in paths))
+
+
+def cmd_train(args) -> None:
+    from benchmark.runner import train_step
+
+    track, jobs = _jobs(args)
+    for defense, seed, run_dir in jobs:
+        result = train_step(track, defense, seed, run_dir, args.device, args.data_dir, not args.quiet)
+        print(f"{defense.name} seed {seed}: {result.checkpoint} (epoch {result.best_epoch}, "
+              f"val robust {result.best_val_robust_acc:.3f})")
+
+
+def cmd_eval(args) -> None:
+    import json
+    from pathlib import Path
+
+    from benchmark.runner import evaluate_step, publish
+    from benchmark.train import TrainResult
+
+    track, jobs = _jobs(args)
+    for defense, seed, run_dir in jobs:
+        done = Path(run_dir) / "train.json"
+        if not done.is_file():
+            raise AtbenchError(f"{defense.name} seed {seed} has no trained model in {run_dir}",
+                               f"run `atbench train --track {track.name} --defense {defense.name} --seed {seed}` first")
+        result = TrainResult(**json.loads(done.read_text()))
+        record = evaluate_step(track, defense, seed, Path(run_dir), result, args.device, args.data_dir,
+                               not args.quiet, args.protocol)
+        publish(record, args.records_dir, track.name, defense.name, seed)
+        print(record)
+
+
+def cmd_leaderboard(args) -> None:
+    from benchmark.registry import TRACKS
+    from leaderboard.build import write_board
+
+    TRACKS.get(args.track)
+    print("\n".join(str(p) for p in write_board(args.records_dir, args.track, args.boards_dir)))
+
+
+def cmd_ls(args) -> None:
+    from benchmark.protocol import PROTOCOL_DIR
+    from benchmark.registry import ATTACKS, DATASETS, DEFENSES, MODELS, TRACKS
+
+    kinds = {"defenses": DEFENSES.names, "attacks": ATTACKS.names, "tracks": TRACKS.names,
+             "datasets": DATASETS.names, "models": MODELS.names,
+             "protocols": lambda: sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))}
+    for kind, names in kinds.items():
+        if args.what in ("all", kind):
+            print(f"{kind}: {', '.join(names())}")
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "leaderboard": cmd_leaderboard, "ls": cmd_ls}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `atbench` console script. Returns the exit code: 0 on success,
+    2 on a user error (one message naming the problem and the fix, no traceback)."""
+    args = build_parser().parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="atbench: %(message)s")
+    logging.getLogger("auto-attack").setLevel(logging.ERROR)
+    try:
+        COMMANDS[args.command](args)
+    except AtbenchError as exc:
+        print(f"atbench: error: {exc.problem}\n  fix: {exc.fix}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("atbench: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Run a protocol on a model: per-example flags for every (attack, eps), then aggregates.
+
+The flags are the primary result; every number of the record (per attack, worst case,
+per class) is derived from them by `aggregate`. Eps are evaluated in increasing order and
+each attack attacks only the points it has not broken at a smaller eps (an adversarial
+example inside a smaller ball lies inside every larger one). Finished (attack, eps) pairs
+are saved to a state file, so a killed evaluation resumes without redoing them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from benchmark.errors import AtbenchError
+from benchmark.io import atomic_write_text, sha256_bytes
+from benchmark.protocol import Protocol, build_attack
+
+log = logging.getLogger(__name__)
+CHUNK = 1000
+
+
+def select_test_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded, class-stratified subset of `n` test indices (sorted). Classes get n // K
+    points each; the remainder goes to the lowest class ids."""
+    classes = np.unique(labels)
+    if n > len(labels):
+        raise AtbenchError(f"protocol asks for {n} test points but the test split has {len(labels)}",
+                           "lower test_subset.n in the protocol file (and bump its version)")
+    rng = np.random.default_rng(seed)
+    per_class = [n // len(classes) + (i < n % len(classes)) for i in range(len(classes))]
+    picked = []
+    for c, k in zip(classes, per_class):
+        members = np.flatnonzero(labels == c)
+        if k > len(members):
+            raise AtbenchError(f"class {c} has only {len(members)} test points, the protocol needs {k}",
+                               "lower test_subset.n in the protocol file (and bump its version)")
+        picked.append(rng.permutation(members)[:k])
+    return np.sort(np.concatenate(picked))
+
+
+def flag_key(column: str, eps: str) -> str:
+    """The name of one (attack column, eps) flag array."""
+    return f"{column}@{eps}"
+
+
+@torch.no_grad()
+def predict_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Boolean array: the model's top-1 prediction equals the label, in eval mode."""
+    model.eval()
+    out = []
+    for xb, yb in zip(x.split(CHUNK), y.split(CHUNK)):
+        logits = model(xb.to(device))
+        if logits.dim() != 2 or logits.shape[0] != len(xb):
+            raise AtbenchError(f"model output has shape {tuple(logits.shape)}, expected (batch, classes)",
+                               "the model must return one logit vector per input")
+        out.append((logits.argmax(1).cpu() == yb).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+
+def _attack_survivors(model, attack, x, y, eps_value, alive, device) -> np.ndarray:
+    robust = np.zeros(len(y), dtype=bool)
+    idx = np.flatnonzero(alive)
+    for chunk in np.array_split(idx, max(1, int(np.ceil(len(idx) / CHUNK)))):
+        if len(chunk) == 0:
+            continue
+        xb, yb = x[chunk].to(device), y[chunk].to(device)
+        x_adv = attack(model, xb, yb, eps_value)
+        robust[chunk] = predict_correct(model, x_adv, y[chunk], device)
+    return robust
+
+
+class EvalState:
+    """Finished (attack, eps) flags on disk, keyed by what determines them."""
+
+    def __init__(self, path: Path | None, key: str):
+        self.path, self.key, self.flags = path, key, {}
+        if path is not None and path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                saved = {}
+            if saved.get("key") == key:
+                self.flags = {k: np.array(v, dtype=bool) for k, v in saved["flags"].items()}
+                self.runtimes = saved.get("runtimes", {})
+        self.runtimes = getattr(self, "runtimes", {})
+
+    def save(self, name: str, flags: np.ndarray, seconds: float) -> None:
+        self.flags[name] = flags
+        self.runtimes[name] = seconds
+        if self.path is not None:
+            body = {"key": self.key, "runtimes": self.runtimes,
+                    "flags": {k: v.astype(int).tolist() for k, v in self.flags.items()}}
+            atomic_write_text(self.path, json.dumps(body, sort_keys=True))
+
+
+def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
+                 device: str | torch.device = "cpu", state_path: str | Path | None = None,
+                 state_key: str = "", progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Evaluate `model` on (x, y) under every (attack, eps) of `protocol`.
+
+    Returns the flags (`"clean"` and `"<column>@<eps>"` -> bool array) and the seconds each
+    (attack, eps) took. With `state_path`, finished pairs are saved and reused on a re-run
+    with the same `state_key`.
+    """
+    device = torch.device(device)
+    state = EvalState(Path(state_path) if state_path else None, state_key)
+    clean = predict_correct(model, x, y, device)
+    pairs = [(c, e) for c in protocol.columns for e in protocol.eps]
+    bar = tqdm(pairs, desc="evaluate", disable=not progress, unit="attack", leave=False)
+    for column, eps in bar:
+        name = flag_key(column.column, eps)
+        bar.set_postfix_str(name)
+        if name in state.flags:
+            continue
+        previous = [flag_key(column.column, e) for e in protocol.eps[: protocol.eps.index(eps)]]
+        alive = state.flags[previous[-1]] if previous else clean
+        t0 = time.perf_counter()
+        robust = _attack_survivors(model, build_attack(column, protocol), x, y, protocol.eps_value(eps), alive, device)
+        state.save(name, robust & alive, time.perf_counter() - t0)
+        log.info("%s: robust accuracy %.3f", name, state.flags[name].mean())
+    flags = {"clean": clean}
+    flags.update({flag_key(c.column, e): state.flags[flag_key(c.column, e)] for c, e in pairs})
+    return flags, dict(state.runtimes)
+
+
+def _class_means(flags: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
+    return [float(flags[labels == k].mean()) if (labels == k).any() else 0.0 for k in range(num_classes)]
+
+
+def aggregate(flags: dict[str, np.ndarray], labels: np.ndarray, protocol: Protocol, num_classes: int) -> dict:
+    """Every number of the record, derived from the per-example flags: per-attack robust
+    accuracy (groups such as Temperature-PGD also as their per-example worst case), the worst
+    case over attacks per eps, per-class accuracies and class-wise summaries."""
+    columns = [c.column for c in protocol.columns]
+    groups = protocol.groups()
+    per_attack: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns}
+    per_attack.update({g: {} for g in groups})
+    worst: dict[str, np.ndarray] = {}
+    for eps in protocol.eps:
+        for c in columns:
+            per_attack[c][eps] = flags[flag_key(c, eps)]
+        for g, members in groups.items():
+            per_attack[g][eps] = np.logical_and.reduce([flags[flag_key(m, eps)] for m in members])
+        worst[eps] = np.logical_and.reduce([flags["clean"]] + [flags[flag_key(c, eps)] for c in columns])
+    classwise = {}
+    for eps in protocol.eps:
+        accs = np.array(_class_means(worst[eps], labels, num_classes))
+        classwise[eps] = {
+            "worst_class": int(accs.argmin()), "worst_class_acc": float(accs.min()),
+            "best_class": int(accs.argmax()), "best_class_acc": float(accs.max()),
+            "spread": float(accs.max() - accs.min()), "std": float(accs.std()),
+        }
+    return {
+        "clean_acc": float(flags["clean"].mean()),
+        "robust_acc": {a: {e: float(f.mean()) for e, f in cols.items()} for a, cols in per_attack.items()},
+        "worst_case": {e: float(f.mean()) for e, f in worst.items()},
+        "per_class": {
+            "n": [int((labels == k).sum()) for k in range(num_classes)],
+            "clean_acc": _class_means(flags["clean"], labels, num_classes),
+            "robust_acc": {a: {e: _class_means(f, labels, num_classes) for e, f in cols.items()}
+                           for a, cols in per_attack.items()},
+            "worst_case": {e: _class_means(f, labels, num_classes) for e, f in worst.items()},
+        },
+        "classwise": classwise,
+    }
+
+
+def flags_npz_bytes(flags: dict[str, np.ndarray], labels: np.ndarray, indices: np.ndarray) -> bytes:
+    """The flags file's bytes (deterministic: uncompressed, fixed key order)."""
+    import io
+
+    buf = io.BytesIO()
+    arrays = {k: flags[k].astype(bool) for k in sorted(flags)}
+    np.savez(buf, labels=labels.astype(np.int64), indices=indices.astype(np.int64), **arrays)
+    return buf.getvalue()
+
+
+def flags_sha256(data: bytes) -> str:
+    """sha256 of a flags file's bytes."""
+    return sha256_bytes(data)

@@ -1,0 +1,99 @@
+"""Atomic writes, hashing and weights-only checkpoint loading."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import AtbenchError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename, so a crash never
+    leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Atomically write UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dumps_json(obj: Any) -> str:
+    """Canonical JSON text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write `obj` as canonical JSON."""
+    atomic_write_text(path, dumps_json(obj))
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's contents."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """Hex sha256 of the canonical JSON form of `obj`."""
+    return sha256_bytes(dumps_json(obj).encode("utf-8"))
+
+
+def save_checkpoint(path: str | Path, state: dict) -> str:
+    """Atomically save a checkpoint (tensors, numbers, strings, lists, dicts only, so it
+    loads with `weights_only=True`). Returns its sha256."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return sha256_bytes(data)
+
+
+def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> dict:
+    """Load a checkpoint with `weights_only=True`, checking its sha256 when one is given."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise AtbenchError(f"checkpoint {path} does not exist", "check the path, or re-run training")
+    data = path.read_bytes()
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
+        raise AtbenchError(
+            f"checkpoint {path} fails its sha256 check (file changed or corrupted)",
+            "delete it and re-run `atbench run` to retrain, or restore the original file",
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for unsafe or broken files
+        raise AtbenchError(
+            f"checkpoint {path} cannot be loaded safely: {type(exc).__name__}",
+            "only weights-only checkpoints (tensors and plain containers) are accepted; "
+            "re-save it with torch.save(model.state_dict(), path)",
+        ) from exc

@@ -1,0 +1,198 @@
+"""The job grid (defenses x seeds on a track) and its local executor.
+
+Each step writes its output atomically into `runs/<track>/<defense>/seed<k>/` and is skipped
+on a re-run when its output exists and the hashes of its inputs match, so an interrupted run
+resumes where it stopped and a finished one re-trains nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.data import load_dataset
+from benchmark.errors import AtbenchError
+from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_test_subset
+from benchmark.io import atomic_write_bytes, atomic_write_json, load_checkpoint, sha256_bytes, sha256_json
+from benchmark.models import build_model
+from benchmark.protocol import Protocol, load_protocol
+from benchmark.provenance import device_name, git_state, package_versions, utc_now
+from benchmark.registry import ATTACKS, DEFENSES, TRACKS
+from benchmark.train import TrainResult, effective_track, train, train_key
+from benchmark.tracks import Track
+from defenses.base import Defense
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+
+
+def run_dir_for(runs_dir: str | Path, track: str, defense: str, seed: int) -> Path:
+    """Where one (track, defense, seed) job writes its outputs."""
+    return Path(runs_dir) / track / defense / f"seed{seed}"
+
+
+def record_name(defense: str, seed: int) -> str:
+    """Base file name of a published record (`<name>.json`, `<name>.flags.npz`)."""
+    return f"{defense}-seed{seed}"
+
+
+def train_step(track: Track, defense: Defense, seed: int, run_dir: Path, device: str,
+               data_dir: str | None, progress: bool) -> TrainResult:
+    """Train unless `train.json` shows a finished run with the same inputs."""
+    done = run_dir / "train.json"
+    key = train_key(track, defense, seed)
+    if done.is_file():
+        result = TrainResult(**json.loads(done.read_text()))
+        if result.train_key == key and Path(result.checkpoint).is_file():
+            log.info("%s seed %d: trained already, skipping", defense.name, seed)
+            return result
+    result = train(track, defense, seed, run_dir, device=device, data_dir=data_dir, progress=progress)
+    atomic_write_json(done, result.__dict__)
+    return result
+
+
+def load_trained_model(track: Track, defense: Defense, result: TrainResult, data_dir: str | None,
+                       device: str) -> torch.nn.Module:
+    """Rebuild the architecture, load the selected checkpoint (weights only, sha256 checked),
+    calibrate on the validation split and return the deployed (wrapped) model."""
+    bundle = load_dataset(track.dataset, data_dir)
+    model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
+    model.load_state_dict(load_checkpoint(result.checkpoint, result.checkpoint_sha256)["model"])
+    model.to(device).eval()
+    val = bundle.val
+    defense.calibrate(model, lambda: zip(val.x.split(500), val.y.split(500)))
+    return defense.wrap(model).eval()
+
+
+def make_record(track: Track, defense: Defense, seed: int, protocol: Protocol, summary: dict,
+                flags_file: str, flags_sha: str, result: TrainResult, eval_seconds: float,
+                data_sha: str, subset_sha: str, device: str, class_names: tuple[str, ...]) -> dict:
+    """Assemble the record (docs/record-format.md) from aggregates and provenance."""
+    commit, dirty = git_state()
+    eff = effective_track(track, defense)
+    return {
+        "schema_version": SCHEMA_VERSION, "track": track.name, "seed": seed,
+        "defense": {
+            "id": defense.name, "config": defense.config_dict(), "paper": defense.meta.paper,
+            "venue": defense.meta.venue, "link": defense.meta.link, "fidelity": defense.meta.fidelity,
+            "randomized": defense.meta.randomized, "recipe_overrides": dict(defense.recipe_overrides),
+        },
+        "architecture": eff.model,
+        "protocol": protocol.summary(),
+        "attacks": {c.column: repr(ATTACKS.get(c.attack)(**c.settings)) for c in protocol.columns},
+        "num_classes": len(class_names), "class_names": list(class_names),
+        **summary,
+        "flags": {"file": flags_file, "sha256": flags_sha},
+        "runtime_s": {"train": round(result.runtime_s, 3), "eval": round(eval_seconds, 3)},
+        "provenance": {
+            "atbench_version": package_versions()["atbench"], "git_commit": commit, "git_dirty": dirty,
+            "packages": package_versions(), "python": platform.python_version(),
+            "device": device_name(torch.device(device)),
+            "seeds": {"train": seed, "test_subset": protocol.subset_seed},
+            "data_sha256": data_sha, "test_subset_sha256": subset_sha,
+            "checkpoint_sha256": result.checkpoint_sha256, "utc_time": utc_now(),
+        },
+    }
+
+
+def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, result: TrainResult,
+                  device: str, data_dir: str | None, progress: bool, protocol: str | None = None) -> Path:
+    """Evaluate the trained model under the track's protocol (or the protocol file given) and
+    write `record.json` and the flags file, unless a record for the same checkpoint and
+    protocol exists."""
+    protocol = load_protocol(protocol or track.protocol)
+    eval_key = sha256_json({"checkpoint": result.checkpoint_sha256, "protocol": protocol.sha256,
+                            "defense": defense.config_dict()})
+    record_path, key_path = run_dir / "record.json", run_dir / "eval_key.txt"
+    if record_path.is_file() and key_path.is_file() and key_path.read_text() == eval_key:
+        log.info("%s seed %d: evaluated already, skipping", defense.name, seed)
+        return record_path
+    bundle = load_dataset(track.dataset, data_dir)
+    model = load_trained_model(track, defense, result, data_dir, device)
+    labels = bundle.test.y.numpy()
+    indices = select_test_subset(labels, protocol.n_examples, protocol.subset_seed)
+    x, y = bundle.test.x[indices], bundle.test.y[indices]
+    t0 = time.perf_counter()
+    flags, _ = run_protocol(model, protocol, x, y, device=device, state_path=run_dir / "eval_state.json",
+                            state_key=eval_key, progress=progress)
+    seconds = time.perf_counter() - t0
+    flags_bytes = flags_npz_bytes(flags, labels[indices], indices)
+    flags_file = f"{record_name(defense.name, seed)}.flags.npz"
+    atomic_write_bytes(run_dir / flags_file, flags_bytes)
+    record = make_record(track, defense, seed, protocol, aggregate(flags, labels[indices], protocol, bundle.num_classes),
+                         flags_file, sha256_bytes(flags_bytes), result, seconds, bundle.sha256,
+                         sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), device, bundle.class_names)
+    from leaderboard.schema import validate_record
+
+    validate_record(record, str(record_path))
+    atomic_write_json(record_path, record)
+    atomic_write_bytes(key_path, eval_key.encode())
+    return record_path
+
+
+def publish(record_path: Path, records_dir: str | Path, track: str, defense: str, seed: int) -> None:
+    """Copy a record and its flags into `<records_dir>/<track>/` (atomically; unchanged bytes
+    when nothing changed)."""
+    record = json.loads(record_path.read_text())
+    target = Path(records_dir) / track
+    name = record_name(defense, seed)
+    atomic_write_bytes(target / f"{name}.json", record_path.read_bytes())
+    flags = record_path.parent / record["flags"]["file"]
+    atomic_write_bytes(target / flags.name, flags.read_bytes())
+
+
+def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[int, ...] = (0,),
+        device: str = "cpu", runs_dir: str = "runs", records_dir: str = "leaderboard/records",
+        boards_dir: str = "leaderboard/boards", data_dir: str | None = None, progress: bool = True,
+        protocol: str | None = None) -> list[Path]:
+    """Train and evaluate every (defense, seed) on a track, publish the records and write
+    the board. `protocol` replaces the track's protocol (an id or a .toml path). Returns the
+    board files."""
+    from leaderboard.build import write_board
+
+    track: Track = TRACKS.get(track_name)
+    names = defense_names or default_defenses()
+    defenses = [DEFENSES.get(n) for n in names]
+    load_protocol(protocol or track.protocol)
+    load_dataset(track.dataset, data_dir)
+    check_device(device)
+    for cls in defenses:
+        check_supports(cls, track)
+    for cls in defenses:
+        for seed in seeds:
+            defense = cls()
+            run_dir = run_dir_for(runs_dir, track.name, defense.name, seed)
+            log.info("%s seed %d on %s", defense.name, seed, track.name)
+            result = train_step(track, defense, seed, run_dir, device, data_dir, progress)
+            record_path = evaluate_step(track, defense, seed, run_dir, result, device, data_dir, progress, protocol)
+            publish(record_path, records_dir, track.name, defense.name, seed)
+    return write_board(records_dir, track.name, boards_dir)
+
+
+def default_defenses() -> list[str]:
+    """The defenses `atbench run` trains when none is named: every registered one."""
+    return DEFENSES.names()
+
+
+def check_supports(cls: type[Defense], track: Track) -> None:
+    """Raise if the defense declares architectures and the track's is not among them."""
+    archs = cls.meta.architectures
+    if archs is not None and track.model not in archs:
+        raise AtbenchError(f"defense {cls.name!r} does not support architecture {track.model!r} of track {track.name!r}",
+                           f"run it on a track with one of: {', '.join(archs)}")
+
+
+def check_device(device: str) -> None:
+    """Raise if `device` cannot be used here."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise AtbenchError(f"unknown device {device!r}", "use cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AtbenchError(f"device {device!r} requested but no CUDA GPU is available", "use --device cpu")
+

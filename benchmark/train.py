@@ -1,0 +1,243 @@
+"""The reference training harness: one loop for every defense (device-agnostic, GPU-first).
+
+The harness owns the loop, optimiser, schedule, mixed precision, EMA, checkpoints, seeds and
+logs; the defense owns only its loss. The checkpoint kept is the one with the best robust
+accuracy on the validation split (never the test set), ties broken by clean accuracy. Training resumes from `last.pt`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from attacks.pgd import pgd_train_examples
+from benchmark.data import DataBundle, Split, augment, iterate_batches, load_dataset
+from benchmark.errors import AtbenchError
+from benchmark.io import atomic_write_text, load_checkpoint, save_checkpoint, sha256_json
+from benchmark.models import build_model
+from benchmark.tracks import Track
+from defenses.base import Defense, TrainContext
+
+log = logging.getLogger(__name__)
+HARNESS_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What training produced: the selected checkpoint and how it was chosen."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    best_epoch: int
+    best_val_robust_acc: float
+    best_val_clean_acc: float
+    epochs: int
+    runtime_s: float
+    train_key: str
+
+
+def effective_track(track: Track, defense: Defense) -> Track:
+    """The track with the defense's disclosed recipe overrides applied."""
+    return track.with_overrides(defense.recipe_overrides)
+
+
+def train_key(track: Track, defense: Defense, seed: int) -> str:
+    """Hash of everything that determines the trained weights."""
+    return sha256_json({
+        "harness": HARNESS_VERSION, "track": effective_track(track, defense).to_dict(),
+        "defense": defense.name, "config": defense.config_dict(), "seed": seed,
+    })
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded explicitly (never from the clock)."""
+    return torch.Generator().manual_seed(seed)
+
+
+def make_optimizer(track: Track, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam, as the track says."""
+    if track.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=track.lr, momentum=track.momentum,
+                               weight_decay=track.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=track.lr, weight_decay=track.weight_decay)
+
+
+def lr_factor(track: Track, progress: float) -> float:
+    """Learning-rate multiplier at `progress` in [0, 1] of training."""
+    if track.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if track.schedule == "piecewise":
+        return 0.1 ** sum(progress >= m for m in track.milestones)
+    return 1.0
+
+
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, for parameters; buffers are copied."""
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy of `model` on (x, y), in eval mode."""
+    model.eval()
+    correct = sum((model(xb).argmax(1) == yb).sum().item()
+                  for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
+    return correct / max(1, len(y))
+
+
+def validate(model: nn.Module, val: Split, track: Track, device: torch.device, seed: int) -> tuple[float, float]:
+    """Clean and PGD robust accuracy at the track's eps on the first `val_size` validation points."""
+    x, y = val.x[: track.val_size].to(device), val.y[: track.val_size].to(device)
+    clean = accuracy(model, x, y)
+    gen = seeded_generator(seed)
+    x_adv = torch.cat([
+        pgd_train_examples(model, xb, yb, track.eps, track.val_attack_steps, track.step_ratio * track.eps, gen)
+        for xb, yb in zip(x.split(500), y.split(500))
+    ])
+    return clean, accuracy(model, x_adv, y)
+
+
+class _Run:
+    """The mutable state of one training run, saved in `last.pt` after every epoch."""
+
+    def __init__(self, track: Track, defense: Defense, bundle: DataBundle, seed: int, device: torch.device):
+        torch.manual_seed(seed)
+        self.model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std).to(device)
+        self.ema = copy.deepcopy(self.model) if track.ema_decay else None
+        self.optimizer = make_optimizer(track, self.model)
+        self.shuffle_gen = seeded_generator(seed)
+        self.defense_gen = seeded_generator(seed + 1)
+        self.augment_gen = seeded_generator(seed + 2)
+        self.epoch = 0
+        self.step = 0
+        self.best = {"epoch": -1, "robust": -1.0, "clean": -1.0, "sha256": ""}
+        self.history: list[dict] = []
+
+    def eval_model(self) -> nn.Module:
+        return self.ema if self.ema is not None else self.model
+
+    def state(self, key: str) -> dict:
+        return {
+            "train_key": key, "epoch": self.epoch, "step": self.step, "best": dict(self.best),
+            "history": json.dumps(self.history), "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            "gens": [g.get_state() for g in (self.shuffle_gen, self.defense_gen, self.augment_gen)],
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        for g, s in zip((self.shuffle_gen, self.defense_gen, self.augment_gen), state["gens"]):
+            g.set_state(s)
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.best = dict(state["best"])
+        self.history = json.loads(state["history"])
+
+
+def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
+                 device: torch.device, total_steps: int, progress: bool) -> float:
+    run.model.train()
+    eps = track.eps_at(run.epoch)
+    use_defense = run.epoch >= track.burn_in_epochs
+    autocast = device.type == "cuda"
+    losses = []
+    batches = iterate_batches(bundle.train, track.batch_size, shuffle=True, generator=run.shuffle_gen)
+    n_batches = math.ceil(len(bundle.train.y) / track.batch_size)
+    bar = tqdm(batches, total=n_batches, desc=f"{defense.name} epoch {run.epoch + 1}/{track.epochs}",
+               leave=False, disable=not progress, unit="batch")
+    for x, y in bar:
+        x = augment(x, track.augmentation, run.augment_gen).to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        for group in run.optimizer.param_groups:
+            group["lr"] = track.lr * lr_factor(track, run.step / max(1, total_steps))
+        ctx = TrainContext(epoch=run.epoch, step=run.step, device=device, eps=eps,
+                           attack_steps=track.attack_steps, step_size=track.step_ratio * eps,
+                           num_classes=bundle.num_classes, generator=run.defense_gen, norm=track.norm)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            if use_defense:
+                loss = defense.loss(run.model, x, y, ctx)
+            else:
+                loss = nn.functional.cross_entropy(run.model(x), y)
+        if not torch.isfinite(loss):
+            raise AtbenchError(
+                f"training loss of defense {defense.name!r} became {loss.item()} at epoch "
+                f"{run.epoch + 1}, step {run.step}",
+                "lower the learning rate or set grad clipping in the defense's recipe_overrides; "
+                "finished epochs are kept and a re-run resumes from the last checkpoint",
+            )
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if track.grad_clip:
+            nn.utils.clip_grad_norm_(run.model.parameters(), track.grad_clip)
+        run.optimizer.step()
+        if run.ema is not None:
+            update_ema(run.ema, run.model, track.ema_decay)
+        run.step += 1
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}", eps=f"{eps:.3g}")
+    return sum(losses) / max(1, len(losses))
+
+
+def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device: str | torch.device = "cpu",
+          data_dir: str | None = None, progress: bool = True) -> TrainResult:
+    """Train `defense` on `track` with `seed`, writing into `run_dir`.
+
+    Writes `last.pt` (full state, every epoch), `best.pt` (the weights with the best
+    validation robust accuracy), and `train_log.jsonl` (per-epoch metrics), all atomically.
+    If `last.pt` exists for the same inputs, training resumes after its epoch.
+    """
+    run_dir = Path(run_dir)
+    device = torch.device(device)
+    track = effective_track(track, defense)
+    key = train_key(track, defense, seed)
+    bundle = load_dataset(track.dataset, data_dir)
+    run = _Run(track, defense, bundle, seed, device)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if last_path.is_file():
+        state = load_checkpoint(last_path)
+        if state.get("train_key") == key:
+            run.restore(state)
+            log.info("resuming %s from epoch %d", defense.name, run.epoch)
+    total_steps = track.epochs * math.ceil(len(bundle.train.y) / track.batch_size)
+    start = time.perf_counter()
+    spent = sum(h["seconds"] for h in run.history)
+    while run.epoch < track.epochs:
+        t0 = time.perf_counter()
+        ctx = TrainContext(epoch=run.epoch, step=run.step, device=device, eps=track.eps_at(run.epoch),
+                           attack_steps=track.attack_steps, step_size=track.step_ratio * track.eps_at(run.epoch),
+                           num_classes=bundle.num_classes, generator=run.defense_gen, norm=track.norm)
+        defense.on_epoch_start(run.model, ctx)
+        mean_loss = _train_epoch(run, track, defense, bundle, device, total_steps, progress)
+        clean, robust = validate(run.eval_model(), bundle.val, track, device, seed)
+        if (robust, clean) > (run.best["robust"], run.best["clean"]):
+            sha = save_checkpoint(best_path, {"model": run.eval_model().state_dict(), "epoch": run.epoch})
+            run.best = {"epoch": run.epoch, "robust": robust, "clean": clean, "sha256": sha}
+        run.history.append({"epoch": run.epoch + 1, "loss": mean_loss, "train_eps": track.eps_at(run.epoch),
+                            "val_clean_acc": clean, "val_robust_acc": robust,
+                            "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
+        log.info("%s epoch %d/%d loss %.4f val clean %.3f robust %.3f", defense.name, run.epoch + 1,
+                 track.epochs, mean_loss, clean, robust)
+        run.epoch += 1
+        save_checkpoint(last_path, run.state(key))
+        atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in run.history))
+    return TrainResult(
+        checkpoint=str(best_path), checkpoint_sha256=run.best["sha256"], best_epoch=run.best["epoch"] + 1,
+        best_val_robust_acc=run.best["robust"], best_val_clean_acc=run.best["clean"], epochs=track.epochs,
+        runtime_s=spent + (time.perf_counter() - start), train_key=key,
+    )

@@ -1,0 +1,109 @@
+"""The defense interface: a defense owns its training objective and nothing else."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+FIDELITIES = ("reference", "our-reading")
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseMeta:
+    """Who proposed a defense and how faithful our implementation is.
+
+    Attributes:
+        paper: paper title.
+        venue: where it appeared, e.g. "ICLR 2018".
+        link: URL of the paper.
+        threat_models: norms it defends, e.g. ("Linf",).
+        fidelity: "reference" (matches the authors' code) or "our-reading" (the suite's
+            reading where code or details were unavailable; documented).
+        randomized: inference is stochastic, so the protocol adds EOT.
+        architectures: model names it supports; None means any.
+    """
+
+    paper: str
+    venue: str
+    link: str
+    threat_models: tuple[str, ...] = ("Linf",)
+    fidelity: str = "reference"
+    randomized: bool = False
+    architectures: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.fidelity not in FIDELITIES:
+            raise ValueError(f"fidelity must be one of {FIDELITIES}, not {self.fidelity!r}")
+
+
+@dataclasses.dataclass
+class TrainContext:
+    """What the harness tells a defense's loss about the current step.
+
+    Attributes:
+        epoch: current epoch (0-based).
+        step: global optimiser step (0-based).
+        device: the device the batch lives on.
+        eps: the training perturbation size at this epoch (after the track's ramp).
+        attack_steps: number of inner-maximisation steps the track allows.
+        step_size: inner-attack step size (the track's ratio times `eps`).
+        num_classes: number of classes.
+        generator: a seeded generator for the defense's random choices.
+        norm: the threat model's norm.
+    """
+
+    epoch: int
+    step: int
+    device: torch.device
+    eps: float
+    attack_steps: int
+    step_size: float
+    num_classes: int
+    generator: torch.Generator
+    norm: str = "Linf"
+
+
+class Defense:
+    """Base class of every defense.
+
+    Subclasses set `name`, `meta`, `Config` (a frozen dataclass of hyperparameters whose
+    defaults are the paper's values) and implement `loss`. Optional hooks:
+    `on_epoch_start`, `calibrate`, `wrap`; `recipe_overrides` disclose any change to the
+    track's training recipe and appear in the record and on the board.
+    """
+
+    name: ClassVar[str] = "defense"
+    meta: ClassVar[DefenseMeta]
+    Config: ClassVar[type]
+    recipe_overrides: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Any | None = None):
+        self.config = config if config is not None else self.Config()
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
+        """The training loss for one batch, inner maximisation included."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
+        """Called by the harness before each epoch."""
+
+    def calibrate(self, model: nn.Module, val_batches: Callable[[], Iterable]) -> None:
+        """Called once after training with a factory of validation batches."""
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The deployed, inference-time model; identity by default."""
+        return model
+
+    def config_dict(self) -> dict[str, Any]:
+        """The resolved hyperparameters as a plain dict (for records and hashes)."""
+        return dataclasses.asdict(self.config)
+
+
+def register(cls: type[Defense]) -> type[Defense]:
+    """Class decorator: register a defense under its `name` in the DEFENSES registry."""
+    from benchmark.registry import DEFENSES
+
+    DEFENSES.add(cls.name, cls)
+    return cls

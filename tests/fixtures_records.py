@@ -1,0 +1,85 @@
+"""Valid schema_version-1 records built from a few numbers, for leaderboard and schema tests."""
+from __future__ import annotations
+
+import hashlib
+import statistics
+from typing import Sequence
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_record(
+    defense: str = "pgd-at",
+    seed: int = 0,
+    clean: float = 0.9,
+    robust: float = 0.5,
+    *,
+    track: str = "mnist5k-cnn",
+    protocol_id: str = "mnist5k-cnn-linf",
+    version: int = 1,
+    eps: Sequence[str] = ("0.1", "0.2", "0.3"),
+    primary: str = "0.3",
+    attacks: Sequence[str] = ("autoattack", "pgd"),
+    num_classes: int = 3,
+    class_gap: float = 0.1,
+    recipe_overrides: dict | None = None,
+) -> dict:
+    """A valid record. `robust` is the worst-case robust accuracy at the largest eps; smaller eps
+    get +0.05 per step (capped at `clean`); attack j is 0.01*j weaker than the first one; class c
+    deviates from the mean by up to `class_gap`, so the worst class is class 0."""
+    n_per = 100
+    wc: dict[str, float] = {}
+    for i, e in enumerate(eps):
+        wc[e] = min(clean, robust + 0.05 * (len(eps) - 1 - i))
+    robust_acc = {a: {e: min(clean, wc[e] + 0.01 * j) for e in eps} for j, a in enumerate(attacks)}
+    half = (num_classes - 1) / 2 or 1.0
+
+    def spread(v: float) -> list[float]:
+        return [min(1.0, max(0.0, v + class_gap * (c - half) / half)) for c in range(num_classes)]
+
+    pc_wc = {e: spread(wc[e]) for e in eps}
+    classwise = {}
+    for e in eps:
+        vals = pc_wc[e]
+        lo, hi = min(vals), max(vals)
+        classwise[e] = {"worst_class": vals.index(lo), "worst_class_acc": lo, "best_class": vals.index(hi),
+                        "best_class_acc": hi, "spread": hi - lo, "std": statistics.pstdev(vals)}
+    return {
+        "schema_version": 1,
+        "track": track,
+        "seed": seed,
+        "defense": {
+            "id": defense, "config": {"beta": 6.0, "steps": 10, "nested": {"a": [1, None]}},
+            "paper": f"Paper about {defense}", "venue": "ICLR 2018",
+            "link": f"https://example.org/{defense}", "fidelity": "reference", "randomized": False,
+            "recipe_overrides": dict(recipe_overrides or {}),
+        },
+        "architecture": "cnn-mnist",
+        "protocol": {"id": protocol_id, "version": version, "sha256": _sha(f"{protocol_id}/{version}"),
+                     "norm": "Linf", "eps": list(eps), "primary_eps": primary,
+                     "n_examples": n_per * num_classes},
+        "attacks": {a: f"{a.upper()}Config(seed=0)" for a in attacks},
+        "num_classes": num_classes,
+        "class_names": [str(c) for c in range(num_classes)],
+        "clean_acc": clean,
+        "robust_acc": robust_acc,
+        "worst_case": wc,
+        "per_class": {
+            "n": [n_per] * num_classes,
+            "clean_acc": spread(clean),
+            "robust_acc": {a: {e: spread(robust_acc[a][e]) for e in eps} for a in attacks},
+            "worst_case": pc_wc,
+        },
+        "classwise": classwise,
+        "flags": {"file": "flags.npz", "sha256": _sha(f"flags/{defense}/{seed}")},
+        "runtime_s": {"train": 12.5, "eval": 3},
+        "provenance": {
+            "atbench_version": "0.1.0", "git_commit": None, "git_dirty": False,
+            "packages": {"numpy": "2.0.0"}, "python": "3.11.7", "device": "cpu",
+            "seeds": {"train": seed, "protocol": 0}, "data_sha256": _sha("data"),
+            "test_subset_sha256": _sha("subset"), "checkpoint_sha256": _sha(f"ckpt/{defense}/{seed}"),
+            "utc_time": "2026-11-21T23:59:59Z",
+        },
+    }

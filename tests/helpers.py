@@ -1,0 +1,28 @@
+"""Small shared builders for tests: a tiny trained model and tiny protocols."""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.data import load_dataset
+from benchmark.models import build_model
+
+
+@functools.cache
+def tiny_standard_model(epochs: int = 3) -> torch.nn.Module:
+    """A cnn-tiny standard-trained for a few epochs on the synthetic data set (seeded)."""
+    bundle = load_dataset("synthetic")
+    torch.manual_seed(0)
+    model = build_model("cnn-tiny", bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        perm = torch.randperm(len(bundle.train.y), generator=gen)
+        for idx in perm.split(64):
+            loss = F.cross_entropy(model(bundle.train.x[idx]), bundle.train.y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()

@@ -1,0 +1,110 @@
+"""The AutoAttack adapter gives exactly pyautoattack's results, is never weaker than its first
+attack alone, and keeps pyautoattack quiet."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pyautoattack import AutoAttack
+from torch import nn
+
+from attacks import AutoAttackAdapter
+
+EPS = 0.05  # the tiny model keeps some but not all points robust at this Linf eps
+BATCH = 16  # below the number of points, so AutoAttack's batching is exercised
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: threading only adds overhead (a lot of it on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small MLP trained for 60 Adam steps on noisy 1x8x8 class prototypes (10 classes:
+    the standard version's 9 targets need them), and 32 test points."""
+    g = torch.Generator().manual_seed(0)
+    protos = torch.rand(10, 1, 8, 8, generator=g)
+
+    def draw(n):
+        y = torch.randint(0, 10, (n,), generator=g)
+        return (protos[y] + 0.6 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1), y
+
+    x_train, y_train = draw(256)
+    x, y = draw(32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        F.cross_entropy(model(x_train), y_train).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return model.eval(), x, y
+
+
+@pytest.fixture(scope="module")
+def adapter_adv(tiny):
+    model, x, y = tiny
+    return AutoAttackAdapter(seed=7, batch_size=BATCH)(model, x, y, EPS)
+
+
+def robust(model, x_adv, y):
+    with torch.no_grad():
+        return model(x_adv).argmax(dim=1) == y
+
+
+def test_matches_pyautoattack_called_directly(tiny, adapter_adv):
+    model, x, y = tiny
+    direct = AutoAttack(model, device=x.device, eps=EPS, norm="Linf", seed=7, version="standard")
+    direct_adv, _ = direct.run_standard_evaluation(x, y, batch_size=BATCH)
+    assert torch.equal(adapter_adv, direct_adv)
+    flags = robust(model, adapter_adv, y)
+    assert 0 < flags.sum() < robust(model, x, y).sum()  # the comparison is not vacuous
+
+
+def test_never_leaves_robust_a_point_that_apgd_ce_alone_breaks(tiny, adapter_adv):
+    model, x, y = tiny
+    apgd_ce = AutoAttack(model, attacks=["apgd-ce"], eps=EPS, norm="Linf", seed=7, version="custom")
+    apgd_ce.apgd.n_restarts = 1  # as in the standard version
+    ce_adv, _ = apgd_ce.run_standard_evaluation(x, y, batch_size=BATCH)
+    ce_flags, aa_flags = robust(model, ce_adv, y), robust(model, adapter_adv, y)
+    assert not (aa_flags & ~ce_flags).any()
+    assert aa_flags.sum() < ce_flags.sum()  # the later attacks add something here
+
+
+def test_quiet_and_restores_logging_and_tracing(tiny, caplog, capsys):
+    model, x, y = tiny
+    probabilities = nn.Sequential(model, nn.Softmax(dim=1)).eval()  # triggers AutoAttack's output check
+    logger = logging.getLogger("auto-attack")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+
+    def tracer(frame, event, arg):
+        return None
+
+    sys.settrace(tracer)  # pyautoattack's dynamic-defense check resets the trace function
+    try:
+        with caplog.at_level(logging.DEBUG):
+            AutoAttackAdapter()(probabilities, x[:8], y[:8], 0.3)
+        assert sys.gettrace() is tracer and logger.level == logging.INFO
+    finally:
+        sys.settrace(None)
+        logger.setLevel(level)
+    assert not [r for r in caplog.records if r.name == "auto-attack"]
+    assert capsys.readouterr() == ("", "")
+    with caplog.at_level(logging.WARNING, logger="auto-attack"):
+        AutoAttack(probabilities, eps=0.3, seed=0).run_standard_evaluation(x[:8], y[:8], batch_size=8)
+    assert any("probability" in r.getMessage() for r in caplog.records)  # it would have spoken
+
+
+def test_seed_is_explicit():
+    assert AutoAttackAdapter().config.seed == 0
+    assert "seed=0" in repr(AutoAttackAdapter())

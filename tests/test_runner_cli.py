@@ -1,0 +1,110 @@
+"""End to end on the tiny track: `atbench run` writes records and a board; a re-run retrains
+and re-evaluates nothing and rewrites byte-identical boards; user errors exit with code 2 and
+one message, never a traceback."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import benchmark.runner as runner
+from benchmark.cli import main
+from benchmark.io import sha256_file
+from leaderboard.schema import load_record, validate_record
+
+DEFENSES = ["standard", "pgd-at"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    kwargs = dict(runs_dir=str(root / "runs"), records_dir=str(root / "records"),
+                  boards_dir=str(root / "boards"), progress=False)
+    boards = runner.run("synthetic-tiny", DEFENSES, (0,), **kwargs)
+    return root, kwargs, boards
+
+
+def test_run_writes_valid_records_and_a_board(tiny_run):
+    root, _, boards = tiny_run
+    assert sorted(p.name for p in boards) == ["synthetic-tiny.json", "synthetic-tiny.md", "synthetic-tiny.png"]
+    for name in DEFENSES:
+        path = root / "records" / "synthetic-tiny" / f"{name}-seed0.json"
+        record = validate_record(load_record(path), str(path))
+        flags = path.parent / record["flags"]["file"]
+        assert sha256_file(flags) == record["flags"]["sha256"]
+        checkpoint = root / "runs" / "synthetic-tiny" / name / "seed0" / "best.pt"
+        assert sha256_file(checkpoint) == record["provenance"]["checkpoint_sha256"]
+    board = json.loads((root / "boards" / "synthetic-tiny.json").read_text())
+    assert [e["defense"] for e in board["entries"]] and board["primary_eps"] == "0.1"
+
+
+def test_rerun_retrains_nothing_and_rewrites_identical_boards(tiny_run, monkeypatch):
+    root, kwargs, boards = tiny_run
+    before = {p: p.read_bytes() for p in boards}
+    records_before = {p: p.read_bytes() for p in (root / "records").rglob("*") if p.is_file()}
+
+    def forbidden(*args, **kw):
+        raise AssertionError("a finished step ran again")
+
+    monkeypatch.setattr(runner, "train", forbidden)
+    monkeypatch.setattr(runner, "run_protocol", forbidden)
+    again = runner.run("synthetic-tiny", DEFENSES, (0,), **kwargs)
+    assert {p: p.read_bytes() for p in again} == before
+    assert {p: p.read_bytes() for p in (root / "records").rglob("*") if p.is_file()} == records_before
+
+
+def test_changed_checkpoint_fails_its_hash_check(tiny_run, tmp_path):
+    root, kwargs, _ = tiny_run
+    run_dir = root / "runs" / "synthetic-tiny" / "standard" / "seed0"
+    copy = tmp_path / "runs" / "synthetic-tiny" / "standard" / "seed0"
+    copy.mkdir(parents=True)
+    for f in run_dir.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    done = json.loads((copy / "train.json").read_text())
+    done["checkpoint"] = str(copy / "best.pt")
+    (copy / "train.json").write_text(json.dumps(done))
+    (copy / "eval_key.txt").unlink()
+    data = bytearray((copy / "best.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "best.pt").write_bytes(bytes(data))
+    code = main(["eval", "--track", "synthetic-tiny", "--defense", "standard", "-q",
+                 "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(tmp_path / "rec")])
+    assert code == 2
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["run", "--track", "mnist-huge"], "unknown track 'mnist-huge'"),
+    (["run", "--track", "synthetic-tiny", "--defense", "pgd-att"], "did you mean 'pgd-at'"),
+    (["train", "--track", "synthetic-tiny", "--defense", "nope"], "unknown defense 'nope'"),
+    (["run", "--track", "cifar10-prn18", "--defense", "standard", "--data-dir", "{tmp}/nowhere"],
+     "cifar-10-batches-py"),
+    (["run", "--track", "synthetic-tiny", "--protocol", "{tmp}/bad.toml"], "field 'version'"),
+    (["run", "--track", "synthetic-tiny", "--protocol", "{tmp}/unknown_attack.toml"], "unknown attack 'fgsm-plus'"),
+    (["run", "--track", "synthetic-tiny", "--device", "cuda"], "no CUDA GPU"),
+    (["leaderboard", "--track", "synthetic-tiny", "--records-dir", "{tmp}/empty"], "atbench run"),
+])
+def test_user_errors_exit_2_with_one_message(tmp_path, capsys, argv, expected):
+    good = (Path(runner.__file__).parent / "protocols" / "synthetic-tiny.toml").read_text()
+    (tmp_path / "bad.toml").write_text(good.replace("version = 1", 'version = "one"'))
+    (tmp_path / "unknown_attack.toml").write_text(good.replace('name = "cw"', 'name = "fgsm-plus"'))
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--runs-dir", str(tmp_path / "runs")]
+                if argv[0] != "leaderboard" else [a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err and "fix:" in err and "Traceback" not in err
+    assert err.count("atbench: error:") == 1
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--track", "nope"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown track 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ls_lists_everything(capsys):
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    for name in ("pgd-at", "autoattack", "mnist5k-cnn", "cifar10-prn18", "mnist5k", "cnn-mnist", "protocols:"):
+        assert name in out
