@@ -20,9 +20,9 @@ from benchmark.errors import AtbenchError
 from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_test_subset
 from benchmark.io import atomic_write_bytes, atomic_write_json, load_checkpoint, sha256_bytes, sha256_json
 from benchmark.models import build_model
-from benchmark.protocol import Protocol, load_protocol
+from benchmark.protocol import Protocol, build_attack, load_protocol
 from benchmark.provenance import device_name, git_state, package_versions, utc_now
-from benchmark.registry import ATTACKS, DEFENSES, TRACKS
+from benchmark.registry import DEFENSES, TRACKS
 from benchmark.train import TrainResult, effective_track, train, train_key
 from benchmark.tracks import Track
 from defenses.base import Defense
@@ -84,7 +84,7 @@ def make_record(track: Track, defense: Defense, seed: int, protocol: Protocol, s
         },
         "architecture": eff.model,
         "protocol": protocol.summary(),
-        "attacks": {c.column: repr(ATTACKS.get(c.attack)(**c.settings)) for c in protocol.columns},
+        "attacks": {c.column: repr(build_attack(c, protocol)) for c in protocol.columns},
         "num_classes": len(class_names), "class_names": list(class_names),
         **summary,
         "flags": {"file": flags_file, "sha256": flags_sha},

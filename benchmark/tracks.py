@@ -93,8 +93,8 @@ TRACKS.add(
     "mnist5k-cnn",
     Track(
         name="mnist5k-cnn", dataset="mnist5k", model="cnn-mnist", protocol="mnist5k-cnn",
-        epochs=15, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
-        schedule="cosine", milestones=(), norm="Linf", eps=0.3, eps_ramp_epochs=7,
+        epochs=20, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
+        schedule="constant", milestones=(), norm="Linf", eps=0.3, eps_ramp_epochs=8,
         attack_steps=10, step_ratio=0.25, augmentation="none", val_attack_steps=10, val_size=500,
     ),
 )

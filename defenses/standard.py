@@ -20,7 +20,7 @@ class Standard(Defense):
     name = "standard"
     Config = StandardConfig
     meta = DefenseMeta(
-        paper="Standard training (empirical risk minimisation)", venue="-", link="-",
+        paper="Standard training (empirical risk minimisation)", venue="-", link="",
         threat_models=(), fidelity="reference",
     )
 

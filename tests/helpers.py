@@ -26,3 +26,16 @@ def tiny_standard_model(epochs: int = 3) -> torch.nn.Module:
             loss.backward()
             opt.step()
     return model.eval()
+
+
+def white_box_protocol(tmp_dir):
+    """The synthetic-tiny protocol without its AutoAttack block, written into `tmp_dir`
+    (for tests of evaluation bookkeeping that do not need AutoAttack's cost)."""
+    from benchmark.protocol import PROTOCOL_DIR, load_protocol
+
+    text = (PROTOCOL_DIR / "synthetic-tiny.toml").read_text()
+    block = '[[attacks]]\nname = "autoattack"\nversion = "standard"\nseed = 0\n\n'
+    assert block in text
+    path = tmp_dir / "white-box.toml"
+    path.write_text(text.replace(block, ""))
+    return load_protocol(path)

@@ -8,7 +8,7 @@ from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
 from benchmark.evaluate import aggregate, flag_key, run_protocol, select_test_subset
 from benchmark.protocol import load_protocol
-from tests.helpers import tiny_standard_model
+from tests.helpers import tiny_standard_model, white_box_protocol
 
 PROTOCOL = load_protocol("synthetic-tiny")
 
@@ -82,6 +82,7 @@ def test_per_class_numbers_agree_with_totals(evaluated):
 
 
 def test_a_killed_evaluation_resumes_without_redoing_finished_pairs(tmp_path, monkeypatch):
+    protocol = white_box_protocol(tmp_path)
     bundle = load_dataset("synthetic")
     x, y = bundle.test.x[:40], bundle.test.y[:40]
     state = tmp_path / "state.json"
@@ -96,14 +97,14 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_pairs(tmp_path, mo
 
     monkeypatch.setattr(evaluate, "_attack_survivors", dies_on_the_fifth)
     with pytest.raises(KeyboardInterrupt):
-        run_protocol(tiny_standard_model(), PROTOCOL, x, y, state_path=state, state_key="k", progress=False)
+        run_protocol(tiny_standard_model(), protocol, x, y, state_path=state, state_key="k", progress=False)
     calls.clear()
     monkeypatch.setattr(evaluate, "_attack_survivors", lambda *a: (calls.append(1), original(*a))[1])
-    resumed, _ = run_protocol(tiny_standard_model(), PROTOCOL, x, y, state_path=state, state_key="k", progress=False)
-    total = len(PROTOCOL.columns) * len(PROTOCOL.eps)
+    resumed, _ = run_protocol(tiny_standard_model(), protocol, x, y, state_path=state, state_key="k", progress=False)
+    total = len(protocol.columns) * len(protocol.eps)
     assert len(calls) == total - 4
-    fresh, _ = run_protocol(tiny_standard_model(), PROTOCOL, x, y, progress=False)
+    fresh, _ = run_protocol(tiny_standard_model(), protocol, x, y, progress=False)
     assert all((resumed[k] == fresh[k]).all() for k in fresh)
     calls.clear()
-    run_protocol(tiny_standard_model(), PROTOCOL, x, y, state_path=state, state_key="other", progress=False)
+    run_protocol(tiny_standard_model(), protocol, x, y, state_path=state, state_key="other", progress=False)
     assert len(calls) == total

@@ -53,9 +53,11 @@ def test_every_registered_defense_has_a_golden_trajectory():
 
 
 @pytest.mark.golden
-@pytest.mark.parametrize("name", sorted(_golden()))
+@pytest.mark.parametrize("name", DEFENSES.names())
 def test_loss_trajectory_matches_golden(name):
-    assert loss_trajectory(name) == pytest.approx(_golden()[name], abs=1e-5, rel=0)
+    golden = _golden()
+    assert name in golden, f"no golden trajectory for {name}: run `python -m tests.test_golden`"
+    assert loss_trajectory(name) == pytest.approx(golden[name], abs=1e-5, rel=0)
 
 
 if __name__ == "__main__":
