@@ -20,8 +20,9 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
         p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default: cpu)")
         p.add_argument("--data-dir", default=None, help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
         p.add_argument("--runs-dir", default="runs", help="where checkpoints, logs and records go (default: runs)")
-        p.add_argument("--protocol", default=None, metavar="ID_OR_PATH",
-                       help="evaluate under this protocol (an id or a .toml file) instead of the track's")
+    p.add_argument("--protocol", default=None, metavar="ID_OR_PATH",
+                   help="use this protocol (an id or a .toml file) instead of the track's; "
+                        "each protocol has its own records folder and board")
     p.add_argument("--records-dir", default="leaderboard/records", help="published records (default: leaderboard/records)")
     p.add_argument("--boards-dir", default="leaderboard/boards", help="boards (default: leaderboard/boards)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -88,16 +89,17 @@ def cmd_eval(args) -> None:
         result = TrainResult(**json.loads(done.read_text()))
         record = evaluate_step(track, defense, seed, Path(run_dir), result, args.device, args.data_dir,
                                not args.quiet, args.protocol)
-        publish(record, args.records_dir, track.name, defense.name, seed)
+        publish(record, args.records_dir, defense.name, seed)
         print(record)
 
 
 def cmd_leaderboard(args) -> None:
+    from benchmark.protocol import load_protocol
     from benchmark.registry import TRACKS
     from leaderboard.build import write_board
 
-    TRACKS.get(args.track)
-    print("\n".join(str(p) for p in write_board(args.records_dir, args.track, args.boards_dir)))
+    protocol = load_protocol(args.protocol or TRACKS.get(args.track).protocol)
+    print("\n".join(str(p) for p in write_board(args.records_dir, protocol.id, args.boards_dir)))
 
 
 def cmd_ls(args) -> None:

@@ -135,15 +135,16 @@ def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, resu
     return record_path
 
 
-def publish(record_path: Path, records_dir: str | Path, track: str, defense: str, seed: int) -> None:
-    """Copy a record and its flags into `<records_dir>/<track>/` (atomically; unchanged bytes
-    when nothing changed)."""
+def publish(record_path: Path, records_dir: str | Path, defense: str, seed: int) -> str:
+    """Copy a record and its flags into `<records_dir>/<protocol id>/` (atomically; unchanged
+    bytes when nothing changed). Returns the protocol id, which names the board."""
     record = json.loads(record_path.read_text())
-    target = Path(records_dir) / track
+    target = Path(records_dir) / record["protocol"]["id"]
     name = record_name(defense, seed)
     atomic_write_bytes(target / f"{name}.json", record_path.read_bytes())
     flags = record_path.parent / record["flags"]["file"]
     atomic_write_bytes(target / flags.name, flags.read_bytes())
+    return record["protocol"]["id"]
 
 
 def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[int, ...] = (0,),
@@ -158,7 +159,7 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
     track: Track = TRACKS.get(track_name)
     names = defense_names or default_defenses()
     defenses = [DEFENSES.get(n) for n in names]
-    load_protocol(protocol or track.protocol)
+    protocol_id = load_protocol(protocol or track.protocol).id
     load_dataset(track.dataset, data_dir)
     check_device(device)
     for cls in defenses:
@@ -170,8 +171,8 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
             log.info("%s seed %d on %s", defense.name, seed, track.name)
             result = train_step(track, defense, seed, run_dir, device, data_dir, progress)
             record_path = evaluate_step(track, defense, seed, run_dir, result, device, data_dir, progress, protocol)
-            publish(record_path, records_dir, track.name, defense.name, seed)
-    return write_board(records_dir, track.name, boards_dir)
+            publish(record_path, records_dir, defense.name, seed)
+    return write_board(records_dir, protocol_id, boards_dir)
 
 
 def default_defenses() -> list[str]:

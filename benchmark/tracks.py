@@ -108,6 +108,28 @@ TRACKS.add(
         val_attack_steps=10, val_size=1000,
     ),
 )
+TRACKS.add(
+    "cifar10-wrn34",
+    Track(
+        name="cifar10-wrn34", dataset="cifar10", model="wrn-34-10", protocol="cifar10-wrn34",
+        epochs=110, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, momentum=0.9,
+        schedule="piecewise", milestones=(100 / 110, 105 / 110), norm="Linf", eps=8 / 255,
+        eps_ramp_epochs=0, attack_steps=10, step_ratio=0.25, augmentation="crop-flip",
+        val_attack_steps=10, val_size=1000,
+    ),
+)
+# Plain CNN on CIFAR-10 (conv/linear/ReLU only), where Lipschitz-bound methods can run. Without
+# batch norm the track uses Adam; the recipe is the suite's choice (fidelity: our-reading).
+TRACKS.add(
+    "cifar10-cnn",
+    Track(
+        name="cifar10-cnn", dataset="cifar10", model="cnn-cifar", protocol="cifar10-cnn",
+        epochs=100, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0, momentum=0.9,
+        schedule="piecewise", milestones=(0.5, 0.75), norm="Linf", eps=8 / 255,
+        eps_ramp_epochs=10, attack_steps=10, step_ratio=0.25, augmentation="crop-flip",
+        val_attack_steps=10, val_size=1000,
+    ),
+)
 # A tiny track for tests and smoke runs: synthetic data, a tiny CNN, a few seconds end to end.
 TRACKS.add(
     "synthetic-tiny",

@@ -208,16 +208,17 @@ def build(records: list[dict]) -> tuple[str, dict]:
     return render_markdown(board), board
 
 
-def write_board(records_dir: str | Path, track: str, boards_dir: str | Path) -> list[Path]:
-    """Build the board of `track` from `<records_dir>/<track>/` and atomically write
-    `<boards_dir>/<track>.md`, `<track>.json` and `<track>.png`. Returns those paths."""
-    found = find_records(records_dir, track)
+def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path) -> list[Path]:
+    """Build the board of `protocol` (a track's default protocol has the track's name) from
+    `<records_dir>/<protocol>/` and atomically write `<boards_dir>/<protocol>.md`, `.json`
+    and `.png`. Returns those paths."""
+    found = find_records(records_dir, protocol)
     if not found:
-        raise AtbenchError(f"no records for track {track!r} under {Path(records_dir) / track}",
-                           f"run `atbench run --track {track}` first")
+        raise AtbenchError(f"no records for protocol {protocol!r} under {Path(records_dir) / protocol}",
+                           f"run `atbench run` on its track (with `--protocol {protocol}` for a variant) first")
     markdown, board = build([rec for _, rec in found])
     boards_dir = Path(boards_dir)
-    paths = [boards_dir / f"{track}.md", boards_dir / f"{track}.json", boards_dir / f"{track}.png"]
+    paths = [boards_dir / f"{protocol}.md", boards_dir / f"{protocol}.json", boards_dir / f"{protocol}.png"]
     atomic_write_text(paths[0], markdown)
     atomic_write_text(paths[1], dumps_json(board))
     atomic_write_bytes(paths[2], plot_robustness(board))

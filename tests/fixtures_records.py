@@ -17,7 +17,7 @@ def make_record(
     robust: float = 0.5,
     *,
     track: str = "mnist5k-cnn",
-    protocol_id: str = "mnist5k-cnn-linf",
+    protocol_id: str = "mnist5k-cnn",
     version: int = 1,
     eps: Sequence[str] = ("0.1", "0.2", "0.3"),
     primary: str = "0.3",

@@ -77,7 +77,7 @@ def test_json_board_has_the_required_keys():
     _, board = build(_mixed_records())
     assert board["track"] == "mnist5k-cnn"
     assert {"id", "version", "sha256", "norm", "n_examples"} == set(board["protocol"])
-    assert board["protocol"]["id"] == "mnist5k-cnn-linf" and board["protocol"]["version"] == 1
+    assert board["protocol"]["id"] == "mnist5k-cnn" and board["protocol"]["version"] == 1
     assert board["primary_eps"] == "0.3" and board["eps"] == ["0.1", "0.2", "0.3"]
     assert board["attacks"] == ["autoattack", "pgd"]
     for e in board["entries"]:
@@ -90,7 +90,7 @@ def test_json_board_has_the_required_keys():
 
 def test_markdown_has_every_defense_and_the_primary_eps_columns():
     md, board = build(_mixed_records())
-    assert md.startswith("# Leaderboard: mnist5k-cnn (protocol mnist5k-cnn-linf v1)")
+    assert md.startswith("# Leaderboard: mnist5k-cnn (protocol mnist5k-cnn v1)")
     assert "Ranked by worst-case robust accuracy at eps=0.3" in md
     assert "How to read this board" in md
     for d in _ids(board):
@@ -119,8 +119,8 @@ def test_output_is_independent_of_input_order():
 
 
 @pytest.mark.parametrize("other, words", [
-    (make_record("y", version=2), ["mnist5k-cnn-linf v1", "mnist5k-cnn-linf v2"]),
-    (make_record("y", protocol_id="other-linf"), ["mnist5k-cnn-linf v1", "other-linf v1"]),
+    (make_record("y", version=2), ["mnist5k-cnn v1", "mnist5k-cnn v2"]),
+    (make_record("y", protocol_id="other-linf"), ["mnist5k-cnn v1", "other-linf v1"]),
     (make_record("y", track="cifar10-prn18"), ["cifar10-prn18", "mnist5k-cnn"]),
     (make_record("y", eps=("0.1", "0.3")), ["disagree", "bump its version"]),
     (make_record("x", seed=0), ["several records for one seed"]),
@@ -153,7 +153,7 @@ def test_png_is_valid_and_deterministic():
 
 
 def _write(records_dir, rec, name=None):
-    path = records_dir / rec["track"] / rec["defense"]["id"] / f"seed{rec['seed']}" / (name or "record.json")
+    path = records_dir / rec["protocol"]["id"] / rec["defense"]["id"] / f"seed{rec['seed']}" / (name or "record.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dumps_json(rec))
     return path
@@ -167,12 +167,12 @@ def test_find_records_sorted_and_validated(tmp_path):
     assert find_records(tmp_path, "cifar10-prn18") == []
 
 
-def test_find_records_rejects_a_record_under_the_wrong_track(tmp_path):
-    rec = make_record(track="cifar10-prn18")
+def test_find_records_rejects_a_record_under_the_wrong_protocol(tmp_path):
+    rec = make_record(track="cifar10-prn18", protocol_id="cifar10-prn18")
     path = tmp_path / "mnist5k-cnn" / "x.json"
     path.parent.mkdir()
     path.write_text(dumps_json(rec))
-    with pytest.raises(RecordError, match="track") as info:
+    with pytest.raises(RecordError, match="protocol.id") as info:
         find_records(tmp_path, "mnist5k-cnn")
     assert str(path) in str(info.value)
 
@@ -193,8 +193,9 @@ def test_write_board_writes_md_json_png(tmp_path):
 
 
 def test_write_board_without_records_says_to_run(tmp_path):
-    with pytest.raises(AtbenchError, match="atbench run --track mnist5k-cnn"):
+    with pytest.raises(AtbenchError, match="no records for protocol 'mnist5k-cnn'") as info:
         write_board(tmp_path, "mnist5k-cnn", tmp_path / "boards")
+    assert "atbench run" in info.value.fix
 
 
 def test_write_board_names_a_truncated_record(tmp_path):

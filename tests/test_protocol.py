@@ -29,6 +29,16 @@ def test_track_protocols_match_the_issue():
     assert cifar.eps == ("2/255", "4/255", "8/255", "12/255", "16/255")
 
 
+def test_cifar10_tracks_have_linf_and_l2_protocols():
+    for track in ("cifar10-prn18", "cifar10-wrn34", "cifar10-cnn"):
+        linf, l2 = load_protocol(track), load_protocol(f"{track}-l2")
+        assert linf.track == l2.track == track and TRACKS.get(track).protocol == track
+        assert linf.n_examples == l2.n_examples == 10000
+        assert linf.eps == ("2/255", "4/255", "8/255", "12/255", "16/255") and linf.primary_eps == "8/255"
+        assert l2.norm == "L2" and l2.eps == ("0.25", "0.5", "1.0") and l2.primary_eps == "0.5"
+        assert all(c.settings["norm"] == "L2" for c in l2.columns)
+
+
 def test_parse_eps():
     assert parse_eps("8/255") == pytest.approx(8 / 255)
     assert parse_eps("0.3") == pytest.approx(0.3)

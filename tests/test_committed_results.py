@@ -1,0 +1,61 @@
+"""The committed records and boards: every record validates and matches its flags file; every
+number is recomputed from the flags; each committed board is exactly what its records build;
+and the default board shows what the benchmark promises."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.evaluate import aggregate
+from benchmark.io import sha256_file
+from benchmark.protocol import load_protocol
+from leaderboard.build import build
+from leaderboard.plot import plot_robustness
+from leaderboard.records import find_records
+from leaderboard.schema import load_record
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = ROOT / "leaderboard" / "records"
+BOARDS = ROOT / "leaderboard" / "boards"
+RECORD_FILES = sorted(RECORDS.rglob("*.json"))
+PROTOCOLS = sorted(p.name for p in RECORDS.iterdir() if p.is_dir()) if RECORDS.is_dir() else []
+
+
+@pytest.mark.parametrize("path", RECORD_FILES, ids=lambda p: p.relative_to(RECORDS).as_posix())
+def test_committed_record_is_valid_and_derived_from_its_flags(path):
+    record = load_record(path)
+    flags_path = path.parent / record["flags"]["file"]
+    assert sha256_file(flags_path) == record["flags"]["sha256"]
+    protocol = load_protocol(record["protocol"]["id"])
+    assert protocol.sha256 == record["protocol"]["sha256"], "the protocol changed without a version bump"
+    with np.load(flags_path) as data:
+        flags = {k: data[k] for k in data.files if k not in ("labels", "indices")}
+        labels = data["labels"]
+    derived = aggregate(flags, labels, protocol, record["num_classes"])
+    for key, value in derived.items():
+        assert record[key] == json.loads(json.dumps(value)), key
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_committed_board_is_what_its_records_build(protocol):
+    markdown, board = build([rec for _, rec in find_records(RECORDS, protocol)])
+    assert (BOARDS / f"{protocol}.md").read_text() == markdown
+    assert json.loads((BOARDS / f"{protocol}.json").read_text()) == board
+    assert (BOARDS / f"{protocol}.png").read_bytes() == plot_robustness(board)
+
+
+@pytest.mark.skipif("mnist5k-cnn" not in PROTOCOLS, reason="no committed default board")
+def test_default_board_is_real():
+    board = json.loads((BOARDS / "mnist5k-cnn.json").read_text())
+    entries = {e["defense"]: e for e in board["entries"]}
+    primary = board["primary_eps"]
+    assert entries["pgd-at"]["worst_case"][primary] >= entries["standard"]["worst_case"][primary] + 0.40
+    for entry in entries.values():
+        series = [entry["worst_case"][e] for e in board["eps"]]
+        assert series == sorted(series, reverse=True)
+        for attack, by_eps in entry["robust_acc"].items():
+            values = [by_eps[e] for e in board["eps"]]
+            assert values == sorted(values, reverse=True), attack
+            for eps in board["eps"]:
+                assert entry["worst_case"][eps] <= by_eps[eps]
