@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from pyautoattack import AutoAttack
@@ -16,6 +17,8 @@ from attacks.pgd import check_norm, require
 from benchmark.registry import ATTACKS
 
 VERSIONS = ("standard", "plus", "rand")
+#: The sub-attack objects of `pyautoattack.AutoAttack` whose `perturb` the adapter wraps.
+SUB_ATTACKS = ("apgd", "apgd_targeted", "fab", "square")
 
 
 @contextmanager
@@ -33,6 +36,45 @@ def _quiet_autoattack() -> Iterator[None]:
         sys.settrace(trace)
 
 
+class _BreakdownRecorder:
+    """Records, for every sub-attack call inside `run_standard_evaluation`, the sub-attack's name
+    and the indices (into the evaluated batch) of the points it was run on.
+
+    The sub-attacks' `perturb` methods are wrapped on the instance; each wrapper reads the
+    indices and the attack name from `run_standard_evaluation`'s frame (its locals
+    `batch_datapoint_idcs` and `attack`), calls the original method and returns its result
+    unchanged, so no result, random draw or forward pass of AutoAttack changes.
+    """
+
+    def __init__(self, aa: AutoAttack):
+        self.calls: list[tuple[str, torch.Tensor]] = []
+        for attr in SUB_ATTACKS:
+            sub = getattr(aa, attr)
+            sub.perturb = self._wrap(sub.perturb)
+
+    def _wrap(self, perturb: Callable) -> Callable:
+        def recorded(*args, **kwargs):
+            caller = inspect.currentframe().f_back.f_locals
+            if "batch_datapoint_idcs" not in caller or "attack" not in caller:
+                raise RuntimeError("pyautoattack's run_standard_evaluation no longer exposes "
+                                   "batch_datapoint_idcs/attack; update AutoAttackAdapter")
+            idcs = caller["batch_datapoint_idcs"].reshape(-1).detach().cpu().clone()
+            self.calls.append((caller["attack"], idcs))
+            return perturb(*args, **kwargs)
+
+        return recorded
+
+    def breakdown(self, names: list[str], robust: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per sub-attack name, a bool CPU tensor over the batch: True where that sub-attack
+        broke the point. A point is broken by the last sub-attack run on it, unless it is
+        still `robust` at the end; points never attacked (clean errors) are in no set."""
+        last = torch.full(robust.shape, -1, dtype=torch.long)
+        for name, idcs in self.calls:
+            last[idcs] = names.index(name)
+        broken = ~robust.cpu()
+        return {name: (last == i) & broken for i, name in enumerate(names)}
+
+
 @ATTACKS.register("autoattack")
 class AutoAttackAdapter(Attack):
     """AutoAttack ("Reliable evaluation of adversarial robustness with an ensemble of diverse
@@ -46,6 +88,13 @@ class AutoAttackAdapter(Attack):
     seed, version and batch size: robust points come back unchanged. pyautoattack seeds
     torch's global generators; the adapter forks them (CPU, and x's CUDA device) so the
     caller's random streams are untouched. Its logging is silenced.
+
+    After each call, `last_breakdown` maps every sub-attack of the version (in run order, e.g.
+    "apgd-ce", "apgd-t", "fab-t", "square" for "standard") to a bool CPU tensor over the
+    batch: True where that sub-attack broke the point (the later ones only ever see points
+    the earlier ones left robust). The sets are disjoint; their union is the points
+    classified correctly when clean and not robust after the attack. A sub-attack skipped
+    because no point was left maps to all False.
 
     Arguments (`AutoAttackAdapter.Config`):
         version (str): "standard", "plus" or "rand". Default "standard".
@@ -77,13 +126,24 @@ class AutoAttackAdapter(Attack):
             require(isinstance(self.seed, int) and not isinstance(self.seed, bool),
                     f"AutoAttack seed {self.seed!r} is not an integer", "pass an explicit integer seed")
 
+    def __init__(self, config: AttackConfig | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        self.last_breakdown: dict[str, torch.Tensor] = {}
+
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-        if x.shape[0] == 0:
-            return x.clone()
         cfg = self.config
+        if x.shape[0] == 0:
+            with _quiet_autoattack():
+                names = AutoAttack(model, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version).attacks_to_run
+            self.last_breakdown = {name: torch.zeros(0, dtype=torch.bool) for name in names}
+            return x.clone()
         cuda = [x.device] if x.device.type == "cuda" else []
         with _quiet_autoattack(), torch.random.fork_rng(devices=cuda):
             aa = AutoAttack(model, device=x.device, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version)
             aa.verbose = False
-            x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=cfg.batch_size)
+            recorder = _BreakdownRecorder(aa)
+            x_adv, y_adv = aa.run_standard_evaluation(x, y, batch_size=cfg.batch_size)
+        # pyautoattack's y_adv is the clean prediction, replaced by the adversarial one where
+        # a sub-attack succeeded: it equals y exactly where the point is still robust.
+        self.last_breakdown = recorder.breakdown(list(aa.attacks_to_run), y_adv.eq(y))
         return x_adv

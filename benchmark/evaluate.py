@@ -8,6 +8,7 @@ are saved to a state file, so a killed evaluation resumes without redoing them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -51,83 +52,129 @@ def flag_key(column: str, eps: str) -> str:
 
 
 @torch.no_grad()
-def predict_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> np.ndarray:
-    """Boolean array: the model's top-1 prediction equals the label, in eval mode."""
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarray:
+    """The model's top-1 predictions (int64), in eval mode.
+
+    Raises:
+        AtbenchError: the model's output is not one logit vector per input.
+    """
     model.eval()
     out = []
-    for xb, yb in zip(x.split(CHUNK), y.split(CHUNK)):
+    for xb in x.split(CHUNK):
         logits = model(xb.to(device))
         if logits.dim() != 2 or logits.shape[0] != len(xb):
             raise AtbenchError(f"model output has shape {tuple(logits.shape)}, expected (batch, classes)",
                                "the model must return one logit vector per input")
-        out.append((logits.argmax(1).cpu() == yb).numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+        out.append(logits.argmax(1).cpu().numpy())
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
-def _attack_survivors(model, attack, x, y, eps_value, alive, device) -> np.ndarray:
-    robust = np.zeros(len(y), dtype=bool)
+def _attack_survivors(model, attack, x, y, eps_value, alive, device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Predictions on the attack's adversarial examples for the `alive` points (-1 elsewhere)
+    and, for an attack that reports one (AutoAttack), which of its sub-attacks broke each point."""
+    preds = np.full(len(y), -1, dtype=np.int64)
+    breakdown: dict[str, np.ndarray] = {}
     idx = np.flatnonzero(alive)
     for chunk in np.array_split(idx, max(1, int(np.ceil(len(idx) / CHUNK)))):
         if len(chunk) == 0:
             continue
-        xb, yb = x[chunk].to(device), y[chunk].to(device)
-        x_adv = attack(model, xb, yb, eps_value)
-        robust[chunk] = predict_correct(model, x_adv, y[chunk], device)
-    return robust
+        x_adv = attack(model, x[chunk].to(device), y[chunk].to(device), eps_value)
+        preds[chunk] = predict(model, x_adv, device)
+        for sub, broke in getattr(attack, "last_breakdown", {}).items():
+            breakdown.setdefault(sub, np.zeros(len(y), dtype=np.int64))[chunk] = broke.cpu().numpy()
+    return preds, breakdown
 
 
 class EvalState:
-    """Finished (attack, eps) flags on disk, keyed by what determines them."""
+    """Finished (attack, eps) predictions on disk, keyed by what determines them."""
 
     def __init__(self, path: Path | None, key: str):
-        self.path, self.key, self.flags = path, key, {}
+        self.path, self.key, self.preds, self.runtimes = path, key, {}, {}
         if path is not None and path.is_file():
             try:
                 saved = json.loads(path.read_text())
             except json.JSONDecodeError:
                 saved = {}
-            if saved.get("key") == key:
-                self.flags = {k: np.array(v, dtype=bool) for k, v in saved["flags"].items()}
-                self.runtimes = saved.get("runtimes", {})
-        self.runtimes = getattr(self, "runtimes", {})
+            if saved.get("key") == key and "preds" in saved:
+                self.preds = {k: np.array(v, dtype=np.int64) for k, v in saved["preds"].items()}
+                self.runtimes = saved["runtimes"]
 
-    def save(self, name: str, flags: np.ndarray, seconds: float) -> None:
-        self.flags[name] = flags
+    def save(self, name: str, preds: np.ndarray, seconds: float, extra: dict[str, np.ndarray]) -> None:
+        """Record one finished (attack, eps) pair (and its `extra` arrays, stored under
+        `<name>/<key>`) and write the state atomically."""
+        self.preds[name] = preds
+        self.preds.update({f"{name}/{k}": v for k, v in extra.items()})
         self.runtimes[name] = seconds
         if self.path is not None:
             body = {"key": self.key, "runtimes": self.runtimes,
-                    "flags": {k: v.astype(int).tolist() for k, v in self.flags.items()}}
+                    "preds": {k: v.tolist() for k, v in self.preds.items()}}
             atomic_write_text(self.path, json.dumps(body, sort_keys=True))
+
+
+@dataclasses.dataclass
+class ProtocolResult:
+    """What a protocol run produced.
+
+    Attributes:
+        flags: `"clean"` and `"<column>@<eps>"` -> bool array (robust: clean-correct and
+            still correct on the column's adversarial example at eps); for AutoAttack also
+            `"<column>@<eps>/<sub-attack>"`: the points that sub-attack broke at that eps.
+        predictions: the same keys -> int64 array of predictions (for a point broken at a
+            smaller eps, the prediction on that adversarial example, which lies in the ball).
+        runtimes: seconds per (attack, eps).
+    """
+
+    flags: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]
+    runtimes: dict[str, float]
 
 
 def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
                  device: str | torch.device = "cpu", state_path: str | Path | None = None,
-                 state_key: str = "", progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Evaluate `model` on (x, y) under every (attack, eps) of `protocol`.
+                 state_key: str = "", progress: bool = True) -> ProtocolResult:
+    """Evaluate `model` on (x, y) under every (attack, eps) of `protocol`, eps in increasing
+    order, each attack attacking only the points it has not broken yet.
 
-    Returns the flags (`"clean"` and `"<column>@<eps>"` -> bool array) and the seconds each
-    (attack, eps) took. With `state_path`, finished pairs are saved and reused on a re-run
-    with the same `state_key`.
+    With `state_path`, finished pairs are saved and reused on a re-run with the same
+    `state_key`.
     """
     device = torch.device(device)
+    labels = y.numpy()
     state = EvalState(Path(state_path) if state_path else None, state_key)
-    clean = predict_correct(model, x, y, device)
-    pairs = [(c, e) for c in protocol.columns for e in protocol.eps]
-    bar = tqdm(pairs, desc="evaluate", disable=not progress, unit="attack", leave=False)
+    clean_pred = predict(model, x, device)
+    flags, preds = {"clean": clean_pred == labels}, {"clean": clean_pred}
+    bar = tqdm([(c, e) for c in protocol.columns for e in protocol.eps], desc="evaluate",
+               disable=not progress, unit="attack", leave=False)
+    previous: dict[str, str] = {}
     for column, eps in bar:
         name = flag_key(column.column, eps)
         bar.set_postfix_str(name)
-        if name in state.flags:
-            continue
-        previous = [flag_key(column.column, e) for e in protocol.eps[: protocol.eps.index(eps)]]
-        alive = state.flags[previous[-1]] if previous else clean
-        t0 = time.perf_counter()
-        robust = _attack_survivors(model, build_attack(column, protocol), x, y, protocol.eps_value(eps), alive, device)
-        state.save(name, robust & alive, time.perf_counter() - t0)
-        log.info("%s: robust accuracy %.3f", name, state.flags[name].mean())
-    flags = {"clean": clean}
-    flags.update({flag_key(c.column, e): state.flags[flag_key(c.column, e)] for c, e in pairs})
-    return flags, dict(state.runtimes)
+        before = previous.get(column.column, "clean")
+        if name not in state.preds:
+            t0 = time.perf_counter()
+            attacked, breakdown = _attack_survivors(model, build_attack(column, protocol), x, y,
+                                                    protocol.eps_value(eps), flags[before], device)
+            state.save(name, attacked, time.perf_counter() - t0, breakdown)
+        attacked = state.preds[name]
+        flags.update({k: v.astype(bool) for k, v in state.preds.items() if k.startswith(f"{name}/")})
+        preds[name] = np.where(attacked >= 0, attacked, preds[before])
+        flags[name] = flags[before] & (preds[name] == labels)
+        previous[column.column] = name
+        log.info("%s: robust accuracy %.3f", name, flags[name].mean())
+    return ProtocolResult(flags, preds, dict(state.runtimes))
+
+
+def worst_case_predictions(result: ProtocolResult, protocol: Protocol, eps: str) -> np.ndarray:
+    """Per point, the prediction on its worst-case adversarial example at `eps`: that of the
+    first attack column (in protocol order) that broke it, else the clean prediction."""
+    out = result.predictions["clean"].copy()
+    decided = ~result.flags["clean"]
+    for column in protocol.columns:
+        name = flag_key(column.column, eps)
+        broken = ~result.flags[name] & ~decided
+        out[broken] = result.predictions[name][broken]
+        decided |= broken
+    return out
 
 
 def _class_means(flags: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
@@ -172,12 +219,15 @@ def aggregate(flags: dict[str, np.ndarray], labels: np.ndarray, protocol: Protoc
     }
 
 
-def flags_npz_bytes(flags: dict[str, np.ndarray], labels: np.ndarray, indices: np.ndarray) -> bytes:
-    """The flags file's bytes (deterministic: uncompressed, fixed key order)."""
+def flags_npz_bytes(flags: dict[str, np.ndarray], labels: np.ndarray, indices: np.ndarray,
+                    per_example: dict[str, np.ndarray] | None = None) -> bytes:
+    """The flags file's bytes (deterministic: uncompressed, fixed key order): the bool flags,
+    `labels`, `indices` and any other per-example arrays (e.g. input margins)."""
     import io
 
     buf = io.BytesIO()
     arrays = {k: flags[k].astype(bool) for k in sorted(flags)}
+    arrays.update({k: per_example[k] for k in sorted(per_example or {})})
     np.savez(buf, labels=labels.astype(np.int64), indices=indices.astype(np.int64), **arrays)
     return buf.getvalue()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.analysis import analyse
 from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
 from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_test_subset
@@ -29,6 +30,8 @@ from defenses.base import Defense
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+#: Bumped whenever the evaluation computes something new, so finished runs are re-evaluated.
+EVALUATION_VERSION = 2
 
 
 def run_dir_for(runs_dir: str | Path, track: str, defense: str, seed: int) -> Path:
@@ -107,7 +110,7 @@ def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, resu
     protocol exists."""
     protocol = load_protocol(protocol or track.protocol)
     eval_key = sha256_json({"checkpoint": result.checkpoint_sha256, "protocol": protocol.sha256,
-                            "defense": defense.config_dict()})
+                            "defense": defense.config_dict(), "evaluation": EVALUATION_VERSION})
     record_path, key_path = run_dir / "record.json", run_dir / "eval_key.txt"
     if record_path.is_file() and key_path.is_file() and key_path.read_text() == eval_key:
         log.info("%s seed %d: evaluated already, skipping", defense.name, seed)
@@ -118,14 +121,16 @@ def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, resu
     indices = select_test_subset(labels, protocol.n_examples, protocol.subset_seed)
     x, y = bundle.test.x[indices], bundle.test.y[indices]
     t0 = time.perf_counter()
-    flags, _ = run_protocol(model, protocol, x, y, device=device, state_path=run_dir / "eval_state.json",
-                            state_key=eval_key, progress=progress)
+    outcome = run_protocol(model, protocol, x, y, device=device, state_path=run_dir / "eval_state.json",
+                           state_key=eval_key, progress=progress)
+    summary = aggregate(outcome.flags, labels[indices], protocol, bundle.num_classes)
+    extra = analyse(model, protocol, x, y, outcome, summary, bundle.num_classes, device)
     seconds = time.perf_counter() - t0
-    flags_bytes = flags_npz_bytes(flags, labels[indices], indices)
+    flags_bytes = flags_npz_bytes(outcome.flags, labels[indices], indices, extra.per_example)
     flags_file = f"{record_name(defense.name, seed)}.flags.npz"
     atomic_write_bytes(run_dir / flags_file, flags_bytes)
-    record = make_record(track, defense, seed, protocol, aggregate(flags, labels[indices], protocol, bundle.num_classes),
-                         flags_file, sha256_bytes(flags_bytes), result, seconds, bundle.sha256,
+    record = make_record(track, defense, seed, protocol, {**summary, **extra.record}, flags_file,
+                         sha256_bytes(flags_bytes), result, seconds, bundle.sha256,
                          sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), device, bundle.class_names)
     from leaderboard.schema import validate_record
 

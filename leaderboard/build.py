@@ -14,6 +14,7 @@ from benchmark.errors import AtbenchError
 from benchmark.io import atomic_write_bytes, atomic_write_text, dumps_json
 from leaderboard.plot import plot_robustness
 from leaderboard.records import find_records
+from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.schema import validate_record
 
 DIGITS = 4
@@ -82,8 +83,21 @@ def _entry(defense: str, recs: list[dict], eps: list[str], attacks: list[str]) -
         "worst_case": {e: _r(_mean([r["worst_case"][e] for r in recs])) for e in eps},
         "worst_class_robust_acc": {e: _r(_mean([r["classwise"][e]["worst_class_acc"] for r in recs]))
                                    for e in eps},
+        "median_input_margin": _r(_mean([r["margins"]["input"]["median"] for r in recs])),
+        "frac_margin_below_half_primary": _r(_mean([r["margins"]["input"]["frac_below_half_primary"] for r in recs])),
+        "sanity_fired": _fired(recs),
         **copy.deepcopy({k: v for k, v in meta.items() if k != "config"}),
     }
+
+
+def _fired(recs: list[dict]) -> dict[str, str]:
+    """Sanity flags fired in any seed of a defense -> the detail of the first seed that fired it."""
+    fired: dict[str, str] = {}
+    for r in sorted(recs, key=lambda r: r["seed"]):
+        for name in SANITY_FLAGS:
+            if r["sanity"][name]["fired"] and name not in fired:
+                fired[name] = f"seed {r['seed']}: {r['sanity'][name]['detail']}"
+    return fired
 
 
 def build_json(records: list[dict]) -> dict:
@@ -128,6 +142,13 @@ def _defense_cell(x: dict) -> str:
     return _cell(f"[{x['defense']}]({link})")
 
 
+_FLAG_MARK = {name: chr(ord("a") + i) for i, name in enumerate(SANITY_FLAGS)}
+
+
+def _flag_marks(fired: dict[str, str]) -> str:
+    return " ".join(f"[{_FLAG_MARK[n]}]" for n in SANITY_FLAGS if n in fired) or "-"
+
+
 def _overrides(overrides: dict[str, Any]) -> str:
     if not overrides:
         return "-"
@@ -147,15 +168,19 @@ def render_markdown(board: dict) -> str:
     p, primary, eps, attacks = board["protocol"], board["primary_eps"], board["eps"], board["attacks"]
     entries = board["entries"]
     main_headers = (["rank", "defense", "seeds", "clean (%)"] + [f"{a} (%)" for a in attacks]
-                    + ["worst case (%)", "worst class (%)", "fidelity", "recipe overrides", "architecture"])
+                    + ["worst case (%)", "worst class (%)", "median margin", "flags", "fidelity",
+                       "recipe overrides", "architecture"])
     main_rows = [
         [str(x["rank"]), _defense_cell(x), str(x["n_seeds"]), _pct(x["clean_acc"])]
         + [_pct(x["robust_acc"][a][primary]) for a in attacks]
         + [_pct(x["worst_case"][primary]), _pct(x["worst_class_robust_acc"][primary]),
+           f"{x['median_input_margin']:.4f}", _flag_marks(x["sanity_fired"]),
            _cell(x["fidelity"]), _overrides(x["recipe_overrides"]), _cell(x["architecture"])]
         for x in entries
     ]
-    main = _table(main_headers, main_rows, "rlrr" + "r" * len(attacks) + "rrlll")
+    main = _table(main_headers, main_rows, "rlrr" + "r" * len(attacks) + "rrrllll")
+    flagged = [f"- **{x['defense']}**: [{_FLAG_MARK[name]}] `{name}`: {_cell(detail)}"
+               for x in entries for name, detail in x["sanity_fired"].items()]
     eps_rows = [[str(x["rank"]), _cell(x["defense"]), _pct(x["clean_acc"])]
                 + [_pct(x["worst_case"][e]) for e in eps] for x in entries]
     per_eps = _table(["rank", "defense", "clean"] + [f"eps={e}" for e in eps], eps_rows, "rlr" + "r" * len(eps))
@@ -170,6 +195,10 @@ def render_markdown(board: dict) -> str:
         "",
         main,
         "",
+        "## Sanity flags",
+        "",
+        *(flagged or ["No sanity flag fired."]),
+        "",
         "## Worst-case robust accuracy (%) per eps",
         "",
         per_eps,
@@ -183,7 +212,11 @@ def render_markdown(board: dict) -> str:
         "class's points), all taken from the committed records, which derive them from per-example "
         "flags; *seeds* is the number of training seeds averaged. *Fidelity* says how closely the "
         "implementation follows the paper; "
-        "*recipe overrides* are the defense's departures from the track's training recipe.",
+        "*recipe overrides* are the defense's departures from the track's training recipe. "
+        f"*Median margin*: the median over test points of the smallest {p['norm']} eps at which PGD "
+        "breaks a point (bisection; 0 for misclassified points, capped at the largest eps), an upper "
+        "bound on the true margin. *Flags* mark suspicious evaluations: "
+        + "; ".join(f"[{_FLAG_MARK[n]}] `{n}`: {FLAG_DOCS[n]}" for n in SANITY_FLAGS) + ".",
         "",
     ])
 

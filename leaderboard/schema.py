@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from benchmark.errors import AtbenchError
+from leaderboard.flags import SANITY_FLAGS
 
 SCHEMA_VERSION = 1
 FIDELITIES = ("reference", "our-reading")
@@ -196,6 +197,7 @@ class _Validator:
         })
         if v["primary_eps"] not in self.eps:
             self.fail(_join(path, "primary_eps"), f"is {v['primary_eps']!r}, not one of the eps {self.eps}")
+        self.primary_eps = v["primary_eps"]
 
     def classes(self, v: Any, path: str) -> None:
         self.integer(v, path, lo=1)
@@ -247,6 +249,11 @@ class _Validator:
                 "worst_case": self.by_eps(self.per_class(self.frac)),
             }),
             "classwise": self.by_eps(self.class_stats),
+            "confusion_adversarial": partial(self.obj, fields={
+                "eps": self.primary, "matrix": self.per_class(self.per_class(self.integer)),
+            }),
+            "margins": partial(self.obj, fields={"logit": self.logit_margins, "input": self.input_margins}),
+            "sanity": partial(self.obj, fields={name: self.sanity_flag for name in SANITY_FLAGS}),
             "flags": partial(self.obj, fields={"file": self.string, "sha256": self.sha256}),
             "runtime_s": partial(self.obj, fields={"train": self.number, "eval": self.number}),
             "provenance": partial(self.obj, fields={
@@ -261,6 +268,43 @@ class _Validator:
         n_total = sum(r["per_class"]["n"])
         if n_total != r["protocol"]["n_examples"]:
             self.fail("per_class.n", f"sums to {n_total} but protocol.n_examples is {r['protocol']['n_examples']}")
+
+    def primary(self, v: Any, path: str) -> None:
+        self.string(v, path)
+        if v != self.primary_eps:
+            self.fail(path, f"is {v!r}, not the protocol's primary eps {self.primary_eps!r}")
+
+    def logit_margins(self, v: Any, path: str) -> None:
+        self.obj(v, path, {"edges": self.edges, "clean": self.counts, "adversarial": self.counts,
+                           "adversarial_eps": self.primary})
+
+    def edges(self, v: Any, path: str) -> None:
+        if not isinstance(v, list) or len(v) < 2:
+            self.fail(path, f"must be a list of at least 2 bin edges, got {_kind(v)}")
+        for i, e in enumerate(v):
+            self.number(e, f"{path}[{i}]", -math.inf)
+        if any(a >= b for a, b in zip(v, v[1:])):
+            self.fail(path, "must be strictly increasing")
+        self.n_bins = len(v) - 1
+
+    def counts(self, v: Any, path: str) -> None:
+        if not isinstance(v, list) or len(v) != self.n_bins:
+            self.fail(path, f"must be a list of {self.n_bins} bin counts")
+        for i, c in enumerate(v):
+            self.integer(c, f"{path}[{i}]")
+
+    def input_margins(self, v: Any, path: str) -> None:
+        self.obj(v, path, {
+            "norm": self.string, "method": self.string, "eps_max": self.number, "median": self.number,
+            "frac_below_half_primary": self.frac,
+            "per_class": partial(self.obj, fields={"median": self.per_class(self.number),
+                                                   "frac_below_half_primary": self.per_class(self.frac)}),
+        })
+
+    def sanity_flag(self, v: Any, path: str) -> None:
+        self.obj(v, path, {"fired": self.boolean, "value": partial(self.number, lo=-math.inf),
+                           "threshold": partial(self.number, lo=-math.inf),
+                           "detail": partial(self.string, nonempty=False)})
 
     def optional_string(self, v: Any, path: str) -> None:
         if v is not None:

@@ -5,6 +5,8 @@ import hashlib
 import statistics
 from typing import Sequence
 
+from leaderboard.flags import SANITY_FLAGS
+
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
@@ -73,6 +75,16 @@ def make_record(
             "worst_case": pc_wc,
         },
         "classwise": classwise,
+        "confusion_adversarial": {"eps": primary, "matrix": [[n_per if i == j else 0 for j in range(num_classes)]
+                                                             for i in range(num_classes)]},
+        "margins": {
+            "logit": {"edges": [-1.0, 0.0, 1.0], "clean": [10, 290], "adversarial": [150, 150],
+                      "adversarial_eps": primary},
+            "input": {"norm": "Linf", "method": "pgd-bisection", "eps_max": 0.3, "median": 0.12,
+                      "frac_below_half_primary": 0.4,
+                      "per_class": {"median": [0.12] * num_classes, "frac_below_half_primary": [0.4] * num_classes}},
+        },
+        "sanity": {name: {"fired": False, "value": 0.0, "threshold": 0.0, "detail": ""} for name in SANITY_FLAGS},
         "flags": {"file": "flags.npz", "sha256": _sha(f"flags/{defense}/{seed}")},
         "runtime_s": {"train": 12.5, "eval": 3},
         "provenance": {

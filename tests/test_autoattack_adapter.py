@@ -1,5 +1,5 @@
 """The AutoAttack adapter gives exactly pyautoattack's results, is never weaker than its first
-attack alone, and keeps pyautoattack quiet."""
+attack alone, keeps pyautoattack quiet, and reports which sub-attack broke each point."""
 from __future__ import annotations
 
 import logging
@@ -51,9 +51,28 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def adapter_adv(tiny):
+def adapter_run(tiny):
+    """The adapter's adversarial examples on the tiny model and its sub-attack breakdown."""
     model, x, y = tiny
-    return AutoAttackAdapter(seed=7, batch_size=BATCH)(model, x, y, EPS)
+    adapter = AutoAttackAdapter(seed=7, batch_size=BATCH)
+    return adapter(model, x, y, EPS), adapter.last_breakdown
+
+
+@pytest.fixture(scope="module")
+def adapter_adv(adapter_run):
+    return adapter_run[0]
+
+
+class Quantised(nn.Module):
+    """Gradient masking: the input is rounded to multiples of 1/4 before the model, so the
+    input gradient is zero almost everywhere."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(torch.round(x * 4) / 4)
 
 
 def robust(model, x_adv, y):
@@ -108,3 +127,38 @@ def test_quiet_and_restores_logging_and_tracing(tiny, caplog, capsys):
 def test_seed_is_explicit():
     assert AutoAttackAdapter().config.seed == 0
     assert "seed=0" in repr(AutoAttackAdapter())
+
+
+def assert_partition(breakdown, model, x, y, x_adv):
+    """The sub-attack sets are disjoint bool masks whose union is clean-correct & not robust."""
+    assert list(breakdown) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    masks = torch.stack(list(breakdown.values()))
+    assert masks.dtype == torch.bool and masks.shape == (4, len(y))
+    assert (masks.sum(dim=0) <= 1).all()
+    assert torch.equal(masks.any(dim=0), robust(model, x, y) & ~robust(model, x_adv, y))
+
+
+def test_breakdown_partitions_the_broken_points(tiny, adapter_run):
+    model, x, y = tiny
+    x_adv, breakdown = adapter_run
+    assert_partition(breakdown, model, x, y, x_adv)
+    assert breakdown["apgd-ce"].any()
+
+
+def test_breakdown_blames_square_on_a_gradient_masking_model(tiny):
+    model, x, y = tiny
+    masked = Quantised(model).eval()
+    adapter = AutoAttackAdapter(seed=7, batch_size=BATCH)
+    x_adv = adapter(masked, x, y, 0.15)
+    breakdown = adapter.last_breakdown
+    assert_partition(breakdown, masked, x, y, x_adv)
+    square = breakdown["square"].sum()
+    assert square > sum(v.sum() for k, v in breakdown.items() if k != "square")
+
+
+def test_breakdown_of_an_empty_batch(tiny):
+    model, x, y = tiny
+    adapter = AutoAttackAdapter()
+    assert adapter(model, x[:0], y[:0], EPS).shape == x[:0].shape
+    assert {k: v.shape for k, v in adapter.last_breakdown.items()} == dict.fromkeys(
+        ["apgd-ce", "apgd-t", "fab-t", "square"], torch.Size([0]))

@@ -6,7 +6,7 @@ import pytest
 import benchmark.evaluate as evaluate
 from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
-from benchmark.evaluate import aggregate, flag_key, run_protocol, select_test_subset
+from benchmark.evaluate import aggregate, flag_key, run_protocol, select_test_subset, worst_case_predictions
 from benchmark.protocol import load_protocol
 from tests.helpers import tiny_standard_model, white_box_protocol
 
@@ -18,8 +18,8 @@ def evaluated():
     bundle = load_dataset("synthetic")
     idx = select_test_subset(bundle.test.y.numpy(), PROTOCOL.n_examples, PROTOCOL.subset_seed)
     x, y = bundle.test.x[idx], bundle.test.y[idx]
-    flags, runtimes = run_protocol(tiny_standard_model(), PROTOCOL, x, y, progress=False)
-    return flags, y.numpy(), aggregate(flags, y.numpy(), PROTOCOL, bundle.num_classes)
+    result = run_protocol(tiny_standard_model(), PROTOCOL, x, y, progress=False)
+    return result.flags, y.numpy(), aggregate(result.flags, y.numpy(), PROTOCOL, bundle.num_classes)
 
 
 def test_subset_is_stratified_seeded_and_sorted():
@@ -100,11 +100,28 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_pairs(tmp_path, mo
         run_protocol(tiny_standard_model(), protocol, x, y, state_path=state, state_key="k", progress=False)
     calls.clear()
     monkeypatch.setattr(evaluate, "_attack_survivors", lambda *a: (calls.append(1), original(*a))[1])
-    resumed, _ = run_protocol(tiny_standard_model(), protocol, x, y, state_path=state, state_key="k", progress=False)
+    resumed = run_protocol(tiny_standard_model(), protocol, x, y, state_path=state, state_key="k", progress=False)
     total = len(protocol.columns) * len(protocol.eps)
     assert len(calls) == total - 4
-    fresh, _ = run_protocol(tiny_standard_model(), protocol, x, y, progress=False)
-    assert all((resumed[k] == fresh[k]).all() for k in fresh)
+    fresh = run_protocol(tiny_standard_model(), protocol, x, y, progress=False)
+    assert all((resumed.flags[k] == fresh.flags[k]).all() for k in fresh.flags)
+    assert all((resumed.predictions[k] == fresh.predictions[k]).all() for k in fresh.predictions)
     calls.clear()
     run_protocol(tiny_standard_model(), protocol, x, y, state_path=state, state_key="other", progress=False)
     assert len(calls) == total
+
+
+def test_worst_case_predictions_take_the_first_breaking_column(tmp_path):
+    protocol = white_box_protocol(tmp_path)
+    bundle = load_dataset("synthetic")
+    x, y = bundle.test.x[:40], bundle.test.y[:40]
+    result = run_protocol(tiny_standard_model(), protocol, x, y, progress=False)
+    labels = y.numpy()
+    for eps in protocol.eps:
+        adv = worst_case_predictions(result, protocol, eps)
+        worst = np.logical_and.reduce([result.flags["clean"]] + [result.flags[flag_key(c.column, eps)]
+                                                                 for c in protocol.columns])
+        assert ((adv == labels) == worst).all()
+        for column in protocol.columns:
+            broken = result.flags["clean"] & ~result.flags[flag_key(column.column, eps)]
+            assert (result.predictions[flag_key(column.column, eps)][broken] != labels[broken]).all()

@@ -83,7 +83,9 @@ def test_json_board_has_the_required_keys():
     for e in board["entries"]:
         assert {"rank", "defense", "n_seeds", "seeds", "clean_acc", "robust_acc", "worst_case",
                 "worst_class_robust_acc", "architecture", "fidelity", "recipe_overrides", "paper",
-                "venue", "link"} == set(e)
+                "venue", "link", "median_input_margin", "frac_margin_below_half_primary",
+                "sanity_fired"} == set(e)
+        assert e["sanity_fired"] == {}
         assert set(e["worst_case"]) == set(e["worst_class_robust_acc"]) == {"0.1", "0.2", "0.3"}
     assert json.loads(dumps_json(board)) == board
 
@@ -210,3 +212,13 @@ def test_leaderboard_imports_neither_torch_nor_pyplot():
     code = ("import sys, leaderboard.build, leaderboard.plot, leaderboard.records, leaderboard.schema; "
             "bad = {'torch', 'matplotlib.pyplot'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_fired_sanity_flags_are_shown_with_their_detail():
+    flagged = make_record("masked")
+    flagged["sanity"]["square_beats_white_box"].update(fired=True, value=0.2, detail="Square broke 20% more")
+    md, board = build([flagged, make_record("clean")])
+    entry = {e["defense"]: e for e in board["entries"]}
+    assert entry["masked"]["sanity_fired"] == {"square_beats_white_box": "seed 0: Square broke 20% more"}
+    assert "`square_beats_white_box`: seed 0: Square broke 20% more" in md
+    assert "No sanity flag fired." not in md

@@ -1,0 +1,78 @@
+"""What a record reports beyond accuracies: the confusion matrix of adversarial predictions,
+logit and input-space margins, and the sanity flags of the evaluation."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+from attacks.pgd import PGD
+from benchmark.evaluate import CHUNK, ProtocolResult, flag_key, worst_case_predictions
+from benchmark.margins import MARGIN_BINS, confusion_matrix, histogram, input_margins, logit_margins, margin_summary
+from benchmark.protocol import Protocol, build_attack
+from benchmark.sanity import model_flags, result_flags
+from leaderboard.flags import SANITY_FLAGS
+
+INPUT_MARGIN_METHOD = "pgd-bisection"
+
+
+@dataclasses.dataclass
+class Analysis:
+    """The record blocks (`confusion_adversarial`, `margins`, `sanity`) and the per-example
+    arrays they come from (stored in the flags file)."""
+
+    record: dict
+    per_example: dict[str, np.ndarray]
+
+
+def square_fractions(flags: dict[str, np.ndarray], protocol: Protocol) -> dict[str, float] | None:
+    """Per eps, the fraction of test points that AutoAttack's Square broke after its
+    gradient-based attacks had failed on them; None when the protocol runs no AutoAttack."""
+    columns = [c.column for c in protocol.columns if c.attack == "autoattack"]
+    if not columns:
+        return None
+    return {eps: max(float(flags.get(f"{flag_key(c, eps)}/square", np.zeros(1, bool)).mean()) for c in columns)
+            for eps in protocol.eps}
+
+
+def pgd_examples(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, eps: float,
+                 device: torch.device) -> torch.Tensor:
+    """Adversarial examples at `eps` from the protocol's PGD settings (defaults if it has none)."""
+    column = next((c for c in protocol.columns if c.attack == "pgd"), None)
+    attack = build_attack(column, protocol) if column else PGD(norm=protocol.norm)
+    return torch.cat([attack(model, xb.to(device), yb.to(device), eps).cpu()
+                      for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
+
+
+def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, result: ProtocolResult,
+            summary: dict, num_classes: int, device: str | torch.device = "cpu") -> Analysis:
+    """Confusion matrix at the primary eps, margins and sanity flags for one evaluated model.
+
+    `summary` is `aggregate`'s output for `result` (its accuracies feed the result flags).
+    """
+    device = torch.device(device)
+    labels = y.numpy()
+    primary = protocol.primary_eps
+    primary_value = protocol.eps_value(primary)
+    adversarial = worst_case_predictions(result, protocol, primary)
+    x_pgd = pgd_examples(model, protocol, x, y, primary_value, device)
+    eps_max = protocol.eps_value(protocol.eps[-1])
+    margins = input_margins(model, x, y, eps_max=eps_max, norm=protocol.norm, device=device)
+    flags = {**model_flags(model, x, y, norm=protocol.norm, num_classes=num_classes, device=device),
+             **result_flags(summary["robust_acc"], summary["worst_case"], list(protocol.eps),
+                            square_fractions(result.flags, protocol))}
+    clean_hist = histogram(logit_margins(model, x, y, device), MARGIN_BINS)
+    adv_hist = histogram(logit_margins(model, x_pgd, y, device), MARGIN_BINS)
+    record = {
+        "confusion_adversarial": {"eps": primary, "matrix": confusion_matrix(labels, adversarial, num_classes)},
+        "margins": {
+            "logit": {"edges": clean_hist["edges"], "clean": clean_hist["counts"],
+                      "adversarial": adv_hist["counts"], "adversarial_eps": primary},
+            "input": {"norm": protocol.norm, "method": INPUT_MARGIN_METHOD, "eps_max": eps_max,
+                      **margin_summary(margins, labels, num_classes, primary_value)},
+        },
+        "sanity": {name: flags[name] for name in SANITY_FLAGS},
+    }
+    return Analysis(record, {"input_margin": margins, "adversarial_prediction": adversarial})
