@@ -24,8 +24,8 @@ from benchmark.models import build_model
 from benchmark.protocol import Protocol, build_attack, load_protocol
 from benchmark.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.registry import DEFENSES, TRACKS
-from benchmark.train import TrainResult, effective_track, train, train_key
 from benchmark.tracks import Track
+from benchmark.train import TrainResult, effective_track, train, train_key
 from defenses.base import Defense
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from tabulate import tabulate
 
 from benchmark.errors import AtbenchError
 from benchmark.io import atomic_write_bytes, atomic_write_text, dumps_json
+from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.plot import plot_robustness
 from leaderboard.records import find_records
-from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.schema import validate_record
 
 DIGITS = 4

@@ -5,6 +5,7 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from benchmark.data import load_dataset
 from benchmark.models import build_model
@@ -39,3 +40,28 @@ def white_box_protocol(tmp_dir):
     path = tmp_dir / "white-box.toml"
     path.write_text(text.replace(block, ""))
     return load_protocol(path)
+
+
+def tiny_mlp(n_test: int = 64, seed: int = 0, *, eval_layers: bool = True):
+    """A small MLP trained for 60 full-batch Adam steps on noisy 1x8x8 class prototypes (10
+    classes, as AutoAttack's 9 targets need), and `n_test` test points; with `eval_layers` it
+    has BatchNorm and Dropout, so eval mode matters (about 86% clean accuracy)."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(10, 1, 8, 8, generator=g)
+
+    def draw(n):
+        y = torch.randint(0, 10, (n,), generator=g)
+        return (protos[y] + 0.6 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1), y
+
+    x_train, y_train = draw(256)
+    x, y = draw(n_test)
+    torch.manual_seed(seed)
+    middle = [nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.1)] if eval_layers else [nn.ReLU()]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), *middle, nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        F.cross_entropy(model(x_train), y_train).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return model.eval(), x, y

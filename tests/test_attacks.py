@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from attacks import PGD, TemperaturePGD
 from attacks.cw import margin
 from attacks.pgd import pgd_train_examples, random_start, sign_ascent
 from benchmark.errors import AtbenchError
 from benchmark.registry import ATTACKS
+from tests.helpers import tiny_mlp
 
 NAMES = ATTACKS.names()
 GRADIENT = [n for n in NAMES if issubclass(ATTACKS.get(n), PGD)]
@@ -22,43 +22,9 @@ EPS_RANGE = {"Linf": st.floats(0.0, 0.5), "L2": st.floats(0.0, 4.0)}
 SLOW = {"autoattack"}  # a few seconds per call even on the tiny model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: threading only adds overhead (a lot of it on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_tiny(n_test: int = 64, seed: int = 0):
-    """A small MLP (with BatchNorm and Dropout, so eval mode matters) trained for 60 full-batch
-    Adam steps on noisy class prototypes; about 86% clean accuracy on its test points."""
-    g = torch.Generator().manual_seed(seed)
-    protos = torch.rand(10, 1, 8, 8, generator=g)
-
-    def draw(n):
-        y = torch.randint(0, 10, (n,), generator=g)
-        return (protos[y] + 0.6 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1), y
-
-    x_train, y_train = draw(256)
-    x, y = draw(n_test)
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 10)
-    )
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        F.cross_entropy(model(x_train), y_train).backward()
-        opt.step()
-    opt.zero_grad(set_to_none=True)
-    return model.eval(), x, y
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    return make_tiny()
+    return tiny_mlp()
 
 
 def robust(model, x_adv, y):

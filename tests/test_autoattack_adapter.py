@@ -7,47 +7,19 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 from pyautoattack import AutoAttack
 from torch import nn
 
 from attacks import AutoAttackAdapter
+from tests.helpers import tiny_mlp
 
 EPS = 0.05  # the tiny model keeps some but not all points robust at this Linf eps
 BATCH = 16  # below the number of points, so AutoAttack's batching is exercised
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: threading only adds overhead (a lot of it on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    """A small MLP trained for 60 Adam steps on noisy 1x8x8 class prototypes (10 classes:
-    the standard version's 9 targets need them), and 32 test points."""
-    g = torch.Generator().manual_seed(0)
-    protos = torch.rand(10, 1, 8, 8, generator=g)
-
-    def draw(n):
-        y = torch.randint(0, 10, (n,), generator=g)
-        return (protos[y] + 0.6 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1), y
-
-    x_train, y_train = draw(256)
-    x, y = draw(32)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        F.cross_entropy(model(x_train), y_train).backward()
-        opt.step()
-    opt.zero_grad(set_to_none=True)
-    return model.eval(), x, y
+    return tiny_mlp(32, eval_layers=False)
 
 
 @pytest.fixture(scope="module")

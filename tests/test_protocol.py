@@ -2,7 +2,8 @@
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from benchmark.errors import AtbenchError
 from benchmark.protocol import PROTOCOL_DIR, load_protocol, parse_eps

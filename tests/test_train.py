@@ -38,7 +38,7 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
     defense = DEFENSES.get("pgd-at")()
     a = train(TINY, defense, 0, tmp_path / "a", progress=False)
     b = train(TINY, defense, 0, tmp_path / "b", progress=False)
-    c = train(TINY, defense, 1, tmp_path / "c", progress=False)
+    train(TINY, defense, 1, tmp_path / "c", progress=False)
     assert a.checkpoint_sha256 == b.checkpoint_sha256
     assert _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
     assert not _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "c" / "last.pt"))
