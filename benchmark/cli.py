@@ -35,7 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _common(sub.add_parser("run", help="train + evaluate every (defense, seed) on a track, then write the board"))
     _common(sub.add_parser("train", help="train (or resume) without evaluating"))
-    _common(sub.add_parser("eval", help="evaluate trained runs under the track's protocol and publish the records"))
+    evaluate = sub.add_parser("eval", help="evaluate trained runs (or an external model) under the track's protocol "
+                                           "and publish the records")
+    _common(evaluate)
+    evaluate.add_argument("--model", default=None, metavar="SPEC",
+                          help="evaluate this model instead of trained defenses: module:callable (returning an "
+                               "nn.Module on [0, 1] inputs) or a registered architecture")
+    evaluate.add_argument("--checkpoint", default=None, metavar="PATH",
+                          help="weights for --model (a state_dict, loaded weights-only)")
+    evaluate.add_argument("--name", default=None, help="the board name of the --model entry")
     _common(sub.add_parser("leaderboard", help="rebuild a track's board from its published records"), defenses=False)
     ls = sub.add_parser("ls", help="list registered names")
     ls.add_argument("what", nargs="?", default="all", choices=["all", "defenses", "attacks", "tracks", "datasets", "models", "protocols"])
@@ -77,9 +85,16 @@ def cmd_eval(args) -> None:
     import json
     from pathlib import Path
 
-    from benchmark.runner import evaluate_step, publish
+    from benchmark.runner import evaluate_external, evaluate_step, publish
     from benchmark.train import TrainResult
 
+    if args.model is None and (args.checkpoint or args.name):
+        raise AtbenchError("--checkpoint and --name need --model", "add --model module:callable (or an architecture)")
+    if args.model is not None:
+        paths = evaluate_external(args.model, args.checkpoint, args.name, args.track, args.device, args.runs_dir,
+                                  args.records_dir, args.boards_dir, args.data_dir, not args.quiet, args.protocol)
+        print("\n".join(str(p) for p in paths))
+        return
     track, jobs = _jobs(args)
     for defense, seed, run_dir in jobs:
         done = Path(run_dir) / "train.json"

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> dic
             "delete it and re-run `atbench run` to retrain, or restore the original file",
         )
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for unsafe or broken files
         raise AtbenchError(
             f"checkpoint {path} cannot be loaded safely: {type(exc).__name__}",

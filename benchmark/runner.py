@@ -6,6 +6,7 @@ resumes where it stopped and a finished one re-trains nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -72,51 +73,74 @@ def load_trained_model(track: Track, defense: Defense, result: TrainResult, data
     return defense.wrap(model).eval()
 
 
-def make_record(track: Track, defense: Defense, seed: int, protocol: Protocol, summary: dict,
-                flags_file: str, flags_sha: str, result: TrainResult, eval_seconds: float,
-                data_sha: str, subset_sha: str, device: str, class_names: tuple[str, ...]) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """What is evaluated and how its record describes it.
+
+    Attributes:
+        name: base name of its record files (the defense id).
+        defense: the record's `defense` block.
+        architecture: the model's architecture id (or the spec of an external model).
+        seed: the training seed (0 for an external model).
+        train_seconds: training time (0 for an external model).
+        checkpoint_sha256: sha256 of the evaluated checkpoint.
+    """
+
+    name: str
+    defense: dict
+    architecture: str
+    seed: int
+    train_seconds: float
+    checkpoint_sha256: str
+
+
+def defense_block(defense: Defense) -> dict:
+    """The record's description of a registered defense."""
+    return {
+        "id": defense.name, "config": defense.config_dict(), "paper": defense.meta.paper,
+        "venue": defense.meta.venue, "link": defense.meta.link, "fidelity": defense.meta.fidelity,
+        "randomized": defense.meta.randomized, "recipe_overrides": dict(defense.recipe_overrides),
+    }
+
+
+def make_record(track: Track, subject: Subject, protocol: Protocol, summary: dict, flags_file: str,
+                flags_sha: str, eval_seconds: float, data_sha: str, subset_sha: str, device: str,
+                class_names: tuple[str, ...]) -> dict:
     """Assemble the record (docs/record-format.md) from aggregates and provenance."""
     commit, dirty = git_state()
-    eff = effective_track(track, defense)
     return {
-        "schema_version": SCHEMA_VERSION, "track": track.name, "seed": seed,
-        "defense": {
-            "id": defense.name, "config": defense.config_dict(), "paper": defense.meta.paper,
-            "venue": defense.meta.venue, "link": defense.meta.link, "fidelity": defense.meta.fidelity,
-            "randomized": defense.meta.randomized, "recipe_overrides": dict(defense.recipe_overrides),
-        },
-        "architecture": eff.model,
+        "schema_version": SCHEMA_VERSION, "track": track.name, "seed": subject.seed,
+        "defense": subject.defense,
+        "architecture": subject.architecture,
         "protocol": protocol.summary(),
         "attacks": {c.column: repr(build_attack(c, protocol)) for c in protocol.columns},
         "num_classes": len(class_names), "class_names": list(class_names),
         **summary,
         "flags": {"file": flags_file, "sha256": flags_sha},
-        "runtime_s": {"train": round(result.runtime_s, 3), "eval": round(eval_seconds, 3)},
+        "runtime_s": {"train": round(subject.train_seconds, 3), "eval": round(eval_seconds, 3)},
         "provenance": {
             "atbench_version": package_versions()["atbench"], "git_commit": commit, "git_dirty": dirty,
             "packages": package_versions(), "python": platform.python_version(),
             "device": device_name(torch.device(device)),
-            "seeds": {"train": seed, "test_subset": protocol.subset_seed},
+            "seeds": {"train": subject.seed, "test_subset": protocol.subset_seed},
             "data_sha256": data_sha, "test_subset_sha256": subset_sha,
-            "checkpoint_sha256": result.checkpoint_sha256, "utc_time": utc_now(),
+            "checkpoint_sha256": subject.checkpoint_sha256, "utc_time": utc_now(),
         },
     }
 
 
-def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, result: TrainResult,
-                  device: str, data_dir: str | None, progress: bool, protocol: str | None = None) -> Path:
-    """Evaluate the trained model under the track's protocol (or the protocol file given) and
-    write `record.json` and the flags file, unless a record for the same checkpoint and
-    protocol exists."""
-    protocol = load_protocol(protocol or track.protocol)
-    eval_key = sha256_json({"checkpoint": result.checkpoint_sha256, "protocol": protocol.sha256,
-                            "defense": defense.config_dict(), "evaluation": EVALUATION_VERSION})
+def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, protocol: Protocol, run_dir: Path,
+                   device: str, data_dir: str | None, progress: bool) -> Path:
+    """Evaluate a deployed model under `protocol` and write `record.json` and the flags file
+    into `run_dir`, unless a record for the same checkpoint, description and protocol exists.
+    A killed evaluation resumes from `eval_state.json`. Returns the record's path."""
+    eval_key = sha256_json({"checkpoint": subject.checkpoint_sha256, "protocol": protocol.sha256,
+                            "defense": subject.defense, "evaluation": EVALUATION_VERSION})
     record_path, key_path = run_dir / "record.json", run_dir / "eval_key.txt"
     if record_path.is_file() and key_path.is_file() and key_path.read_text() == eval_key:
-        log.info("%s seed %d: evaluated already, skipping", defense.name, seed)
+        log.info("%s seed %d: evaluated already, skipping", subject.name, subject.seed)
         return record_path
     bundle = load_dataset(track.dataset, data_dir)
-    model = load_trained_model(track, defense, result, data_dir, device)
     labels = bundle.test.y.numpy()
     indices = select_test_subset(labels, protocol.n_examples, protocol.subset_seed)
     x, y = bundle.test.x[indices], bundle.test.y[indices]
@@ -127,10 +151,10 @@ def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, resu
     extra = analyse(model, protocol, x, y, outcome, summary, bundle.num_classes, device)
     seconds = time.perf_counter() - t0
     flags_bytes = flags_npz_bytes(outcome.flags, labels[indices], indices, extra.per_example)
-    flags_file = f"{record_name(defense.name, seed)}.flags.npz"
+    flags_file = f"{record_name(subject.name, subject.seed)}.flags.npz"
     atomic_write_bytes(run_dir / flags_file, flags_bytes)
-    record = make_record(track, defense, seed, protocol, {**summary, **extra.record}, flags_file,
-                         sha256_bytes(flags_bytes), result, seconds, bundle.sha256,
+    record = make_record(track, subject, protocol, {**summary, **extra.record}, flags_file,
+                         sha256_bytes(flags_bytes), seconds, bundle.sha256,
                          sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), device, bundle.class_names)
     from leaderboard.schema import validate_record
 
@@ -138,6 +162,41 @@ def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, resu
     atomic_write_json(record_path, record)
     atomic_write_bytes(key_path, eval_key.encode())
     return record_path
+
+
+def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, result: TrainResult,
+                  device: str, data_dir: str | None, progress: bool, protocol: str | None = None) -> Path:
+    """Evaluate a trained defense under the track's protocol (or the protocol given)."""
+    subject = Subject(defense.name, defense_block(defense), effective_track(track, defense).model, seed,
+                      result.runtime_s, result.checkpoint_sha256)
+    return evaluate_model(load_trained_model(track, defense, result, data_dir, device), subject, track,
+                          load_protocol(protocol or track.protocol), run_dir, device, data_dir, progress)
+
+
+def evaluate_external(spec: str, checkpoint: str | None, name: str | None, track_name: str, device: str = "cpu",
+                      runs_dir: str = "runs", records_dir: str = "leaderboard/records",
+                      boards_dir: str = "leaderboard/boards", data_dir: str | None = None, progress: bool = True,
+                      protocol: str | None = None) -> list[Path]:
+    """Evaluate a model from outside atbench (`benchmark.external`) under a track's protocol,
+    publish its record next to the defenses' and rebuild the board. Returns the record and
+    board paths."""
+    from benchmark.external import external_name, load_external
+    from leaderboard.build import write_board
+
+    track: Track = TRACKS.get(track_name)
+    check_device(device)
+    chosen = load_protocol(protocol or track.protocol)
+    bundle = load_dataset(track.dataset, data_dir)
+    model, sha = load_external(spec, checkpoint, bundle)
+    name = name or external_name(spec, checkpoint)
+    block = {"id": name, "config": {"model": spec, "checkpoint": Path(checkpoint).name if checkpoint else None},
+             "paper": "", "venue": "", "link": "", "fidelity": "reference", "randomized": False,
+             "recipe_overrides": {}}
+    subject = Subject(name, block, spec, 0, 0.0, sha)
+    record = evaluate_model(model.to(device), subject, track, chosen, run_dir_for(runs_dir, track.name, name, 0),
+                            device, data_dir, progress)
+    publish(record, records_dir, name, 0)
+    return [record, *write_board(records_dir, chosen.id, boards_dir)]
 
 
 def publish(record_path: Path, records_dir: str | Path, defense: str, seed: int) -> str:
