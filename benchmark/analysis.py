@@ -46,11 +46,19 @@ def pgd_examples(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch
                       for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
 
 
+def probe(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+          device: str | torch.device = "cpu") -> dict[str, dict]:
+    """The sanity flags that probe the model itself (run before the protocol: a model found
+    stochastic is evaluated as randomized)."""
+    return model_flags(model, x, y, norm=protocol.norm, num_classes=num_classes, device=torch.device(device))
+
+
 def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, result: ProtocolResult,
-            summary: dict, num_classes: int, device: str | torch.device = "cpu") -> Analysis:
+            summary: dict, probed: dict[str, dict], num_classes: int, device: str | torch.device = "cpu") -> Analysis:
     """Confusion matrix at the primary eps, margins and sanity flags for one evaluated model.
 
-    `summary` is `aggregate`'s output for `result` (its accuracies feed the result flags).
+    `summary` is `aggregate`'s output for `result` (its accuracies feed the result flags);
+    `probed` is `probe`'s output.
     """
     device = torch.device(device)
     labels = y.numpy()
@@ -60,7 +68,7 @@ def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
     x_pgd = pgd_examples(model, protocol, x, y, primary_value, device)
     eps_max = protocol.eps_value(protocol.eps[-1])
     margins = input_margins(model, x, y, eps_max=eps_max, norm=protocol.norm, device=device)
-    flags = {**model_flags(model, x, y, norm=protocol.norm, num_classes=num_classes, device=device),
+    flags = {**probed,
              **result_flags(summary["robust_acc"], summary["worst_case"], list(protocol.eps),
                             square_fractions(result.flags, protocol))}
     clean_hist = histogram(logit_margins(model, x, y, device), MARGIN_BINS)

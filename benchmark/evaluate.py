@@ -51,25 +51,36 @@ def flag_key(column: str, eps: str) -> str:
     return f"{column}@{eps}"
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarray:
-    """The model's top-1 predictions (int64), in eval mode.
+def checked_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`model(x)`, refused unless it is one finite logit vector per input.
 
     Raises:
-        AtbenchError: the model's output is not one logit vector per input.
+        AtbenchError: wrong output shape, or NaN / Inf logits (such a model is not scored).
     """
+    logits = model(x)
+    if logits.dim() != 2 or logits.shape[0] != len(x):
+        raise AtbenchError(f"model output has shape {tuple(logits.shape)}, expected (batch, classes)",
+                           "the model must return one logit vector per input")
+    if not torch.isfinite(logits).all():
+        raise AtbenchError("model output contains NaN or Inf logits; the model is not scored",
+                           "check the checkpoint and the model's forward pass")
+    return logits
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, votes: int = 1) -> np.ndarray:
+    """The model's top-1 predictions (int64), in eval mode; with `votes` > 1 (a randomized
+    defense), the majority over that many forward passes (ties go to the smallest class)."""
     model.eval()
     out = []
     for xb in x.split(CHUNK):
-        logits = model(xb.to(device))
-        if logits.dim() != 2 or logits.shape[0] != len(xb):
-            raise AtbenchError(f"model output has shape {tuple(logits.shape)}, expected (batch, classes)",
-                               "the model must return one logit vector per input")
-        out.append(logits.argmax(1).cpu().numpy())
+        xb = xb.to(device)
+        passes = torch.stack([checked_logits(model, xb).argmax(1) for _ in range(votes)])
+        out.append((torch.mode(passes, dim=0).values if votes > 1 else passes[0]).cpu().numpy())
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
-def _attack_survivors(model, attack, x, y, eps_value, alive, device) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _attack_survivors(model, attack, x, y, eps_value, alive, device, votes) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Predictions on the attack's adversarial examples for the `alive` points (-1 elsewhere)
     and, for an attack that reports one (AutoAttack), which of its sub-attacks broke each point."""
     preds = np.full(len(y), -1, dtype=np.int64)
@@ -79,7 +90,7 @@ def _attack_survivors(model, attack, x, y, eps_value, alive, device) -> tuple[np
         if len(chunk) == 0:
             continue
         x_adv = attack(model, x[chunk].to(device), y[chunk].to(device), eps_value)
-        preds[chunk] = predict(model, x_adv, device)
+        preds[chunk] = predict(model, x_adv, device, votes)
         for sub, broke in getattr(attack, "last_breakdown", {}).items():
             breakdown.setdefault(sub, np.zeros(len(y), dtype=np.int64))[chunk] = broke.cpu().numpy()
     return preds, breakdown
@@ -131,9 +142,10 @@ class ProtocolResult:
 
 def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
                  device: str | torch.device = "cpu", state_path: str | Path | None = None,
-                 state_key: str = "", progress: bool = True) -> ProtocolResult:
+                 state_key: str = "", progress: bool = True, votes: int = 1) -> ProtocolResult:
     """Evaluate `model` on (x, y) under every (attack, eps) of `protocol`, eps in increasing
-    order, each attack attacking only the points it has not broken yet.
+    order, each attack attacking only the points it has not broken yet. `votes` > 1 decides
+    every prediction by majority over that many forward passes (randomized defenses).
 
     With `state_path`, finished pairs are saved and reused on a re-run with the same
     `state_key`.
@@ -141,7 +153,7 @@ def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch
     device = torch.device(device)
     labels = y.numpy()
     state = EvalState(Path(state_path) if state_path else None, state_key)
-    clean_pred = predict(model, x, device)
+    clean_pred = predict(model, x, device, votes)
     flags, preds = {"clean": clean_pred == labels}, {"clean": clean_pred}
     bar = tqdm([(c, e) for c in protocol.columns for e in protocol.eps], desc="evaluate",
                disable=not progress, unit="attack", leave=False)
@@ -153,7 +165,7 @@ def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch
         if name not in state.preds:
             t0 = time.perf_counter()
             attacked, breakdown = _attack_survivors(model, build_attack(column, protocol), x, y,
-                                                    protocol.eps_value(eps), flags[before], device)
+                                                    protocol.eps_value(eps), flags[before], device, votes)
             state.save(name, attacked, time.perf_counter() - t0, breakdown)
         attacked = state.preds[name]
         flags.update({k: v.astype(bool) for k, v in state.preds.items() if k.startswith(f"{name}/")})

@@ -24,7 +24,7 @@ convergence (relative change below `tol`), so the bound is exact up to power-ite
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -241,8 +241,9 @@ class LipschitzBound:
     def pairwise(self) -> torch.Tensor:
         """(K, K) LipLT bounds L[k, j] of the L2 Lipschitz constant of x -> z_k - z_j from the
         current power-iteration vectors (symmetric, zero diagonal, differentiable in the weights)."""
+        # 0-based layers: N[b, a] = ||W_{b+1} ... W_{a+1}|| and m[k] = m_{k+1} of the module docstring
         N = self.product_norms()
-        m: list[torch.Tensor] = []  # m[k] bounds the Lipschitz constant of x -> x_k (0-based)
+        m: list[torch.Tensor] = []
         for k in range(len(self.maps) - 1):
             m.append(0.5 ** k * N[k, 0] + sum(0.5 ** (k - j) * N[k, j + 1] * m[j] for j in range(k)))
         last = len(self.maps) - 1
@@ -289,11 +290,10 @@ def _radius(model: nn.Module, x: torch.Tensor, input_shape: Sequence[int] | None
         z = model(x)
     pred = z.argmax(dim=1)
     margin = z.gather(1, pred[:, None]) - z
-    lip = L.to(z)[pred]
+    lip = L.detach().to(z)[pred]
     radius = torch.where(lip > 0, margin / lip.clamp_min(torch.finfo(z.dtype).tiny),
                          torch.where(margin > 0, math.inf, 0.0))
-    radius[torch.arange(len(pred)), pred] = math.inf
-    return radius.min(dim=1).values, pred
+    return radius.scatter(1, pred[:, None], math.inf).min(dim=1).values, pred
 
 
 def certified_radius(model: nn.Module, x: torch.Tensor, input_shape: Sequence[int] | None = None,

@@ -79,6 +79,14 @@ class Protocol:
                 out.setdefault(col.group, []).append(col.column)
         return out
 
+    def for_randomized(self) -> "Protocol":
+        """The protocol as applied to a randomized defense: AutoAttack version "rand"
+        (APGD-CE and APGD-DLR with EOT over 20 samples); the evaluation also decides every
+        prediction by majority vote over repeated forward passes."""
+        columns = tuple(dataclasses.replace(c, settings={**c.settings, "version": "rand"})
+                        if c.attack == "autoattack" else c for c in self.columns)
+        return dataclasses.replace(self, columns=columns)
+
     def summary(self) -> dict[str, Any]:
         """The protocol block stored in every record."""
         return {

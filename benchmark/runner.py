@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.analysis import analyse
+from benchmark.analysis import analyse, probe
 from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
 from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_test_subset
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: Bumped whenever the evaluation computes something new, so finished runs are re-evaluated.
 EVALUATION_VERSION = 2
+#: Forward passes whose majority decides each prediction of a randomized defense.
+VOTES = 5
 
 
 def run_dir_for(runs_dir: str | Path, track: str, defense: str, seed: int) -> Path:
@@ -145,10 +147,15 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
     indices = select_test_subset(labels, protocol.n_examples, protocol.subset_seed)
     x, y = bundle.test.x[indices], bundle.test.y[indices]
     t0 = time.perf_counter()
+    probed = probe(model, protocol, x, y, bundle.num_classes, device)
+    randomized = subject.defense["randomized"] or probed["stochastic_outputs"]["fired"]
+    if randomized:
+        protocol = protocol.for_randomized()
+        log.info("%s is randomized: AutoAttack version rand, majority vote over %d passes", subject.name, VOTES)
     outcome = run_protocol(model, protocol, x, y, device=device, state_path=run_dir / "eval_state.json",
-                           state_key=eval_key, progress=progress)
+                           state_key=eval_key, progress=progress, votes=VOTES if randomized else 1)
     summary = aggregate(outcome.flags, labels[indices], protocol, bundle.num_classes)
-    extra = analyse(model, protocol, x, y, outcome, summary, bundle.num_classes, device)
+    extra = analyse(model, protocol, x, y, outcome, summary, probed, bundle.num_classes, device)
     seconds = time.perf_counter() - t0
     flags_bytes = flags_npz_bytes(outcome.flags, labels[indices], indices, extra.per_example)
     flags_file = f"{record_name(subject.name, subject.seed)}.flags.npz"
