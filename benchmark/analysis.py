@@ -10,12 +10,15 @@ from torch import nn
 
 from attacks.pgd import PGD
 from benchmark.evaluate import CHUNK, ProtocolResult, flag_key, worst_case_predictions
+from benchmark.lipschitz import certified_radius, pairwise_lipschitz
 from benchmark.margins import MARGIN_BINS, confusion_matrix, histogram, input_margins, logit_margins, margin_summary
+from benchmark.models import is_plain
 from benchmark.protocol import Protocol, build_attack
 from benchmark.sanity import model_flags, result_flags
 from leaderboard.flags import SANITY_FLAGS
 
 INPUT_MARGIN_METHOD = "pgd-bisection"
+L2_PGD_STEPS = 50
 
 
 @dataclasses.dataclass
@@ -25,6 +28,13 @@ class Analysis:
 
     record: dict
     per_example: dict[str, np.ndarray]
+
+
+def margin_search_limit(protocol: Protocol) -> float:
+    """The largest eps the input-margin bisection tries: twice the protocol's largest eps (at
+    most 1 for Linf, where eps 1 reaches every image), so robust points get a margin too."""
+    limit = 2 * protocol.eps_value(protocol.eps[-1])
+    return min(limit, 1.0) if protocol.norm == "Linf" else limit
 
 
 def square_fractions(flags: dict[str, np.ndarray], protocol: Protocol) -> dict[str, float] | None:
@@ -53,6 +63,35 @@ def probe(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor
     return model_flags(model, x, y, norm=protocol.norm, num_classes=num_classes, device=torch.device(device))
 
 
+def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
+            device: torch.device) -> tuple[dict | None, np.ndarray | None]:
+    """Certified L2 accuracy from the LipLT bound at the protocol's certified radii, beside the
+    L2-PGD robust accuracy at the same radii on the same points; None for a model that is not a
+    plain network (or a protocol without radii). Also returns each point's certified radius."""
+    if not protocol.certified_radii or not is_plain(model):
+        return None, None
+    model = model.to(device).eval()
+    lipschitz = pairwise_lipschitz(model, tuple(x.shape[1:]))
+    with torch.no_grad():
+        radius = torch.cat([certified_radius(model, xb.to(device), L=lipschitz).cpu() for xb in x.split(CHUNK)])
+        correct = torch.cat([(model(xb.to(device)).argmax(1).cpu() == yb) for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
+    radius = torch.where(correct, radius, torch.zeros_like(radius)).numpy().astype(np.float64)
+    attack = PGD(norm="L2", steps=L2_PGD_STEPS, restarts=1, step_ratio=0.25, seed=0)
+    certified, pgd = {}, {}
+    for r in protocol.certified_radii:
+        value = protocol.eps_value(r)
+        x_adv = torch.cat([attack(model, xb.to(device), yb.to(device), value).cpu()
+                           for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
+        with torch.no_grad():
+            survives = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x_adv.split(CHUNK)]) == y
+        certified[r] = float(np.mean(radius >= value))
+        pgd[r] = float((survives & correct).float().mean())
+    block = {"radii": list(protocol.certified_radii), "certified_acc": certified, "pgd_l2_acc": pgd,
+             "pgd_l2_steps": L2_PGD_STEPS, "lipschitz_max": float(lipschitz.max()),
+             "median_radius": float(np.median(radius))}
+    return block, radius
+
+
 def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, result: ProtocolResult,
             summary: dict, probed: dict[str, dict], num_classes: int, device: str | torch.device = "cpu") -> Analysis:
     """Confusion matrix at the primary eps, margins and sanity flags for one evaluated model.
@@ -66,14 +105,16 @@ def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
     primary_value = protocol.eps_value(primary)
     adversarial = worst_case_predictions(result, protocol, primary)
     x_pgd = pgd_examples(model, protocol, x, y, primary_value, device)
-    eps_max = protocol.eps_value(protocol.eps[-1])
+    eps_max = margin_search_limit(protocol)
     margins = input_margins(model, x, y, eps_max=eps_max, norm=protocol.norm, device=device)
     flags = {**probed,
              **result_flags(summary["robust_acc"], summary["worst_case"], list(protocol.eps),
                             square_fractions(result.flags, protocol))}
     clean_hist = histogram(logit_margins(model, x, y, device), MARGIN_BINS)
     adv_hist = histogram(logit_margins(model, x_pgd, y, device), MARGIN_BINS)
+    certified, radius = certify(model, protocol, x, y, device)
     record = {
+        "certified_l2": certified,
         "confusion_adversarial": {"eps": primary, "matrix": confusion_matrix(labels, adversarial, num_classes)},
         "margins": {
             "logit": {"edges": clean_hist["edges"], "clean": clean_hist["counts"],
@@ -83,4 +124,7 @@ def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
         },
         "sanity": {name: flags[name] for name in SANITY_FLAGS},
     }
-    return Analysis(record, {"input_margin": margins, "adversarial_prediction": adversarial})
+    per_example = {"input_margin": margins, "adversarial_prediction": adversarial}
+    if radius is not None:
+        per_example["certified_radius"] = radius
+    return Analysis(record, per_example)

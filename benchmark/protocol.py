@@ -18,7 +18,8 @@ from benchmark.io import sha256_bytes
 
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 NORMS = ("Linf", "L2")
-_TOP_KEYS = {"id", "version", "track", "dataset", "norm", "eps", "primary_eps", "test_subset", "attacks"}
+_TOP_KEYS = {"id", "version", "track", "dataset", "norm", "eps", "primary_eps", "test_subset", "attacks",
+             "certified_l2_radii"}
 
 
 def parse_eps(text: str) -> float:
@@ -66,6 +67,7 @@ class Protocol:
     columns: tuple[AttackColumn, ...]
     sha256: str
     path: str
+    certified_radii: tuple[str, ...] = ()
 
     def eps_value(self, eps: str) -> float:
         """The float value of one of the protocol's eps strings."""
@@ -142,6 +144,19 @@ def _columns(attacks: Any, norm: str, path: Path) -> tuple[AttackColumn, ...]:
     return tuple(columns)
 
 
+def _eps_list(data: dict, key: str, path: Path) -> list[str]:
+    values = _require(data, key, list, path)
+    if not values or not all(isinstance(e, str) for e in values):
+        raise _fail(path, key, "must be a non-empty list of strings like \"0.3\" or \"8/255\"")
+    try:
+        numbers = [parse_eps(e) for e in values]
+    except ValueError as exc:
+        raise _fail(path, key, str(exc)) from exc
+    if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+        raise _fail(path, key, "must be strictly increasing")
+    return values
+
+
 def load_protocol(name_or_path: str | Path) -> Protocol:
     """Load and validate a protocol by id (a file in `benchmark/protocols/`) or by path.
 
@@ -169,15 +184,9 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     norm = _require(data, "norm", str, path)
     if norm not in NORMS:
         raise _fail(path, "norm", f"must be one of {NORMS}")
-    eps = _require(data, "eps", list, path)
-    if not eps or not all(isinstance(e, str) for e in eps):
-        raise _fail(path, "eps", "must be a non-empty list of strings like \"0.3\" or \"8/255\"")
-    try:
-        values = [parse_eps(e) for e in eps]
-    except ValueError as exc:
-        raise _fail(path, "eps", str(exc)) from exc
-    if values != sorted(values) or len(set(values)) != len(values):
-        raise _fail(path, "eps", "must be strictly increasing")
+    eps = _eps_list(data, "eps", path)
+    radii = _eps_list(data, "certified_l2_radii", path) if "certified_l2_radii" in data else (
+        eps if norm == "L2" else [])
     primary = _require(data, "primary_eps", str, path)
     if primary not in eps:
         raise _fail(path, "primary_eps", f"must be one of the eps strings {eps}")
@@ -201,6 +210,7 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
         columns=_columns(data.get("attacks"), norm, path),
         sha256=sha256_bytes(raw),
         path=str(path),
+        certified_radii=tuple(radii),
     )
     for column in protocol.columns:
         build_attack(column, protocol)

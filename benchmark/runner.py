@@ -32,7 +32,7 @@ from defenses.base import Defense
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: Bumped whenever the evaluation computes something new, so finished runs are re-evaluated.
-EVALUATION_VERSION = 2
+EVALUATION_VERSION = 3
 #: Forward passes whose majority decides each prediction of a randomized defense.
 VOTES = 5
 

@@ -86,6 +86,7 @@ def _entry(defense: str, recs: list[dict], eps: list[str], attacks: list[str]) -
         "median_input_margin": _r(_mean([r["margins"]["input"]["median"] for r in recs])),
         "frac_margin_below_half_primary": _r(_mean([r["margins"]["input"]["frac_below_half_primary"] for r in recs])),
         "sanity_fired": _fired(recs),
+        "certified_l2": _certified(recs),
         **copy.deepcopy({k: v for k, v in meta.items() if k != "config"}),
     }
 
@@ -98,6 +99,16 @@ def _fired(recs: list[dict]) -> dict[str, str]:
             if r["sanity"][name]["fired"] and name not in fired:
                 fired[name] = f"seed {r['seed']}: {r['sanity'][name]['detail']}"
     return fired
+
+
+def _certified(recs: list[dict]) -> dict | None:
+    """Mean certified and L2-PGD accuracy per radius over the seeds; None unless every seed has them."""
+    blocks = [r["certified_l2"] for r in recs]
+    if any(b is None for b in blocks):
+        return None
+    return {radius: {"certified": _r(_mean([b["certified_acc"][radius] for b in blocks])),
+                     "pgd_l2": _r(_mean([b["pgd_l2_acc"][radius] for b in blocks]))}
+            for radius in blocks[0]["radii"]}
 
 
 def build_json(records: list[dict]) -> dict:
@@ -179,6 +190,13 @@ def render_markdown(board: dict) -> str:
         for x in entries
     ]
     main = _table(main_headers, main_rows, "rlrr" + "r" * len(attacks) + "rrrllll")
+    certified = [x for x in entries if x["certified_l2"]]
+    radii = list(certified[0]["certified_l2"]) if certified else []
+    certified_table = _table(
+        ["rank", "defense"] + [f"L2 r={r}: certified / PGD (%)" for r in radii],
+        [[str(x["rank"]), _cell(x["defense"])]
+         + [f"{_pct(x['certified_l2'][r]['certified'])} / {_pct(x['certified_l2'][r]['pgd_l2'])}" for r in radii]
+         for x in certified], "rl" + "r" * len(radii)) if certified else ""
     flagged = [f"- **{x['defense']}**: [{_FLAG_MARK[name]}] `{name}`: {_cell(detail)}"
                for x in entries for name, detail in x["sanity_fired"].items()]
     eps_rows = [[str(x["rank"]), _cell(x["defense"]), _pct(x["clean_acc"])]
@@ -199,6 +217,8 @@ def render_markdown(board: dict) -> str:
         "",
         *(flagged or ["No sanity flag fired."]),
         "",
+        *(["## Certified L2 accuracy (LipLT bound) beside L2-PGD robust accuracy", "", certified_table, ""]
+          if certified else []),
         "## Worst-case robust accuracy (%) per eps",
         "",
         per_eps,
@@ -214,7 +234,7 @@ def render_markdown(board: dict) -> str:
         "implementation follows the paper; "
         "*recipe overrides* are the defense's departures from the track's training recipe. "
         f"*Median margin*: the median over test points of the smallest {p['norm']} eps at which PGD "
-        "breaks a point (bisection; 0 for misclassified points, capped at the largest eps), an upper "
+        "breaks a point (bisection; 0 for misclassified points, capped at twice the largest eps), an upper "
         "bound on the true margin. *Flags* mark suspicious evaluations: "
         + "; ".join(f"[{_FLAG_MARK[n]}] `{n}`: {FLAG_DOCS[n]}" for n in SANITY_FLAGS) + ".",
         "",

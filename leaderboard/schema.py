@@ -249,6 +249,7 @@ class _Validator:
                 "worst_case": self.by_eps(self.per_class(self.frac)),
             }),
             "classwise": self.by_eps(self.class_stats),
+            "certified_l2": self.certified,
             "confusion_adversarial": partial(self.obj, fields={
                 "eps": self.primary, "matrix": self.per_class(self.per_class(self.integer)),
             }),
@@ -300,6 +301,33 @@ class _Validator:
             "per_class": partial(self.obj, fields={"median": self.per_class(self.number),
                                                    "frac_below_half_primary": self.per_class(self.frac)}),
         })
+
+    def certified(self, v: Any, path: str) -> None:
+        """Certified L2 accuracy (null for models that are not plain networks); never above the
+        L2-PGD robust accuracy at the same radius on the same points."""
+        if v is None:
+            return
+        if not isinstance(v, dict) or not isinstance(v.get("radii"), list) or not v["radii"]:
+            self.fail(_join(path, "radii"), "must be a non-empty list of radius strings")
+        radii = v["radii"]
+        for i, r in enumerate(radii):
+            if not isinstance(r, str) or not _EPS.fullmatch(r) or Fraction(r) <= 0:
+                self.fail(f"{_join(path, 'radii')}[{i}]", f"must be a positive number such as '0.5', got {r!r}")
+
+        def by_radius(value: Any, where: str) -> None:
+            if not isinstance(value, dict) or set(value) != set(radii):
+                self.fail(where, f"must be an object keyed by the radii {radii}")
+            for r in radii:
+                self.frac(value[r], _join(where, r))
+
+        self.obj(v, path, {"radii": lambda *_: None, "certified_acc": by_radius, "pgd_l2_acc": by_radius,
+                           "pgd_l2_steps": partial(self.integer, lo=1), "lipschitz_max": self.number,
+                           "median_radius": self.number})
+        for r in radii:
+            if v["certified_acc"][r] > v["pgd_l2_acc"][r]:
+                self.fail(_join(_join(path, "certified_acc"), r),
+                          f"is {v['certified_acc'][r]} but L2-PGD leaves only {v['pgd_l2_acc'][r]} robust at that "
+                          "radius: the Lipschitz bound or the attack is wrong")
 
     def sanity_flag(self, v: Any, path: str) -> None:
         self.obj(v, path, {"fired": self.boolean, "value": partial(self.number, lo=-math.inf),

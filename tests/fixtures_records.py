@@ -75,6 +75,7 @@ def make_record(
             "worst_case": pc_wc,
         },
         "classwise": classwise,
+        "certified_l2": None,
         "confusion_adversarial": {"eps": primary, "matrix": [[n_per if i == j else 0 for j in range(num_classes)]
                                                              for i in range(num_classes)]},
         "margins": {

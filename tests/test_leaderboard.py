@@ -84,7 +84,7 @@ def test_json_board_has_the_required_keys():
         assert {"rank", "defense", "n_seeds", "seeds", "clean_acc", "robust_acc", "worst_case",
                 "worst_class_robust_acc", "architecture", "fidelity", "recipe_overrides", "paper",
                 "venue", "link", "median_input_margin", "frac_margin_below_half_primary",
-                "sanity_fired"} == set(e)
+                "sanity_fired", "certified_l2"} == set(e)
         assert e["sanity_fired"] == {}
         assert set(e["worst_case"]) == set(e["worst_class_robust_acc"]) == {"0.1", "0.2", "0.3"}
     assert json.loads(dumps_json(board)) == board
@@ -222,3 +222,15 @@ def test_fired_sanity_flags_are_shown_with_their_detail():
     assert entry["masked"]["sanity_fired"] == {"square_beats_white_box": "seed 0: Square broke 20% more"}
     assert "`square_beats_white_box`: seed 0: Square broke 20% more" in md
     assert "No sanity flag fired." not in md
+
+
+def test_certified_accuracy_table_appears_when_records_have_it():
+    rec = make_record("lip")
+    rec["certified_l2"] = {"radii": ["0.5"], "certified_acc": {"0.5": 0.25}, "pgd_l2_acc": {"0.5": 0.75},
+                           "pgd_l2_steps": 50, "lipschitz_max": 3.0, "median_radius": 0.4}
+    md, board = build([rec, make_record("plain")])
+    assert board["entries"][0]["certified_l2"] is None or board["entries"][1]["certified_l2"] is None
+    assert {e["defense"]: e["certified_l2"] for e in board["entries"]}["lip"] == {
+        "0.5": {"certified": 0.25, "pgd_l2": 0.75}}
+    assert "25.00 / 75.00" in md and "Certified L2 accuracy" in md
+    assert "Certified L2 accuracy" not in build([make_record("plain")])[0]

@@ -33,6 +33,10 @@ def test_run_writes_valid_records_and_a_board(tiny_run):
         record = validate_record(load_record(path), str(path))
         flags = path.parent / record["flags"]["file"]
         assert sha256_file(flags) == record["flags"]["sha256"]
+        certified = record["certified_l2"]
+        assert certified["radii"] == ["0.1", "0.5"] and certified["lipschitz_max"] > 0
+        assert all(certified["certified_acc"][r] <= certified["pgd_l2_acc"][r] for r in certified["radii"])
+        assert certified["certified_acc"]["0.1"] >= certified["certified_acc"]["0.5"]
         checkpoint = root / "runs" / "synthetic-tiny" / name / "seed0" / "best.pt"
         assert sha256_file(checkpoint) == record["provenance"]["checkpoint_sha256"]
     board = json.loads((root / "boards" / "synthetic-tiny.json").read_text())
