@@ -12,7 +12,6 @@ import importlib.util
 import json
 import logging
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -38,15 +37,7 @@ CROP_PADDING = 4
 DATA_DIR_ENV = "ATBENCH_DATA_DIR"
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
-CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
-CIFAR100_FILES = ("train", "test", "meta")
-SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
-_CIFAR_SOURCE = "download the 'python version' from https://www.cs.toronto.edu/~kriz/cifar.html and extract it"
-_SAFE_PICKLE_GLOBALS = frozenset(  # what numpy arrays in Python 2 and 3 pickles need, nothing more
-    {(f"numpy.{core}.{module}", name) for core in ("core", "_core")
-     for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
-    | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-)
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,7 +229,7 @@ def _content_sha256(splits: Mapping[str, Split], class_names: tuple[str, ...]) -
     return digest.hexdigest()
 
 
-def _build_bundle(name: str, arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
+def build_bundle(name: str, arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
                   class_names: tuple[str, ...], scale: float) -> DataBundle:
     """Assemble a bundle from (images N,C,H,W, labels) for "train", "val" and "test"; pixels / `scale`."""
     splits = {k: _split_from_arrays(*arrays[k], scale) for k in ("train", "val", "test")}
@@ -255,7 +246,7 @@ def _subsets(images: np.ndarray, labels: np.ndarray, parts: Mapping[str, np.ndar
     return {k: (images[index], labels[index]) for k, index in parts.items()}
 
 
-def _train_val_parts(images: np.ndarray, labels: np.ndarray, val_size: int | None) -> dict:
+def train_val_parts(images: np.ndarray, labels: np.ndarray, val_size: int | None) -> dict:
     """Carve a stratified validation part of `val_size` images (default: min(1000, 10%)) out of
     the training files."""
     if val_size is None:
@@ -267,7 +258,8 @@ def _train_val_parts(images: np.ndarray, labels: np.ndarray, val_size: int | Non
 # ----------------------------------------------------------------------------- file reading
 
 
-def _require_files(dataset: str, folder: Path, files: tuple[str, ...], how_to_get: str) -> None:
+def require_files(dataset: str, folder: Path, files: tuple[str, ...], how_to_get: str) -> None:
+    """Raise an `AtbenchError` naming the folder, the missing files and how to get them."""
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
         where = f"missing in {folder}: {', '.join(missing)}" if folder.is_dir() else f"{folder} does not exist"
@@ -278,64 +270,22 @@ def _require_files(dataset: str, folder: Path, files: tuple[str, ...], how_to_ge
         )
 
 
-def _malformed(path: Path, what: str) -> AtbenchError:
+def malformed(path: Path, what: str) -> AtbenchError:
+    """The error for a data file that exists but cannot be read as the data set it should hold."""
     return AtbenchError(
         f"data file {path} is malformed: {what}",
         "replace it with a fresh copy of the original file (re-download and re-extract the data set)",
     )
 
 
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only, so a data file cannot run code."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _SAFE_PICKLE_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
-def _read_pickle_dict(path: Path) -> dict:
-    """Load a pickled dict (Python 2 or 3, `encoding="latin1"`), with `str` keys."""
-    try:
-        with open(path, "rb") as f:
-            obj = _ArraysOnlyUnpickler(f, encoding="latin1").load()
-    except Exception as exc:  # pickle raises many types on bad input
-        raise _malformed(path, f"cannot be unpickled ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(obj, dict):
-        raise _malformed(path, f"expected a pickled dict, found {type(obj).__name__}")
-    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
-
-
-def _dict_field(record: dict, key: str, path: Path):
-    if key not in record:
-        raise _malformed(path, f"key {key!r} missing (keys: {', '.join(map(str, record))})")
-    return record[key]
-
-
-def _checked_labels(labels, num_classes: int, count: int, path: Path) -> np.ndarray:
+def checked_labels(labels, num_classes: int, count: int, path: Path) -> np.ndarray:
+    """`count` integer labels in [0, num_classes) as int64, or a `malformed` error naming `path`."""
     labels = np.asarray(labels)
     if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
-        raise _malformed(path, f"expected {count} integer labels, found {labels.dtype} {labels.shape}")
+        raise malformed(path, f"expected {count} integer labels, found {labels.dtype} {labels.shape}")
     if count and (labels.min() < 0 or labels.max() >= num_classes):
-        raise _malformed(path, f"labels must lie in [0, {num_classes - 1}]")
+        raise malformed(path, f"labels must lie in [0, {num_classes - 1}]")
     return labels.astype(np.int64)
-
-
-def _read_cifar_file(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR pickle -> uint8 images (N, 3, 32, 32) and int64 labels."""
-    record = _read_pickle_dict(path)
-    data = _dict_field(record, "data", path)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (3072,):
-        raise _malformed(path, "'data' must be a uint8 array of shape (N, 3072)")
-    labels = _checked_labels(_dict_field(record, label_key, path), num_classes, len(data), path)
-    return data.reshape(-1, 3, 32, 32), labels
-
-
-def _read_label_names(path: Path, key: str) -> tuple[str, ...]:
-    names = _dict_field(_read_pickle_dict(path), key, path)
-    if not isinstance(names, (list, tuple)) or not names:
-        raise _malformed(path, f"{key!r} must be a non-empty list of names")
-    return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -355,13 +305,13 @@ def load_mnist5k(data_dir: Path) -> DataBundle:
     try:
         table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
     except (ValueError, OSError, EOFError) as exc:
-        raise _malformed(path, f"cannot be parsed as CSV ({exc})") from exc
+        raise malformed(path, f"cannot be parsed as CSV ({exc})") from exc
     if table.shape[1] != 785 or table.min() < 0 or table[:, :-1].max() > 255:
-        raise _malformed(path, f"expected rows of 784 pixels in 0..255 and a label, found shape {table.shape}")
-    labels = _checked_labels(table[:, -1], 10, len(table), path)
+        raise malformed(path, f"expected rows of 784 pixels in 0..255 and a label, found shape {table.shape}")
+    labels = checked_labels(table[:, -1], 10, len(table), path)
     images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
     parts = stratified_split(labels, MNIST5K_SPLIT_SIZES, SPLIT_SEED)
-    return _build_bundle("mnist5k", _subsets(images, labels, parts), DIGIT_NAMES, 255.0)
+    return build_bundle("mnist5k", _subsets(images, labels, parts), DIGIT_NAMES, 255.0)
 
 
 def load_digits(data_dir: Path) -> DataBundle:
@@ -372,7 +322,7 @@ def load_digits(data_dir: Path) -> DataBundle:
     digits = sklearn_digits()
     images, labels = digits.images.reshape(-1, 1, 8, 8), digits.target.astype(np.int64)
     parts = stratified_split(labels, DIGITS_SPLIT_FRACTIONS, SPLIT_SEED)
-    return _build_bundle("digits", _subsets(images, labels, parts), DIGIT_NAMES, 16.0)
+    return build_bundle("digits", _subsets(images, labels, parts), DIGIT_NAMES, 16.0)
 
 
 def load_synthetic(data_dir: Path) -> DataBundle:
@@ -385,65 +335,9 @@ def load_synthetic(data_dir: Path) -> DataBundle:
     labels = np.arange(total, dtype=np.int64) % 10
     images = np.clip(prototypes[labels] + 0.3 * rng.standard_normal((total, 1, 28, 28)), 0.0, 1.0)
     parts = stratified_split(labels, SYNTHETIC_SPLIT_SIZES, SPLIT_SEED)
-    return _build_bundle("synthetic", _subsets(images, labels, parts), DIGIT_NAMES, 1.0)
-
-
-def load_cifar10(data_dir: Path, *, val_size: int | None = None) -> DataBundle:
-    """CIFAR-10 from `<data_dir>/cifar-10-batches-py/` (the python pickles), 3x32x32. The five
-    training batches give train and a stratified validation part of `val_size` images (default
-    min(1000, 10% of the training images): 1000 on the real data); test = test_batch."""
-    folder = Path(data_dir) / "cifar-10-batches-py"
-    _require_files("cifar10", folder, CIFAR10_FILES, f"{_CIFAR_SOURCE} (CIFAR-10) into the data folder")
-    class_names = _read_label_names(folder / "batches.meta", "label_names")
-    batches = [_read_cifar_file(folder / f, "labels", len(class_names)) for f in CIFAR10_FILES[:5]]
-    images, labels = (np.concatenate(arrays) for arrays in zip(*batches))
-    parts = _train_val_parts(images, labels, val_size)
-    parts["test"] = _read_cifar_file(folder / "test_batch", "labels", len(class_names))
-    return _build_bundle("cifar10", parts, class_names, 255.0)
-
-
-def load_cifar100(data_dir: Path, *, val_size: int | None = None) -> DataBundle:
-    """CIFAR-100 (fine labels) from `<data_dir>/cifar-100-python/`, 3x32x32; validation part
-    carved from `train` as in `load_cifar10`."""
-    folder = Path(data_dir) / "cifar-100-python"
-    _require_files("cifar100", folder, CIFAR100_FILES, f"{_CIFAR_SOURCE} (CIFAR-100) into the data folder")
-    class_names = _read_label_names(folder / "meta", "fine_label_names")
-    parts = _train_val_parts(*_read_cifar_file(folder / "train", "fine_labels", len(class_names)), val_size)
-    parts["test"] = _read_cifar_file(folder / "test", "fine_labels", len(class_names))
-    return _build_bundle("cifar100", parts, class_names, 255.0)
-
-
-def _read_svhn_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One SVHN .mat file -> uint8 images (N, 3, 32, 32) and labels 0..9 (the file's 10 is 0)."""
-    from scipy.io import loadmat
-
-    try:
-        record = loadmat(path)
-    except Exception as exc:  # scipy raises several types on bad input
-        raise _malformed(path, f"cannot be read as a .mat file ({type(exc).__name__}: {exc})") from exc
-    images, labels = _dict_field(record, "X", path), _dict_field(record, "y", path)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
-        raise _malformed(path, f"'X' must be uint8 (32, 32, 3, N), found {images.dtype} {images.shape}")
-    labels = np.asarray(labels).reshape(-1).astype(np.int64)
-    if labels.shape != (images.shape[3],) or (len(labels) and (labels.min() < 1 or labels.max() > 10)):
-        raise _malformed(path, f"'y' must hold {images.shape[3]} labels in 1..10, found shape {labels.shape}")
-    return images.transpose(3, 2, 0, 1), labels % 10
-
-
-def load_svhn(data_dir: Path, *, val_size: int | None = None) -> DataBundle:
-    """SVHN (cropped digits) from `<data_dir>/svhn/{train,test}_32x32.mat`, 3x32x32; validation
-    part carved from the training file as in `load_cifar10`."""
-    folder = Path(data_dir) / "svhn"
-    _require_files("svhn", folder, SVHN_FILES,
-                   "download train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/")
-    parts = _train_val_parts(*_read_svhn_file(folder / "train_32x32.mat"), val_size)
-    parts["test"] = _read_svhn_file(folder / "test_32x32.mat")
-    return _build_bundle("svhn", parts, DIGIT_NAMES, 255.0)
+    return build_bundle("synthetic", _subsets(images, labels, parts), DIGIT_NAMES, 1.0)
 
 
 DATASETS.add("mnist5k", load_mnist5k)
 DATASETS.add("digits", load_digits)
 DATASETS.add("synthetic", load_synthetic)
-DATASETS.add("cifar10", load_cifar10)
-DATASETS.add("cifar100", load_cifar100)
-DATASETS.add("svhn", load_svhn)

@@ -72,6 +72,6 @@ class Registry(Generic[T]):
 
 DEFENSES: Registry = Registry("defense", loader="defenses")
 ATTACKS: Registry = Registry("attack", loader="attacks")
-DATASETS: Registry = Registry("dataset", loader="benchmark.data")
+DATASETS: Registry = Registry("dataset", loader="benchmark.local_data")  # imports benchmark.data too
 MODELS: Registry = Registry("model", loader="benchmark.models")
 TRACKS: Registry = Registry("track", loader="benchmark.tracks")

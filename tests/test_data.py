@@ -19,11 +19,11 @@ from benchmark.data import (
     augment,
     default_data_dir,
     iterate_batches,
-    load_cifar10,
     load_dataset,
     stratified_split,
 )
 from benchmark.errors import AtbenchError
+from benchmark.local_data import load_cifar10
 from benchmark.registry import DATASETS
 
 EXPECTED_DATASETS = {"mnist5k", "digits", "synthetic", "cifar10", "cifar100", "svhn"}
