@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from attacks.pgd import PGD
-from benchmark.evaluate import CHUNK, ProtocolResult, flag_key, worst_case_predictions
+from benchmark.evaluate import CHUNK, ProtocolResult, flag_key, predict, worst_case_predictions
 from benchmark.lipschitz import certified_radius, pairwise_lipschitz
 from benchmark.margins import MARGIN_BINS, confusion_matrix, histogram, input_margins, logit_margins, margin_summary
 from benchmark.models import is_plain
@@ -23,8 +23,8 @@ L2_PGD_STEPS = 50
 
 @dataclasses.dataclass
 class Analysis:
-    """The record blocks (`confusion_adversarial`, `margins`, `sanity`) and the per-example
-    arrays they come from (stored in the flags file)."""
+    """The record blocks (`certified_l2`, `confusion_adversarial`, `margins`, `sanity`) and
+    the per-example arrays they come from (stored in the flags file)."""
 
     record: dict
     per_example: dict[str, np.ndarray]
@@ -47,13 +47,19 @@ def square_fractions(flags: dict[str, np.ndarray], protocol: Protocol) -> dict[s
             for eps in protocol.eps}
 
 
+def attack_all(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+               device: torch.device) -> torch.Tensor:
+    """`attack`'s adversarial examples for all of (x, y), computed in chunks, on the CPU."""
+    return torch.cat([attack(model, xb.to(device), yb.to(device), eps).cpu()
+                      for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
+
+
 def pgd_examples(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, eps: float,
                  device: torch.device) -> torch.Tensor:
     """Adversarial examples at `eps` from the protocol's PGD settings (defaults if it has none)."""
     column = next((c for c in protocol.columns if c.attack == "pgd"), None)
     attack = build_attack(column, protocol) if column else PGD(norm=protocol.norm)
-    return torch.cat([attack(model, xb.to(device), yb.to(device), eps).cpu()
-                      for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
+    return attack_all(attack, model, x, y, eps, device)
 
 
 def probe(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, num_classes: int,
@@ -71,21 +77,19 @@ def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
     if not protocol.certified_radii or not is_plain(model):
         return None, None
     model = model.to(device).eval()
+    labels = y.numpy()
+    correct = predict(model, x, device) == labels
     lipschitz = pairwise_lipschitz(model, tuple(x.shape[1:]))
     with torch.no_grad():
         radius = torch.cat([certified_radius(model, xb.to(device), L=lipschitz).cpu() for xb in x.split(CHUNK)])
-        correct = torch.cat([(model(xb.to(device)).argmax(1).cpu() == yb) for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
-    radius = torch.where(correct, radius, torch.zeros_like(radius)).numpy().astype(np.float64)
+    radius = np.where(correct, radius.numpy(), 0.0).astype(np.float64)
     attack = PGD(norm="L2", steps=L2_PGD_STEPS, restarts=1, step_ratio=0.25, seed=0)
     certified, pgd = {}, {}
     for r in protocol.certified_radii:
         value = protocol.eps_value(r)
-        x_adv = torch.cat([attack(model, xb.to(device), yb.to(device), value).cpu()
-                           for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
-        with torch.no_grad():
-            survives = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x_adv.split(CHUNK)]) == y
+        survives = predict(model, attack_all(attack, model, x, y, value, device), device) == labels
         certified[r] = float(np.mean(radius >= value))
-        pgd[r] = float((survives & correct).float().mean())
+        pgd[r] = float(np.mean(survives & correct))
     block = {"radii": list(protocol.certified_radii), "certified_acc": certified, "pgd_l2_acc": pgd,
              "pgd_l2_steps": L2_PGD_STEPS, "lipschitz_max": float(lipschitz.max()),
              "median_radius": float(np.median(radius))}

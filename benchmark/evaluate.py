@@ -130,8 +130,9 @@ class ProtocolResult:
         flags: `"clean"` and `"<column>@<eps>"` -> bool array (robust: clean-correct and
             still correct on the column's adversarial example at eps); for AutoAttack also
             `"<column>@<eps>/<sub-attack>"`: the points that sub-attack broke at that eps.
-        predictions: the same keys -> int64 array of predictions (for a point broken at a
-            smaller eps, the prediction on that adversarial example, which lies in the ball).
+        predictions: `"clean"` and `"<column>@<eps>"` -> int64 array of predictions (for a
+            point broken at a smaller eps, the prediction on that adversarial example, which
+            lies in the ball).
         runtimes: seconds per (attack, eps).
     """
 

@@ -28,9 +28,9 @@ from benchmark.registry import DEFENSES, TRACKS
 from benchmark.tracks import Track
 from benchmark.train import TrainResult, effective_track, train, train_key
 from defenses.base import Defense
+from leaderboard.schema import SCHEMA_VERSION, validate_record
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
 #: Bumped whenever the evaluation computes something new, so finished runs are re-evaluated.
 EVALUATION_VERSION = 3
 #: Forward passes whose majority decides each prediction of a randomized defense.
@@ -163,8 +163,6 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
     record = make_record(track, subject, protocol, {**summary, **extra.record}, flags_file,
                          sha256_bytes(flags_bytes), seconds, bundle.sha256,
                          sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), device, bundle.class_names)
-    from leaderboard.schema import validate_record
-
     validate_record(record, str(record_path))
     atomic_write_json(record_path, record)
     atomic_write_bytes(key_path, eval_key.encode())
