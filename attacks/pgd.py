@@ -30,14 +30,14 @@ def check_norm(norm: str) -> None:
     require(norm in NORMS, f"unknown norm {norm!r}", f"use one of {', '.join(NORMS)}")
 
 
-def _rows(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_example(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """View a per-example tensor of shape (B,) so that it broadcasts against `like` (B, ...)."""
     return t.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
     """Per-example L2 norm, shaped to broadcast against `t`."""
-    return _rows(t.flatten(1).norm(p=2, dim=1), t)
+    return per_example(t.flatten(1).norm(p=2, dim=1), t)
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str = "Linf") -> torch.Tensor:
@@ -68,7 +68,7 @@ def random_start(x: torch.Tensor, eps: float, generator: torch.Generator, norm: 
     else:
         direction = torch.randn(x.shape, **draw)
         radius = torch.rand(x.shape[0], **draw) * eps
-        delta = direction / _l2(direction).clamp_min(1e-12) * _rows(radius, direction)
+        delta = direction / _l2(direction).clamp_min(1e-12) * per_example(radius, direction)
     return (x + delta.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
 
 
@@ -127,7 +127,7 @@ def sign_ascent(
         x_adv = x_adv.detach()
         direction = grad.sign() if norm == "Linf" else grad / _l2(grad).clamp_min(1e-12)
         x_next = project(x_adv + step_size * direction, x, eps, norm)
-        x_adv = torch.where(_rows(running, x_adv), x_next, x_adv)
+        x_adv = torch.where(per_example(running, x_adv), x_next, x_adv)
     return x_adv.detach()
 
 
@@ -222,11 +222,11 @@ class PGD(Attack):
             if not robust.any():
                 break
             # Points already fooled start at their adversarial example, so they stop at once.
-            x_init = torch.where(_rows(robust, x), start, x_adv)
+            x_init = torch.where(per_example(robust, x), start, x_adv)
             out = sign_ascent(
                 model, x, objective, eps, cfg.steps, cfg.step_ratio * eps, x_init=x_init, norm=cfg.norm, y=y
             )
-            x_adv = torch.where(_rows(robust, x), out, x_adv)
+            x_adv = torch.where(per_example(robust, x), out, x_adv)
             with torch.no_grad():
                 robust = robust & (model(out).argmax(dim=1) == y)
         return x_adv

@@ -13,7 +13,7 @@ from torch import nn
 
 from attacks.base import check_inputs, eval_mode, frozen_eval
 from attacks.cw import margin
-from attacks.pgd import check_norm, cross_entropy, require, sign_ascent
+from attacks.pgd import check_norm, cross_entropy, per_example, require, sign_ascent
 
 #: Fixed histogram edges for logit margins: 40 bins of width 1 over [-20, 20]. Margins
 #: outside the range are counted in the first or last bin (`histogram` clips them), so
@@ -22,11 +22,6 @@ MARGIN_BINS = np.linspace(-20.0, 20.0, 41)
 
 #: PGD's step size as a fraction of each example's eps, as in the protocol's PGD.
 STEP_RATIO = 0.25
-
-
-def _rows(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """View per-example `values` (B,) so that they broadcast against `like` (B, ...)."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 @torch.no_grad()
@@ -71,7 +66,7 @@ def _unit_start_offsets(shape: torch.Size, generator: torch.Generator, norm: str
     direction = torch.randn(shape, generator=generator)
     radius = torch.rand(shape[0], generator=generator)
     length = direction.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
-    return direction / _rows(length, direction) * _rows(radius, direction)
+    return direction / per_example(length, direction) * per_example(radius, direction)
 
 
 def _pgd_breaks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor,
@@ -83,7 +78,7 @@ def _pgd_breaks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, offsets: tor
     first iterate that fools the model."""
     if len(y) == 0:
         return torch.zeros(0, dtype=torch.bool, device=y.device)
-    radius = _rows(eps.to(x.dtype), x)
+    radius = per_example(eps.to(x.dtype), x)
     start = (x + offsets * radius).clamp(0.0, 1.0)
     x_adv = sign_ascent(model, x, cross_entropy(y), radius, steps, STEP_RATIO * radius,
                         x_init=start, norm=norm, y=y)

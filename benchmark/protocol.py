@@ -7,11 +7,10 @@ versions. The file's sha256 goes into every record.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from benchmark.errors import AtbenchError
 from benchmark.io import sha256_bytes

@@ -110,6 +110,7 @@ def make_record(track: Track, subject: Subject, protocol: Protocol, summary: dic
                 class_names: tuple[str, ...]) -> dict:
     """Assemble the record (docs/record-format.md) from aggregates and provenance."""
     commit, dirty = git_state()
+    packages = package_versions()
     return {
         "schema_version": SCHEMA_VERSION, "track": track.name, "seed": subject.seed,
         "defense": subject.defense,
@@ -121,8 +122,8 @@ def make_record(track: Track, subject: Subject, protocol: Protocol, summary: dic
         "flags": {"file": flags_file, "sha256": flags_sha},
         "runtime_s": {"train": round(subject.train_seconds, 3), "eval": round(eval_seconds, 3)},
         "provenance": {
-            "atbench_version": package_versions()["atbench"], "git_commit": commit, "git_dirty": dirty,
-            "packages": package_versions(), "python": platform.python_version(),
+            "atbench_version": packages["atbench"], "git_commit": commit, "git_dirty": dirty,
+            "packages": packages, "python": platform.python_version(),
             "device": device_name(torch.device(device)),
             "seeds": {"train": subject.seed, "test_subset": protocol.subset_seed},
             "data_sha256": data_sha, "test_subset_sha256": subset_sha,
@@ -204,16 +205,15 @@ def evaluate_external(spec: str, checkpoint: str | None, name: str | None, track
     return [record, *write_board(records_dir, chosen.id, boards_dir)]
 
 
-def publish(record_path: Path, records_dir: str | Path, defense: str, seed: int) -> str:
+def publish(record_path: Path, records_dir: str | Path, defense: str, seed: int) -> None:
     """Copy a record and its flags into `<records_dir>/<protocol id>/` (atomically; unchanged
-    bytes when nothing changed). Returns the protocol id, which names the board."""
+    bytes when nothing changed)."""
     record = json.loads(record_path.read_text())
     target = Path(records_dir) / record["protocol"]["id"]
     name = record_name(defense, seed)
     atomic_write_bytes(target / f"{name}.json", record_path.read_bytes())
     flags = record_path.parent / record["flags"]["file"]
     atomic_write_bytes(target / flags.name, flags.read_bytes())
-    return record["protocol"]["id"]
 
 
 def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[int, ...] = (0,),

@@ -108,15 +108,11 @@ TRACKS.add(
         val_attack_steps=10, val_size=1000,
     ),
 )
+# Paper scale: the cifar10-prn18 recipe on WideResNet-34-10.
 TRACKS.add(
     "cifar10-wrn34",
-    Track(
-        name="cifar10-wrn34", dataset="cifar10", model="wrn-34-10", protocol="cifar10-wrn34",
-        epochs=110, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, momentum=0.9,
-        schedule="piecewise", milestones=(100 / 110, 105 / 110), norm="Linf", eps=8 / 255,
-        eps_ramp_epochs=0, attack_steps=10, step_ratio=0.25, augmentation="crop-flip",
-        val_attack_steps=10, val_size=1000,
-    ),
+    dataclasses.replace(TRACKS.get("cifar10-prn18"), name="cifar10-wrn34", model="wrn-34-10",
+                        protocol="cifar10-wrn34"),
 )
 # Plain CNN on CIFAR-10 (conv/linear/ReLU only), where Lipschitz-bound methods can run. Without
 # batch norm the track uses Adam; the recipe is the suite's choice (fidelity: our-reading).

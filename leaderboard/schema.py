@@ -178,7 +178,8 @@ class _Validator:
         return run
 
     # -- record-specific parts --------------------------------------------------------------
-    def eps_list(self, v: Any, path: str) -> None:
+    def eps_strings(self, v: Any, path: str) -> None:
+        """A non-empty list of distinct positive numbers written as strings ('0.3', '8/255')."""
         if not isinstance(v, list) or not v:
             self.fail(path, f"must be a non-empty list of eps strings, got {_kind(v)}")
         for i, e in enumerate(v):
@@ -187,6 +188,9 @@ class _Validator:
                 self.fail(f"{path}[{i}]", f"must be a positive number such as '0.3' or '8/255', got {e!r}")
         if len(set(v)) != len(v):
             self.fail(path, f"has duplicate eps: {v}")
+
+    def eps_list(self, v: Any, path: str) -> None:
+        self.eps_strings(v, path)
         self.eps = list(v)
 
     def protocol(self, v: Any, path: str) -> None:
@@ -307,12 +311,10 @@ class _Validator:
         L2-PGD robust accuracy at the same radius on the same points."""
         if v is None:
             return
-        if not isinstance(v, dict) or not isinstance(v.get("radii"), list) or not v["radii"]:
-            self.fail(_join(path, "radii"), "must be a non-empty list of radius strings")
+        if not isinstance(v, dict):
+            self.fail(path, f"must be an object or null, got {_kind(v)}")
+        self.eps_strings(v.get("radii"), _join(path, "radii"))
         radii = v["radii"]
-        for i, r in enumerate(radii):
-            if not isinstance(r, str) or not _EPS.fullmatch(r) or Fraction(r) <= 0:
-                self.fail(f"{_join(path, 'radii')}[{i}]", f"must be a positive number such as '0.5', got {r!r}")
 
         def by_radius(value: Any, where: str) -> None:
             if not isinstance(value, dict) or set(value) != set(radii):
