@@ -20,6 +20,9 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
         p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default: cpu)")
         p.add_argument("--data-dir", default=None, help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
         p.add_argument("--runs-dir", default="runs", help="where checkpoints, logs and records go (default: runs)")
+        p.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="worker processes (default: one per CPU core, one on a GPU); CPU jobs are "
+                            "single-threaded, so results do not depend on N")
     p.add_argument("--protocol", default=None, metavar="ID_OR_PATH",
                    help="use this protocol (an id or a .toml file) instead of the track's; "
                         "each protocol has its own records folder and board")
@@ -50,61 +53,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _jobs(args):
-    from benchmark.registry import DEFENSES, TRACKS
-    from benchmark.runner import check_device, check_supports, default_defenses, run_dir_for
+def _grid(args):
+    from benchmark.executor import worker_count
+    from benchmark.registry import TRACKS
+    from benchmark.runner import check_device, grid
 
     track = TRACKS.get(args.track)
     check_device(args.device)
-    classes = [DEFENSES.get(n) for n in (args.defenses or default_defenses())]
-    for cls in classes:
-        check_supports(cls, track)
-    return track, [(cls(), seed, run_dir_for(args.runs_dir, track.name, cls.name, seed))
-                   for cls in classes for seed in (args.seeds or [0])]
+    pairs = grid(track, args.defenses, tuple(args.seeds or [0]))
+    workers = worker_count(args.jobs, args.device, len(pairs))
+    return track, pairs, workers, not args.quiet and workers == 1
 
 
 def cmd_run(args) -> None:
     from benchmark.runner import run
 
     paths = run(args.track, args.defenses, tuple(args.seeds or [0]), args.device, args.runs_dir,
-                args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol)
+                args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol,
+                jobs=args.jobs)
     print("\n".join(str(p) for p in paths))
 
 
 def cmd_train(args) -> None:
-    from benchmark.runner import train_step
+    from benchmark.executor import run_local
+    from benchmark.runner import train_job
 
-    track, jobs = _jobs(args)
-    for defense, seed, run_dir in jobs:
-        result = train_step(track, defense, seed, run_dir, args.device, args.data_dir, not args.quiet)
-        print(f"{defense.name} seed {seed}: {result.checkpoint} (epoch {result.best_epoch}, "
+    track, pairs, workers, progress = _grid(args)
+    jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress) for name, seed in pairs]
+    for (name, seed), result in zip(pairs, run_local(train_job, jobs, workers, args.device)):
+        print(f"{name} seed {seed}: {result.checkpoint} (epoch {result.best_epoch}, "
               f"val robust {result.best_val_robust_acc:.3f})")
 
 
 def cmd_eval(args) -> None:
-    import json
-    from pathlib import Path
-
-    from benchmark.runner import evaluate_external, evaluate_step, publish
-    from benchmark.train import TrainResult
+    from benchmark.executor import run_local
+    from benchmark.runner import eval_job, evaluate_external, publish
 
     if args.model is None and (args.checkpoint or args.name):
         raise AtbenchError("--checkpoint and --name need --model", "add --model module:callable (or an architecture)")
     if args.model is not None:
-        paths = evaluate_external(args.model, args.checkpoint, args.name, args.track, args.device, args.runs_dir,
-                                  args.records_dir, args.boards_dir, args.data_dir, not args.quiet, args.protocol)
-        print("\n".join(str(p) for p in paths))
+        job = (args.model, args.checkpoint, args.name, args.track, args.device, args.runs_dir, args.records_dir,
+               args.boards_dir, args.data_dir, not args.quiet, args.protocol)
+        print("\n".join(str(p) for p in run_local(evaluate_external, [job], 1, args.device)[0]))
         return
-    track, jobs = _jobs(args)
-    for defense, seed, run_dir in jobs:
-        done = Path(run_dir) / "train.json"
-        if not done.is_file():
-            raise AtbenchError(f"{defense.name} seed {seed} has no trained model in {run_dir}",
-                               f"run `atbench train --track {track.name} --defense {defense.name} --seed {seed}` first")
-        result = TrainResult(**json.loads(done.read_text()))
-        record = evaluate_step(track, defense, seed, Path(run_dir), result, args.device, args.data_dir,
-                               not args.quiet, args.protocol)
-        publish(record, args.records_dir, defense.name, seed)
+    track, pairs, workers, progress = _grid(args)
+    jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress, args.protocol)
+            for name, seed in pairs]
+    for (name, seed), record in zip(pairs, run_local(eval_job, jobs, workers, args.device)):
+        publish(record, args.records_dir, name, seed)
         print(record)
 
 

@@ -143,13 +143,13 @@ class ProtocolResult:
 
 def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
                  device: str | torch.device = "cpu", state_path: str | Path | None = None,
-                 state_key: str = "", progress: bool = True, votes: int = 1) -> ProtocolResult:
+                 state_key: str = "", progress: bool = True, votes: int = 1, label: str = "") -> ProtocolResult:
     """Evaluate `model` on (x, y) under every (attack, eps) of `protocol`, eps in increasing
     order, each attack attacking only the points it has not broken yet. `votes` > 1 decides
     every prediction by majority over that many forward passes (randomized defenses).
 
     With `state_path`, finished pairs are saved and reused on a re-run with the same
-    `state_key`.
+    `state_key`. `label` (e.g. the defense) prefixes the log lines.
     """
     device = torch.device(device)
     labels = y.numpy()
@@ -173,7 +173,7 @@ def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch
         preds[name] = np.where(attacked >= 0, attacked, preds[before])
         flags[name] = flags[before] & (preds[name] == labels)
         previous[column.column] = name
-        log.info("%s: robust accuracy %.3f", name, flags[name].mean())
+        log.info("%s%s: robust accuracy %.3f", f"{label} " if label else "", name, flags[name].mean())
     return ProtocolResult(flags, preds, dict(state.runtimes))
 
 

@@ -20,14 +20,15 @@ from benchmark.analysis import analyse, probe
 from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
 from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_test_subset
+from benchmark.executor import run_local, worker_count
 from benchmark.io import atomic_write_bytes, atomic_write_json, load_checkpoint, sha256_bytes, sha256_json
 from benchmark.models import build_model
 from benchmark.protocol import Protocol, build_attack, load_protocol
 from benchmark.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.registry import DEFENSES, TRACKS
 from benchmark.tracks import Track
-from benchmark.train import TrainResult, effective_track, train, train_key
-from defenses.base import Defense
+from benchmark.train import TrainResult, check_supports, effective_track, seeded_generator, train, train_key
+from defenses.base import Defense, TrainContext
 from leaderboard.schema import SCHEMA_VERSION, validate_record
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,11 @@ def load_trained_model(track: Track, defense: Defense, result: TrainResult, data
     model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
     model.load_state_dict(load_checkpoint(result.checkpoint, result.checkpoint_sha256)["model"])
     model.to(device).eval()
-    val = bundle.val
-    defense.calibrate(model, lambda: zip(val.x.split(500), val.y.split(500)))
+    val, track = bundle.val, effective_track(track, defense)
+    ctx = TrainContext(epoch=track.epochs - 1, step=0, device=torch.device(device), eps=track.eps,
+                       attack_steps=track.attack_steps, step_size=track.step_ratio * track.eps,
+                       num_classes=bundle.num_classes, generator=seeded_generator(0), norm=track.norm)
+    defense.calibrate(model, lambda: zip(val.x.split(500), val.y.split(500)), ctx)
     return defense.wrap(model).eval()
 
 
@@ -96,12 +100,14 @@ class Subject:
     checkpoint_sha256: str
 
 
-def defense_block(defense: Defense) -> dict:
-    """The record's description of a registered defense."""
+def defense_block(defense: Defense, track: Track) -> dict:
+    """The record's description of a registered defense trained on `track`."""
     return {
         "id": defense.name, "config": defense.config_dict(), "paper": defense.meta.paper,
         "venue": defense.meta.venue, "link": defense.meta.link, "fidelity": defense.meta.fidelity,
-        "randomized": defense.meta.randomized, "recipe_overrides": dict(defense.recipe_overrides),
+        "randomized": defense.meta.randomized,
+        "recipe_overrides": {**defense.overrides(track),
+                             **{f"config.{k}": v for k, v in track.defense_configs.get(defense.name, {}).items()}},
     }
 
 
@@ -154,7 +160,8 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
         protocol = protocol.for_randomized()
         log.info("%s is randomized: AutoAttack version rand, majority vote over %d passes", subject.name, VOTES)
     outcome = run_protocol(model, protocol, x, y, device=device, state_path=run_dir / "eval_state.json",
-                           state_key=eval_key, progress=progress, votes=VOTES if randomized else 1)
+                           state_key=eval_key, progress=progress, votes=VOTES if randomized else 1,
+                           label=subject.name)
     summary = aggregate(outcome.flags, labels[indices], protocol, bundle.num_classes)
     extra = analyse(model, protocol, x, y, outcome, summary, probed, bundle.num_classes, device)
     seconds = time.perf_counter() - t0
@@ -173,7 +180,7 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
 def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, result: TrainResult,
                   device: str, data_dir: str | None, progress: bool, protocol: str | None = None) -> Path:
     """Evaluate a trained defense under the track's protocol (or the protocol given)."""
-    subject = Subject(defense.name, defense_block(defense), effective_track(track, defense).model, seed,
+    subject = Subject(defense.name, defense_block(defense, track), effective_track(track, defense).model, seed,
                       result.runtime_s, result.checkpoint_sha256)
     return evaluate_model(load_trained_model(track, defense, result, data_dir, device), subject, track,
                           load_protocol(protocol or track.protocol), run_dir, device, data_dir, progress)
@@ -216,45 +223,75 @@ def publish(record_path: Path, records_dir: str | Path, defense: str, seed: int)
     atomic_write_bytes(target / flags.name, flags.read_bytes())
 
 
+def train_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
+              progress: bool) -> TrainResult:
+    """Train (or resume, or skip when done) one (defense, seed) on a track: a unit of work for
+    the executors (plain arguments, so it can run in another process)."""
+    track = TRACKS.get(track_name)
+    log.info("%s seed %d on %s: training", defense_name, seed, track_name)
+    return train_step(track, track.defense(defense_name), seed, run_dir_for(runs_dir, track_name, defense_name, seed),
+                      device, data_dir, progress)
+
+
+def eval_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
+             progress: bool, protocol: str | None) -> Path:
+    """Evaluate one trained (defense, seed) under the track's protocol (or `protocol`); returns
+    the record's path in the run directory."""
+    track = TRACKS.get(track_name)
+    run_dir = run_dir_for(runs_dir, track_name, defense_name, seed)
+    done = run_dir / "train.json"
+    if not done.is_file():
+        raise AtbenchError(f"{defense_name} seed {seed} has no trained model in {run_dir}",
+                           f"run `atbench train --track {track_name} --defense {defense_name} --seed {seed}` first")
+    log.info("%s seed %d on %s: evaluating", defense_name, seed, track_name)
+    result = TrainResult(**json.loads(done.read_text()))
+    return evaluate_step(track, track.defense(defense_name), seed, run_dir, result, device, data_dir, progress,
+                         protocol)
+
+
+def run_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
+            progress: bool, protocol: str | None) -> Path:
+    """Train and evaluate one (defense, seed); returns the record's path."""
+    train_job(track_name, defense_name, seed, device, runs_dir, data_dir, progress)
+    return eval_job(track_name, defense_name, seed, device, runs_dir, data_dir, progress, protocol)
+
+
+def grid(track: Track, defense_names: list[str] | None, seeds: tuple[int, ...]) -> list[tuple[str, int]]:
+    """The (defense, seed) pairs to run, checked against the track, most expensive first (so
+    that parallel workers finish close together)."""
+    classes = [DEFENSES.get(n) for n in (defense_names or default_defenses())]
+    for cls in classes:
+        check_supports(cls, track)
+    classes.sort(key=lambda cls: -cls.relative_cost)
+    return [(cls.name, seed) for cls in classes for seed in seeds]
+
+
 def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[int, ...] = (0,),
         device: str = "cpu", runs_dir: str = "runs", records_dir: str = "leaderboard/records",
         boards_dir: str = "leaderboard/boards", data_dir: str | None = None, progress: bool = True,
-        protocol: str | None = None) -> list[Path]:
+        protocol: str | None = None, jobs: int | None = None) -> list[Path]:
     """Train and evaluate every (defense, seed) on a track, publish the records and write
-    the board. `protocol` replaces the track's protocol (an id or a .toml path). Returns the
-    board files."""
+    the board. `protocol` replaces the track's protocol (an id or a .toml path); `jobs` is the
+    number of worker processes (default: one per CPU core; progress bars only with one).
+    Returns the board files."""
     from leaderboard.build import write_board
 
     track: Track = TRACKS.get(track_name)
-    names = defense_names or default_defenses()
-    defenses = [DEFENSES.get(n) for n in names]
+    pairs = grid(track, defense_names, seeds)
     protocol_id = load_protocol(protocol or track.protocol).id
     load_dataset(track.dataset, data_dir)
     check_device(device)
-    for cls in defenses:
-        check_supports(cls, track)
-    for cls in defenses:
-        for seed in seeds:
-            defense = cls()
-            run_dir = run_dir_for(runs_dir, track.name, defense.name, seed)
-            log.info("%s seed %d on %s", defense.name, seed, track.name)
-            result = train_step(track, defense, seed, run_dir, device, data_dir, progress)
-            record_path = evaluate_step(track, defense, seed, run_dir, result, device, data_dir, progress, protocol)
-            publish(record_path, records_dir, defense.name, seed)
+    workers = worker_count(jobs, device, len(pairs))
+    args = [(track.name, name, seed, device, str(runs_dir), data_dir, progress and workers == 1, protocol)
+            for name, seed in pairs]
+    for (name, seed), record_path in zip(pairs, run_local(run_job, args, workers, device)):
+        publish(record_path, records_dir, name, seed)
     return write_board(records_dir, protocol_id, boards_dir)
 
 
 def default_defenses() -> list[str]:
     """The defenses `atbench run` trains when none is named: every registered one."""
     return DEFENSES.names()
-
-
-def check_supports(cls: type[Defense], track: Track) -> None:
-    """Raise if the defense declares architectures and the track's is not among them."""
-    archs = cls.meta.architectures
-    if archs is not None and track.model not in archs:
-        raise AtbenchError(f"defense {cls.name!r} does not support architecture {track.model!r} of track {track.name!r}",
-                           f"run it on a track with one of: {', '.join(archs)}")
 
 
 def check_device(device: str) -> None:

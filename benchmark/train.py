@@ -27,7 +27,7 @@ from benchmark.tracks import Track
 from defenses.base import Defense, TrainContext
 
 log = logging.getLogger(__name__)
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,15 +44,25 @@ class TrainResult:
     train_key: str
 
 
+def check_supports(cls: type[Defense], track: Track) -> None:
+    """Raise if the defense declares architectures and the track's is not among them."""
+    archs = cls.meta.architectures
+    if archs is not None and track.model not in archs:
+        raise AtbenchError(f"defense {cls.name!r} does not support architecture {track.model!r} of track {track.name!r}",
+                           f"run it on a track with one of: {', '.join(archs)}")
+
+
 def effective_track(track: Track, defense: Defense) -> Track:
     """The track with the defense's disclosed recipe overrides applied."""
-    return track.with_overrides(defense.recipe_overrides)
+    return track.with_overrides(defense.overrides(track))
 
 
 def train_key(track: Track, defense: Defense, seed: int) -> str:
-    """Hash of everything that determines the trained weights."""
+    """Hash of everything that determines the trained weights (the track's settings for other
+    defenses do not)."""
+    settings = {k: v for k, v in effective_track(track, defense).to_dict().items() if k != "defense_configs"}
     return sha256_json({
-        "harness": HARNESS_VERSION, "track": effective_track(track, defense).to_dict(),
+        "harness": HARNESS_VERSION, "track": settings,
         "defense": defense.name, "config": defense.config_dict(), "seed": seed,
     })
 
@@ -79,8 +89,11 @@ def lr_factor(track: Track, progress: float) -> float:
     return 1.0
 
 
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, for parameters; buffers are copied."""
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema <- d * ema + (1 - d) * model for parameters, with the warm-up decay
+    d = min(decay, (1 + step) / (10 + step)) (so early averages are not dominated by the
+    initial weights); buffers are copied."""
+    decay = min(decay, (1 + step) / (10 + step))
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
             e.lerp_(p, 1.0 - decay)
@@ -89,24 +102,32 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy of `model` on (x, y), in eval mode."""
+def correct_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Per-example correctness of `model` on (x, y), in eval mode."""
     model.eval()
-    correct = sum((model(xb).argmax(1) == yb).sum().item()
-                  for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
-    return correct / max(1, len(y))
+    return torch.cat([model(xb).argmax(1) == yb for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
 
 
-def validate(model: nn.Module, val: Split, track: Track, device: torch.device, seed: int) -> tuple[float, float]:
-    """Clean and PGD robust accuracy at the track's eps on the first `val_size` validation points."""
+def class_error(robust: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
+    """Per-class error rate from per-example flags (0 for a class with no example)."""
+    wrong = torch.bincount(y[~robust].cpu(), minlength=num_classes).double()
+    count = torch.bincount(y.cpu(), minlength=num_classes).double()
+    return tuple((wrong / count.clamp_min(1)).tolist())
+
+
+def validate(model: nn.Module, val: Split, track: Track, device: torch.device, seed: int,
+             num_classes: int) -> tuple[float, float, tuple[float, ...]]:
+    """Clean and PGD robust accuracy at the track's eps on the first `val_size` validation
+    points, and the per-class robust error."""
     x, y = val.x[: track.val_size].to(device), val.y[: track.val_size].to(device)
-    clean = accuracy(model, x, y)
+    clean = correct_flags(model, x, y).float().mean().item()
     gen = seeded_generator(seed)
     x_adv = torch.cat([
         pgd_train_examples(model, xb, yb, track.eps, track.val_attack_steps, track.step_ratio * track.eps, gen)
         for xb, yb in zip(x.split(500), y.split(500))
     ])
-    return clean, accuracy(model, x_adv, y)
+    robust = correct_flags(model, x_adv, y)
+    return clean, robust.float().mean().item(), class_error(robust, y, num_classes)
 
 
 class _Run:
@@ -150,10 +171,18 @@ class _Run:
         self.history = json.loads(state["history"])
 
 
+def context(run: _Run, track: Track, device: torch.device, num_classes: int) -> TrainContext:
+    """What the defense is told about the current step of `run`."""
+    eps = track.eps_at(run.epoch)
+    errors = run.history[-1].get("val_class_robust_error") if run.history else None
+    return TrainContext(epoch=run.epoch, step=run.step, device=device, eps=eps, attack_steps=track.attack_steps,
+                        step_size=track.step_ratio * eps, num_classes=num_classes, generator=run.defense_gen,
+                        norm=track.norm, val_class_error=tuple(errors) if errors else None)
+
+
 def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
                  device: torch.device, total_steps: int, progress: bool) -> float:
     run.model.train()
-    eps = track.eps_at(run.epoch)
     use_defense = run.epoch >= track.burn_in_epochs
     autocast = device.type == "cuda"
     losses = []
@@ -166,9 +195,7 @@ def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
         y = y.to(device, non_blocking=True)
         for group in run.optimizer.param_groups:
             group["lr"] = track.lr * lr_factor(track, run.step / max(1, total_steps))
-        ctx = TrainContext(epoch=run.epoch, step=run.step, device=device, eps=eps,
-                           attack_steps=track.attack_steps, step_size=track.step_ratio * eps,
-                           num_classes=bundle.num_classes, generator=run.defense_gen, norm=track.norm)
+        ctx = context(run, track, device, bundle.num_classes)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             if use_defense:
                 loss = defense.loss(run.model, x, y, ctx)
@@ -187,10 +214,10 @@ def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
             nn.utils.clip_grad_norm_(run.model.parameters(), track.grad_clip)
         run.optimizer.step()
         if run.ema is not None:
-            update_ema(run.ema, run.model, track.ema_decay)
+            update_ema(run.ema, run.model, track.ema_decay, run.step)
         run.step += 1
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}", eps=f"{eps:.3g}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", eps=f"{ctx.eps:.3g}")
     return sum(losses) / max(1, len(losses))
 
 
@@ -204,6 +231,7 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
+    check_supports(type(defense), track)
     track = effective_track(track, defense)
     key = train_key(track, defense, seed)
     bundle = load_dataset(track.dataset, data_dir)
@@ -219,17 +247,14 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
     spent = sum(h["seconds"] for h in run.history)
     while run.epoch < track.epochs:
         t0 = time.perf_counter()
-        ctx = TrainContext(epoch=run.epoch, step=run.step, device=device, eps=track.eps_at(run.epoch),
-                           attack_steps=track.attack_steps, step_size=track.step_ratio * track.eps_at(run.epoch),
-                           num_classes=bundle.num_classes, generator=run.defense_gen, norm=track.norm)
-        defense.on_epoch_start(run.model, ctx)
+        defense.on_epoch_start(run.model, context(run, track, device, bundle.num_classes))
         mean_loss = _train_epoch(run, track, defense, bundle, device, total_steps, progress)
-        clean, robust = validate(run.eval_model(), bundle.val, track, device, seed)
+        clean, robust, errors = validate(run.eval_model(), bundle.val, track, device, seed, bundle.num_classes)
         if (robust, clean) > (run.best["robust"], run.best["clean"]):
             sha = save_checkpoint(best_path, {"model": run.eval_model().state_dict(), "epoch": run.epoch})
             run.best = {"epoch": run.epoch, "robust": robust, "clean": clean, "sha256": sha}
         run.history.append({"epoch": run.epoch + 1, "loss": mean_loss, "train_eps": track.eps_at(run.epoch),
-                            "val_clean_acc": clean, "val_robust_acc": robust,
+                            "val_clean_acc": clean, "val_robust_acc": robust, "val_class_robust_error": list(errors),
                             "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
         log.info("%s epoch %d/%d loss %.4f val clean %.3f robust %.3f", defense.name, run.epoch + 1,
                  track.epochs, mean_loss, clean, robust)

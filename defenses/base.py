@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from benchmark.tracks import Track
 
 FIDELITIES = ("reference", "our-reading")
 
@@ -52,6 +55,8 @@ class TrainContext:
         num_classes: number of classes.
         generator: a seeded generator for the defense's random choices.
         norm: the threat model's norm.
+        val_class_error: per-class robust error (PGD at the track's eps) of the last
+            validation, one entry per class; None before the first validation.
     """
 
     epoch: int
@@ -63,6 +68,7 @@ class TrainContext:
     num_classes: int
     generator: torch.Generator
     norm: str = "Linf"
+    val_class_error: tuple[float, ...] | None = None
 
 
 class Defense:
@@ -78,6 +84,8 @@ class Defense:
     meta: ClassVar[DefenseMeta]
     Config: ClassVar[type]
     recipe_overrides: ClassVar[dict[str, Any]] = {}
+    #: Training cost relative to PGD-AT on the same track; the executor starts costly jobs first.
+    relative_cost: ClassVar[float] = 1.0
 
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.Config()
@@ -89,12 +97,18 @@ class Defense:
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
         """Called by the harness before each epoch."""
 
-    def calibrate(self, model: nn.Module, val_batches: Callable[[], Iterable]) -> None:
-        """Called once after training with a factory of validation batches."""
+    def calibrate(self, model: nn.Module, val_batches: Callable[[], Iterable], ctx: TrainContext) -> None:
+        """Called once after training with a factory of validation batches and the context of
+        the final epoch (its eps, attack steps and a seeded generator)."""
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The deployed, inference-time model; identity by default."""
         return model
+
+    def overrides(self, track: Track) -> dict[str, Any]:
+        """The recipe overrides on `track`: `recipe_overrides` unless the defense scales them to
+        the track (e.g. a burn-in given as a share of the reference recipe's epochs)."""
+        return dict(self.recipe_overrides)
 
     def config_dict(self) -> dict[str, Any]:
         """The resolved hyperparameters as a plain dict (for records and hashes)."""

@@ -18,6 +18,7 @@ class Standard(Defense):
     """Empirical risk minimisation: CE(f(x), y) on clean inputs."""
 
     name = "standard"
+    relative_cost = 0.2
     Config = StandardConfig
     meta = DefenseMeta(
         paper="Standard training (empirical risk minimisation)", venue="-", link="",

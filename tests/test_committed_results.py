@@ -10,6 +10,7 @@ import pytest
 from benchmark.evaluate import aggregate
 from benchmark.io import sha256_file
 from benchmark.protocol import load_protocol
+from benchmark.registry import DEFENSES
 from leaderboard.build import build
 from leaderboard.plot import plot_robustness
 from leaderboard.records import find_records
@@ -51,6 +52,9 @@ def test_default_board_is_real():
     entries = {e["defense"]: e for e in board["entries"]}
     primary = board["primary_eps"]
     assert entries["pgd-at"]["worst_case"][primary] >= entries["standard"]["worst_case"][primary] + 0.40
+    assert set(entries) == set(DEFENSES.names())  # every registered defense is on the board
+    for founding in ("dyart", "rat", "sovr", "classwise-at", "crm-liplt"):
+        assert entries[founding]["worst_case"][primary] >= entries["standard"]["worst_case"][primary] + 0.25, founding
     for entry in entries.values():
         series = [entry["worst_case"][e] for e in board["eps"]]
         assert series == sorted(series, reverse=True)

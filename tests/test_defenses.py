@@ -1,6 +1,7 @@
 """Every registered defense honours the interface; the baselines compute their papers' losses;
 adversarial training beats standard training under attack."""
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -37,6 +38,7 @@ def test_metadata_and_config_round_trip(name):
     defense = cls()
     assert dataclasses.is_dataclass(defense.config)
     assert cls.Config(**defense.config_dict()) == defense.config
+    assert json.loads(json.dumps(defense.config_dict())) == defense.config_dict()  # records hold it as JSON
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(defense.config, "x", 1)
 
@@ -102,3 +104,25 @@ def test_adversarial_training_beats_standard_training_under_attack(tmp_path):
         with torch.no_grad():
             robust[name] = (model(x_adv).argmax(1) == y).float().mean().item()
     assert robust["pgd-at"] > robust["standard"] + 0.3, robust
+
+
+def test_track_settings_replace_defaults_are_disclosed_and_key_only_their_defense():
+    from benchmark.runner import defense_block
+    from benchmark.train import train_key
+
+    track = TRACKS.get("mnist5k-cnn")
+    crm = track.defense("crm-liplt")
+    assert (crm.config.mu, crm.config.r0) == (1000.0, 8.0) and DEFENSES.get("crm-liplt")().config.mu == 15.0
+    block = defense_block(crm, track)
+    assert block["config"]["mu"] == 1000.0 and block["recipe_overrides"]["config.mu"] == 1000.0
+    assert block["recipe_overrides"]["optimizer"] == "adam" and block["recipe_overrides"]["burn_in_epochs"] == 1
+    bare = dataclasses.replace(track, defense_configs={})
+    pgd_at = track.defense("pgd-at")
+    assert train_key(track, pgd_at, 0) == train_key(bare, pgd_at, 0)
+    assert train_key(track, crm, 0) != train_key(bare, bare.defense("crm-liplt"), 0)
+
+
+def test_dyart_overrides_scale_the_burn_in_to_the_track():
+    dyart = DEFENSES.get("dyart")()
+    assert dyart.overrides(TRACKS.get("mnist5k-cnn")) == {"burn_in_epochs": 1, "grad_clip": 0.1, "ema_decay": 0.995}
+    assert dyart.overrides(TRACKS.get("cifar10-prn18"))["burn_in_epochs"] == round(110 * 10 / 200)

@@ -19,6 +19,7 @@ from defenses.base import TrainContext
 
 GOLDEN = Path(__file__).parent / "golden" / "loss_trajectories.json"
 STEPS, BATCH, EPS = 4, 32, 0.1
+CLASS_ERROR = tuple(0.05 * (k + 1) for k in range(10))  # a validation per-class robust error (classwise-at)
 
 
 def loss_trajectory(name: str) -> list[float]:
@@ -35,7 +36,8 @@ def loss_trajectory(name: str) -> list[float]:
         x = bundle.train.x[step * BATCH:(step + 1) * BATCH]
         y = bundle.train.y[step * BATCH:(step + 1) * BATCH]
         ctx = TrainContext(epoch=0, step=step, device=torch.device("cpu"), eps=EPS, attack_steps=3,
-                           step_size=EPS / 4, num_classes=bundle.num_classes, generator=generator)
+                           step_size=EPS / 4, num_classes=bundle.num_classes, generator=generator,
+                           val_class_error=CLASS_ERROR)
         loss = defense.loss(model, x, y, ctx)
         optimizer.zero_grad()
         loss.backward()

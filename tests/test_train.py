@@ -100,3 +100,37 @@ def test_ema_and_sgd_paths_run(tmp_path):
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["ema"] and not _same(state["ema"], state["model"])
     assert _same(_weights(result.checkpoint), state["ema"])
+
+
+def test_ema_warm_up_decay_follows_the_reference():
+    from benchmark.train import update_ema
+
+    ema, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        ema.weight.fill_(1.0)
+        model.weight.fill_(0.0)
+    update_ema(ema, model, 0.995, step=0)  # decay min(0.995, 1/10) = 0.1
+    assert ema.weight[0, 0].item() == pytest.approx(0.1)
+    update_ema(ema, model, 0.995, step=10_000)  # decay 0.995
+    assert ema.weight[0, 0].item() == pytest.approx(0.1 * 0.995)
+
+
+def test_defenses_see_the_last_validation_per_class_robust_error(tmp_path):
+    seen = []
+
+    class Recorder(DEFENSES.get("pgd-at")):
+        def on_epoch_start(self, model, ctx):
+            seen.append(ctx.val_class_error)
+
+    track = dataclasses.replace(TINY, epochs=3)
+    train(track, Recorder(), 0, tmp_path, progress=False)
+    history = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert seen[0] is None
+    assert [list(s) for s in seen[1:]] == [h["val_class_robust_error"] for h in history[:-1]]
+    from benchmark.data import load_dataset
+
+    labels = load_dataset(TINY.dataset).val.y[: TINY.val_size]
+    counts = torch.bincount(labels, minlength=10).double()
+    for h in history:  # the per-class errors average to the overall robust error
+        overall = (torch.tensor(h["val_class_robust_error"], dtype=torch.float64) * counts).sum() / counts.sum()
+        assert overall.item() == pytest.approx(1 - h["val_robust_acc"], abs=1e-6)

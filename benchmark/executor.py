@@ -1,0 +1,68 @@
+"""The local executor: runs independent jobs of the grid in worker processes.
+
+On the CPU every job runs single-threaded, whatever the number of workers: float reductions
+depend on the thread count, so fixing it keeps a record the same whether it was produced alone
+or beside others. Parallelism comes from processes instead (one per core by default), which on a
+small CPU also beats threads for these small models (two one-thread jobs finish in about 70% of
+the time two two-thread jobs take one after the other). On a GPU, jobs run one at a time.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Sequence
+
+import torch
+
+from benchmark.errors import AtbenchError
+
+#: torch threads of one CPU job (fixed, so results do not depend on how many jobs run at once).
+CPU_THREADS_PER_JOB = 1
+
+
+def worker_count(requested: int | None, device: str, jobs: int) -> int:
+    """How many worker processes to use: `requested` if given, else one per CPU core (at most
+    one per job) on the CPU and one on a GPU."""
+    if requested is not None:
+        if requested < 1:
+            raise AtbenchError(f"--jobs must be at least 1, not {requested}", "pass --jobs 1 or more")
+        return min(requested, max(1, jobs))
+    if torch.device(device).type != "cpu":
+        return 1
+    return max(1, min(jobs, os.cpu_count() or 1))
+
+
+def configure_process(device: str, log_level: int) -> None:
+    """Set up a process that runs jobs: fixed CPU threads, and log lines as the CLI prints them."""
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(CPU_THREADS_PER_JOB)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=log_level, format="atbench: %(message)s")
+    logging.getLogger().setLevel(log_level)
+    logging.getLogger("auto-attack").setLevel(logging.ERROR)
+
+
+def run_local(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, device: str) -> list[Any]:
+    """`[fn(*args) for args in jobs]`, in `workers` processes when more than one (started in
+    order, so put the longest jobs first). The first error raised by a job is re-raised here
+    after the jobs already running have finished; their finished outputs stay on disk."""
+    level = logging.getLogger().getEffectiveLevel()
+    if workers <= 1:
+        threads = torch.get_num_threads()
+        configure_process(device, level)
+        try:
+            return [fn(*args) for args in jobs]
+        finally:
+            torch.set_num_threads(threads)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=configure_process,
+                             initargs=(device, level)) as pool:
+        futures = [pool.submit(fn, *args) for args in jobs]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise

@@ -1,0 +1,184 @@
+"""Class-wise adversarial training (after Tian et al., KDD 2021).
+
+The paper states that robustness differs strongly between classes and that changes at training
+and at inference improve the most vulnerable class; its code and exact rules are not public, so
+both changes are the suite's reading (fidelity: our-reading):
+
+- training: PGD-AT whose per-example loss is weighted by its class weight w_c proportional to
+  err_c^gamma (per-class robust error on the validation split, measured by the harness after
+  every epoch), normalised to mean 1;
+- inference: per-class logit offsets b, calibrated on the validation split to maximise the
+  worst-class robust accuracy while the overall robust accuracy drops at most one point, added
+  to the logits by `wrap`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attacks.pgd import pgd_train_examples
+from defenses.base import Defense, DefenseMeta, register
+
+
+@dataclasses.dataclass(frozen=True)
+class ClasswiseATConfig:
+    """Class-wise AT hyperparameters (our reading).
+
+    Attributes:
+        reweight: weight each example's loss by its class weight.
+        gamma: exponent of the per-class error in the weights; 1.
+        calibrate_offsets: add calibrated per-class logit offsets at inference.
+        max_accuracy_drop: the overall validation robust accuracy the offsets may cost; 0.01.
+        largest_step: the largest offset step tried, in units of the median clean logit margin.
+        grid_size: steps tried per update, evenly spaced up to `largest_step`.
+        rounds: at most this many greedy offset updates.
+    """
+
+    reweight: bool = True
+    gamma: float = 1.0
+    calibrate_offsets: bool = True
+    max_accuracy_drop: float = 0.01
+    largest_step: float = 1.0
+    grid_size: int = 20
+    rounds: int = 20
+
+
+def class_weights(errors: torch.Tensor, gamma: float) -> torch.Tensor:
+    """w_c proportional to errors_c^gamma with mean 1 (uniform when every error is 0)."""
+    raw = errors.double().clamp_min(0) ** gamma
+    if raw.sum() <= 0:
+        return torch.ones_like(raw)
+    return raw * (len(raw) / raw.sum())
+
+
+class LogitOffsets(nn.Module):
+    """The deployed model: logits of `model` plus fixed per-class offsets."""
+
+    def __init__(self, model: nn.Module, offsets: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("offsets", offsets.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) + self.offsets.to(x.dtype)
+
+
+def robust_flags(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor,
+                 offsets: torch.Tensor) -> torch.Tensor:
+    """Per-example: correct on the clean and on the adversarial logits once offsets are added."""
+    return ((logits_clean + offsets).argmax(1) == y) & ((logits_adv + offsets).argmax(1) == y)
+
+
+def class_accuracy(flags: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class mean of boolean flags (classes without examples count as 1)."""
+    hits = torch.bincount(y[flags], minlength=num_classes).double()
+    count = torch.bincount(y, minlength=num_classes).double()
+    return torch.where(count > 0, hits / count.clamp_min(1), torch.ones_like(count))
+
+
+def summary(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor,
+            num_classes: int) -> tuple[float, float]:
+    """(worst-class, overall) robust accuracy of fixed logits with `offsets` added."""
+    flags = robust_flags(logits_clean, logits_adv, y, offsets)
+    return class_accuracy(flags, y, num_classes).min().item(), flags.double().mean().item()
+
+
+def attacked_logits(model: nn.Module, val_batches, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clean logits, logits of PGD examples (the training attack at ctx.eps) and labels of the
+    validation batches, on the CPU."""
+    clean, adv, labels = [], [], []
+    for xb, yb in val_batches():
+        xb, yb = xb.to(ctx.device), yb.to(ctx.device)
+        x_adv = pgd_train_examples(model, xb, yb, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator,
+                                   norm=ctx.norm)
+        with torch.no_grad():
+            clean.append(model(xb).cpu())
+            adv.append(model(x_adv).cpu())
+        labels.append(yb.cpu())
+    return torch.cat(clean), torch.cat(adv), torch.cat(labels)
+
+
+def search_offsets(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, num_classes: int,
+                   config: ClasswiseATConfig) -> torch.Tensor:
+    """Greedy search for per-class logit offsets on fixed clean and adversarial logits: raise
+    the offset of the currently worst class by the step that most improves (worst-class,
+    overall) robust accuracy while overall accuracy stays within `max_accuracy_drop` of its
+    value without offsets; stop when no step improves."""
+    offsets = torch.zeros(num_classes, dtype=logits_clean.dtype)
+    margins = logits_clean.gather(1, y[:, None]).squeeze(1) - logits_clean.scatter(1, y[:, None], float("-inf")).max(1).values
+    unit = margins.abs().median().item() or 1.0
+
+    def score(b):
+        return summary(logits_clean, logits_adv, y, b, num_classes)
+
+    best = score(offsets)
+    floor = best[1] - config.max_accuracy_drop
+    for _ in range(config.rounds):
+        worst = int(class_accuracy(robust_flags(logits_clean, logits_adv, y, offsets), y, num_classes).argmin())
+        candidates = []
+        for k in range(1, config.grid_size + 1):
+            step = config.largest_step * k / config.grid_size
+            trial = offsets.clone()
+            trial[worst] += step * unit
+            result = score(trial)
+            if result[1] >= floor - 1e-12 and result > best:
+                candidates.append((result, trial))
+        if not candidates:
+            break
+        best, offsets = max(candidates, key=lambda c: c[0])
+    return offsets
+
+
+@register
+class ClasswiseAT(Defense):
+    """PGD-AT with class weights from validation robust error, and calibrated per-class logit
+    offsets at inference; both switchable."""
+
+    name = "classwise-at"
+    Config = ClasswiseATConfig
+    meta = DefenseMeta(
+        paper="Analysis and Applications of Class-wise Robustness in Adversarial Training", venue="KDD 2021",
+        link="https://arxiv.org/abs/2105.14240", threat_models=("Linf",), fidelity="our-reading",
+    )
+
+    def __init__(self, config: ClasswiseATConfig | None = None):
+        super().__init__(config)
+        self.offsets: torch.Tensor | None = None
+
+    def loss(self, model, x, y, ctx):
+        """Class-weighted cross-entropy on PGD adversarial examples."""
+        x_adv = pgd_train_examples(model, x, y, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator,
+                                   norm=ctx.norm)
+        per_example = F.cross_entropy(model(x_adv), y, reduction="none")
+        if not self.config.reweight or ctx.val_class_error is None:
+            return per_example.mean()
+        weights = class_weights(torch.tensor(ctx.val_class_error), self.config.gamma).to(per_example)
+        return (weights[y] * per_example).mean()
+
+    def calibrate(self, model, val_batches, ctx):
+        """Fit the logit offsets on PGD examples of the validation split at the track's eps,
+        then re-attack the offset model: offsets that lower its worst-class robust accuracy, or
+        its overall robust accuracy by more than `max_accuracy_drop`, are dropped (as are
+        all-zero ones), and `wrap` then deploys the model unchanged."""
+        self.offsets = None
+        if not self.config.calibrate_offsets:
+            return
+        start = ctx.generator.get_state()
+        clean, adv, y = attacked_logits(model, val_batches, ctx)
+        offsets = search_offsets(clean, adv, y, ctx.num_classes, self.config)
+        ctx.generator.set_state(start)
+        checked = attacked_logits(LogitOffsets(model, offsets.to(ctx.device)), val_batches, ctx)
+        zero = torch.zeros_like(offsets)
+        before, after = summary(clean, adv, y, zero, ctx.num_classes), summary(*checked, zero, ctx.num_classes)
+        helps = after[0] >= before[0] and after[1] >= before[1] - self.config.max_accuracy_drop - 1e-12
+        if helps and offsets.any():
+            self.offsets = offsets
+
+    def wrap(self, model):
+        """The model plus the calibrated offsets (the model itself when offsets are off)."""
+        if self.offsets is None:
+            return model
+        return LogitOffsets(model, self.offsets.to(next(model.parameters()).device))
