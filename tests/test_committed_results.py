@@ -53,8 +53,13 @@ def test_default_board_is_real():
     primary = board["primary_eps"]
     assert entries["pgd-at"]["worst_case"][primary] >= entries["standard"]["worst_case"][primary] + 0.40
     assert set(entries) == set(DEFENSES.names())  # every registered defense is on the board
-    for founding in ("dyart", "rat", "sovr", "classwise-at", "crm-liplt"):
+    for founding in ("dyart", "rat", "sovr", "classwise-at"):
         assert entries[founding]["worst_case"][primary] >= entries["standard"]["worst_case"][primary] + 0.25, founding
+    # CRM-LipLT (an L2 certification method) does not reach it at Linf 0.3 (docs/defenses.md):
+    # its PGD column is inflated by saturated cross-entropy gradients, and the board says so.
+    crm = entries["crm-liplt"]
+    assert crm["robust_acc"]["pgd"][primary] >= crm["worst_case"][primary] + 0.25
+    assert {"zero_gradients", "tpgd_much_stronger_than_pgd"} <= set(crm["sanity_fired"])
     for entry in entries.values():
         series = [entry["worst_case"][e] for e in board["eps"]]
         assert series == sorted(series, reverse=True)
