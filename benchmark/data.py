@@ -39,7 +39,6 @@ DATA_DIR_ENV = "ATBENCH_DATA_DIR"
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 
-
 @dataclass(frozen=True, eq=False)
 class Split:
     """One part of a data set: `x` float32 (N, C, H, W) in [0, 1], `y` int64 (N,)."""
@@ -230,7 +229,7 @@ def _content_sha256(splits: Mapping[str, Split], class_names: tuple[str, ...]) -
 
 
 def build_bundle(name: str, arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                  class_names: tuple[str, ...], scale: float) -> DataBundle:
+                 class_names: tuple[str, ...], scale: float) -> DataBundle:
     """Assemble a bundle from (images N,C,H,W, labels) for "train", "val" and "test"; pixels / `scale`."""
     splits = {k: _split_from_arrays(*arrays[k], scale) for k in ("train", "val", "test")}
     c, h, w = (int(d) for d in splits["train"].x.shape[1:])

@@ -19,10 +19,6 @@ from torch import nn
 
 from attacks.base import frozen_eval
 from attacks.pgd import PGD
-from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS  # noqa: F401  (FLAG_DOCS re-exported)
-
-FLAG_NAMES = SANITY_FLAGS
-
 
 MAX_POINTS = 100
 PASSES = 5

@@ -24,7 +24,7 @@ from benchmark.errors import AtbenchError
 from benchmark.io import atomic_write_text, load_checkpoint, save_checkpoint, sha256_json
 from benchmark.models import build_model
 from benchmark.tracks import Track
-from defenses.base import Defense, TrainContext
+from defenses.base import Defense, TrainContext, class_means
 
 log = logging.getLogger(__name__)
 HARNESS_VERSION = 2
@@ -109,10 +109,8 @@ def correct_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
 
 
 def class_error(robust: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
-    """Per-class error rate from per-example flags (0 for a class with no example)."""
-    wrong = torch.bincount(y[~robust].cpu(), minlength=num_classes).double()
-    count = torch.bincount(y.cpu(), minlength=num_classes).double()
-    return tuple((wrong / count.clamp_min(1)).tolist())
+    """Per-class error rate from per-example robust flags (0 for a class with no example)."""
+    return tuple(class_means(~robust, y, num_classes, empty=0.0).tolist())
 
 
 def validate(model: nn.Module, val: Split, track: Track, device: torch.device, seed: int,

@@ -71,6 +71,14 @@ class TrainContext:
     val_class_error: tuple[float, ...] | None = None
 
 
+def class_means(flags: torch.Tensor, y: torch.Tensor, num_classes: int, empty: float) -> torch.Tensor:
+    """Per-class mean (float64, on the CPU) of boolean per-example `flags`; `empty` for a
+    class with no example. The harness builds `TrainContext.val_class_error` with it."""
+    hits = torch.bincount(y[flags].cpu(), minlength=num_classes).double()
+    count = torch.bincount(y.cpu(), minlength=num_classes).double()
+    return torch.where(count > 0, hits / count.clamp_min(1), torch.full_like(count, empty))
+
+
 class Defense:
     """Base class of every defense.
 

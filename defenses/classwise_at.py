@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attacks.cw import margin
 from attacks.pgd import pgd_train_examples
-from defenses.base import Defense, DefenseMeta, register
+from defenses.base import Defense, DefenseMeta, class_means, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +75,7 @@ def robust_flags(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.
 
 def class_accuracy(flags: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-class mean of boolean flags (classes without examples count as 1)."""
-    hits = torch.bincount(y[flags], minlength=num_classes).double()
-    count = torch.bincount(y, minlength=num_classes).double()
-    return torch.where(count > 0, hits / count.clamp_min(1), torch.ones_like(count))
+    return class_means(flags, y, num_classes, empty=1.0)
 
 
 def summary(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor,
@@ -108,8 +107,7 @@ def search_offsets(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torc
     overall) robust accuracy while overall accuracy stays within `max_accuracy_drop` of its
     value without offsets; stop when no step improves."""
     offsets = torch.zeros(num_classes, dtype=logits_clean.dtype)
-    margins = logits_clean.gather(1, y[:, None]).squeeze(1) - logits_clean.scatter(1, y[:, None], float("-inf")).max(1).values
-    unit = margins.abs().median().item() or 1.0
+    unit = margin(logits_clean, y).abs().median().item() or 1.0
 
     def score(b):
         return summary(logits_clean, logits_adv, y, b, num_classes)

@@ -12,6 +12,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from attacks.cw import margin
 from attacks.pgd import pgd_train_examples
 from defenses.base import Defense, DefenseMeta, register
 
@@ -32,13 +33,6 @@ class SOVRConfig:
             raise ValueError(f"switch_fraction must lie in [0, 1], not {self.switch_fraction}")
 
 
-def logit_margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """m_i = z_{y_i} - max_{k != y_i} z_k, per example (no gradient)."""
-    z = logits.detach()
-    others = z.scatter(1, y[:, None], float("-inf"))
-    return z.gather(1, y[:, None]).squeeze(1) - others.max(dim=1).values
-
-
 def ovr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One-versus-the-rest loss per example: softplus(-z_y) + sum_{k != y} softplus(z_k),
     i.e. binary cross-entropy with logits against the one-hot target, summed over classes."""
@@ -55,7 +49,7 @@ def switched_indices(margins: torch.Tensor, fraction: float) -> torch.Tensor:
 def sovr_loss(logits_adv: torch.Tensor, y: torch.Tensor, fraction: float) -> torch.Tensor:
     """(1/B) [sum over the switched examples of the OVR loss + sum over the rest of CE]."""
     per_example = F.cross_entropy(logits_adv, y, reduction="none")
-    switched = switched_indices(logit_margins(logits_adv, y), fraction)
+    switched = switched_indices(margin(logits_adv.detach(), y), fraction)
     per_example = per_example.index_put((switched,), ovr_loss(logits_adv[switched], y[switched]))
     return per_example.mean()
 

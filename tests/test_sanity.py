@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data import load_dataset
-from benchmark.sanity import FLAG_DOCS, FLAG_NAMES, flag, large_eps, model_flags, result_flags
+from benchmark.sanity import flag, large_eps, model_flags, result_flags
+from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from tests.helpers import tiny_standard_model
 
 MODEL_FLAGS = ("stochastic_outputs", "probability_outputs", "zero_gradients", "not_chance_at_large_eps")
@@ -58,7 +59,7 @@ def flags_of(net, data, norm="Linf"):
 
 def assert_well_formed(flags):
     for name, f in flags.items():
-        assert name in FLAG_NAMES
+        assert name in SANITY_FLAGS
         assert set(f) == {"fired", "value", "threshold", "detail"}
         assert isinstance(f["fired"], bool) and isinstance(f["detail"], str) and f["detail"]
         assert isinstance(f["value"], float) and isinstance(f["threshold"], float)
@@ -164,7 +165,7 @@ def test_square_beats_white_box():
 def test_names_docs_and_non_finite_values():
     robust, worst = sound_numbers()
     names = set(result_flags(robust, worst, EPS, None)) | set(MODEL_FLAGS)
-    assert set(FLAG_NAMES) == names and len(FLAG_NAMES) == 7
+    assert set(SANITY_FLAGS) == names and len(SANITY_FLAGS) == 7
     assert set(FLAG_DOCS) == names and all(FLAG_DOCS[n] for n in names)
     nan = flag(float("nan"), 0.0, "logits are NaN")
     assert nan["fired"] and math.isfinite(nan["value"])

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from defenses.sovr import SOVRConfig, logit_margins, ovr_loss, sovr_loss, switched_indices
+from attacks.cw import margin as logit_margins
+from defenses.sovr import SOVRConfig, ovr_loss, sovr_loss, switched_indices
 
 
 def _batch(b=25, k=10, seed=0):
