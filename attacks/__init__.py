@@ -2,7 +2,7 @@
 from attacks.autoattack import AutoAttackAdapter
 from attacks.base import Attack, AttackConfig
 from attacks.cw import CW
-from attacks.pgd import PGD, pgd_train_examples, random_start, sign_ascent
+from attacks.pgd import PGD, ExampleNoise, pgd_train_examples, random_start, sign_ascent
 from attacks.temperature_pgd import TemperaturePGD
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "AttackConfig",
     "AutoAttackAdapter",
     "CW",
+    "ExampleNoise",
     "PGD",
     "TemperaturePGD",
     "pgd_train_examples",

@@ -1,8 +1,10 @@
 """PGD (Madry et al., 2018) and the functional core that the other gradient attacks and the
-defenses' inner maximisation share: `random_start`, `sign_ascent`, `pgd_train_examples`."""
+defenses' inner maximisation share: `random_start`, `ExampleNoise`, `sign_ascent`,
+`pgd_train_examples`."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Callable
 
 import torch
@@ -62,14 +64,53 @@ def random_start(x: torch.Tensor, eps: float, generator: torch.Generator, norm: 
     every device) and moved to `x`'s device and dtype. Shape of `x` and of the result: (B, ...).
     """
     check_norm(norm)
+    delta = eps * unit_offsets(x.shape, generator, norm)
+    return (x + delta.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
+
+
+def unit_offsets(shape: torch.Size, generator: torch.Generator, norm: str) -> torch.Tensor:
+    """Random offsets of shape `shape` = (B, ...) in the unit ball of `norm`, drawn as
+    `random_start` draws its noise (Linf: uniform in the cube; L2: a uniform direction times a
+    radius uniform in [0, 1]); scaled by eps they are random starts' perturbations."""
     draw = dict(generator=generator, device=generator.device)
     if norm == "Linf":
-        delta = (2 * torch.rand(x.shape, **draw) - 1) * eps
-    else:
-        direction = torch.randn(x.shape, **draw)
-        radius = torch.rand(x.shape[0], **draw) * eps
-        delta = direction / _l2(direction).clamp_min(1e-12) * per_example(radius, direction)
-    return (x + delta.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
+        return 2 * torch.rand(shape, **draw) - 1
+    direction = torch.randn(shape, **draw)
+    radius = torch.rand(shape[0], **draw)
+    return direction / _l2(direction).clamp_min(1e-12) * per_example(radius, direction)
+
+
+class ExampleNoise:
+    """Random-start noise drawn per example, so that an example's start does not depend on the
+    batch it is attacked in (its size, order or the other examples in it).
+
+    Each example gets its own CPU generator, seeded from `seed` and a hash of the example's
+    values; the r-th call of `offsets` returns every example's r-th draw. The evaluation's
+    multi-eps rule relies on this: attacking only the survivors of a smaller eps gives each
+    survivor the start it would get in a run on all points.
+    """
+
+    def __init__(self, x: torch.Tensor, seed: int):
+        rows = x.detach().to("cpu", torch.float32).flatten(1).contiguous().numpy()
+        key = int(seed).to_bytes(8, "little", signed=True)
+        self.shape = x.shape[1:]
+        self.generators = [
+            torch.Generator().manual_seed(int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8, key=key).digest(),
+                                                         "little") >> 1)
+            for row in rows
+        ]
+
+    def offsets(self, norm: str = "Linf") -> torch.Tensor:
+        """The next draw of every example's unit-ball offset (`unit_offsets`), shape (B, ...)."""
+        check_norm(norm)
+        if not self.generators:
+            return torch.zeros(0, *self.shape)
+        return torch.cat([unit_offsets((1, *self.shape), g, norm) for g in self.generators])
+
+    def start(self, x: torch.Tensor, eps: float, norm: str = "Linf") -> torch.Tensor:
+        """The next random start of every example: x + eps * offset, clamped to [0, 1]."""
+        delta = eps * self.offsets(norm)
+        return (x + delta.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
 
 
 def sign_ascent(
@@ -173,9 +214,10 @@ class PGD(Attack):
     `step_ratio * eps` (signed gradient for Linf, normalised gradient for L2). Per example the
     result is the first iterate, over steps and restarts, that the model misclassifies; a
     point misclassified when clean keeps x; a point never fooled gets the last restart's
-    final iterate. Restart r's start is the r-th draw of a CPU generator seeded with `seed`
-    at each call, so more steps or more restarts with the same seed never leave more points
-    robust. Subclasses change the loss by overriding `objective`.
+    final iterate. Restart r's start is each example's r-th draw of `ExampleNoise(x, seed)`, a
+    function of the seed and the example alone, so results do not depend on the batch and
+    more steps or more restarts with the same seed never leave more points robust.
+    Subclasses change the loss by overriding `objective`.
 
     Arguments (`PGD.Config`):
         steps (int): ascent steps per restart. Default 50.
@@ -212,15 +254,15 @@ class PGD(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
         cfg = self.config
-        generator = torch.Generator().manual_seed(cfg.seed)
+        noise = ExampleNoise(x, cfg.seed)
         objective = self.objective(y)
         x_adv = x.clone()
         with torch.no_grad():
             robust = model(x).argmax(dim=1) == y
         for _ in range(cfg.restarts):
-            start = random_start(x, eps, generator, cfg.norm)
             if not robust.any():
                 break
+            start = noise.start(x, eps, cfg.norm)
             # Points already fooled start at their adversarial example, so they stop at once.
             x_init = torch.where(per_example(robust, x), start, x_adv)
             out = sign_ascent(

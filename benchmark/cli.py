@@ -48,6 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="weights for --model (a state_dict, loaded weights-only)")
     evaluate.add_argument("--name", default=None, help="the board name of the --model entry")
     _common(sub.add_parser("leaderboard", help="rebuild a track's board from its published records"), defenses=False)
+    bench = sub.add_parser("bench", help="time our evaluation against a reference doing the same work (ratios in "
+                                         "one run) on a trained defense")
+    bench.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all): multi-eps")
+    bench.add_argument("--track", default=DEFAULT_TRACK, help=f"track id (default: {DEFAULT_TRACK})")
+    bench.add_argument("--defense", default="pgd-at", help="the trained defense to bench on (default: pgd-at)")
+    bench.add_argument("--seed", type=int, default=0, help="its training seed (default: 0)")
+    bench.add_argument("--points", type=int, default=None, help="test points (default: the protocol's subset)")
+    bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    bench.add_argument("--data-dir", default=None, help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
+    bench.add_argument("--runs-dir", default="runs", help="where the trained run is (default: runs)")
+    bench.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     ls = sub.add_parser("ls", help="list registered names")
     ls.add_argument("what", nargs="?", default="all", choices=["all", "defenses", "attacks", "tracks", "datasets", "models", "protocols"])
     return parser
@@ -113,6 +124,20 @@ def cmd_leaderboard(args) -> None:
     print("\n".join(str(p) for p in write_board(args.records_dir, protocol.id, args.boards_dir)))
 
 
+def cmd_bench(args) -> None:
+    from benchmark.bench import markdown, run_cases, trained_workload, write_json
+    from benchmark.registry import TRACKS
+    from benchmark.runner import check_device
+
+    check_device(args.device)
+    work = trained_workload(TRACKS.get(args.track), args.defense, args.seed, args.runs_dir, args.data_dir,
+                            args.device, args.points)
+    results = run_cases(work, args.cases)
+    print(markdown(work, results))
+    if args.json:
+        write_json(args.json, work, results)
+
+
 def cmd_ls(args) -> None:
     from benchmark.protocol import PROTOCOL_DIR
     from benchmark.registry import ATTACKS, DATASETS, DEFENSES, MODELS, TRACKS
@@ -125,7 +150,8 @@ def cmd_ls(args) -> None:
             print(f"{kind}: {', '.join(names())}")
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "leaderboard": cmd_leaderboard, "ls": cmd_ls}
+COMMANDS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "leaderboard": cmd_leaderboard,
+            "bench": cmd_bench, "ls": cmd_ls}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from torch import nn
 
 from attacks.base import check_inputs, eval_mode, frozen_eval
 from attacks.cw import margin
-from attacks.pgd import check_norm, cross_entropy, per_example, require, sign_ascent
+from attacks.pgd import ExampleNoise, check_norm, cross_entropy, per_example, require, sign_ascent
 
 #: Fixed histogram edges for logit margins: 40 bins of width 1 over [-20, 20]. Margins
 #: outside the range are counted in the first or last bin (`histogram` clips them), so
@@ -53,20 +53,6 @@ def histogram(values: np.ndarray, edges) -> dict:
         raise ValueError("cannot histogram NaN values: the model produced NaN outputs")
     counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
-
-
-def _unit_start_offsets(shape: torch.Size, generator: torch.Generator, norm: str) -> torch.Tensor:
-    """Random-start offsets in the unit ball of `norm`, drawn exactly as
-    `attacks.pgd.random_start` draws its noise (Linf: uniform in the cube; L2: a uniform
-    direction times a radius uniform in [0, 1]). Scaling an example's offset by its eps gives
-    PGD's random start at that eps for the same seed; `random_start` itself takes one scalar
-    eps for the batch, hence this per-example variant."""
-    if norm == "Linf":
-        return 2 * torch.rand(shape, generator=generator) - 1
-    direction = torch.randn(shape, generator=generator)
-    radius = torch.rand(shape[0], generator=generator)
-    length = direction.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
-    return direction / per_example(length, direction) * per_example(radius, direction)
 
 
 def _pgd_breaks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor,
@@ -116,10 +102,10 @@ def input_margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_max
     Per example, a bisection over eps in [0, eps_max], vectorised over the batch: after a
     check at eps_max, every round runs CE-PGD (`steps` steps of 0.25 * eps, keep the first
     fooling iterate) at each example's own midpoint and keeps the lower half of its interval
-    if PGD broke the point there, else the upper half. The random start is drawn once per
-    point from a CPU generator seeded with `seed` and scaled by the example's eps, so every
-    round starts as `attacks.pgd.PGD(steps=steps, seed=seed)` run on all of `x` at that eps. The model runs in eval mode
-    with frozen parameters (only input gradients); its state is restored afterwards.
+    if PGD broke the point there, else the upper half. Each point's random start is its first
+    draw of `attacks.pgd.ExampleNoise(x, seed)` scaled by its eps, so every round starts as
+    `attacks.pgd.PGD(steps=steps, seed=seed)` at that eps. The model runs in eval mode with
+    frozen parameters (only input gradients); its state is restored afterwards.
 
     Returns, float64 of shape (N,):
         0.0 for points misclassified clean;
@@ -145,7 +131,7 @@ def input_margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_max
     require(steps >= 0, f"steps = {steps} is negative", "use steps >= 0")
     require(bisections >= 0, f"bisections = {bisections} is negative", "use bisections >= 0")
     check_inputs(x)
-    offsets = _unit_start_offsets(x.shape, torch.Generator().manual_seed(seed), norm)
+    offsets = ExampleNoise(x, seed).offsets(norm)
     out = [np.zeros(0)]
     with frozen_eval(model):
         for xb, yb, ob in zip(x.split(batch_size), y.split(batch_size), offsets.split(batch_size)):

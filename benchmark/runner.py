@@ -33,7 +33,7 @@ from leaderboard.schema import SCHEMA_VERSION, validate_record
 
 log = logging.getLogger(__name__)
 #: Bumped whenever the evaluation computes something new, so finished runs are re-evaluated.
-EVALUATION_VERSION = 3
+EVALUATION_VERSION = 4
 #: Forward passes whose majority decides each prediction of a randomized defense.
 VOTES = 5
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from attacks import PGD, TemperaturePGD
 from attacks.cw import margin
-from attacks.pgd import pgd_train_examples, random_start, sign_ascent
+from attacks.pgd import ExampleNoise, pgd_train_examples, random_start, sign_ascent
 from benchmark.errors import AtbenchError
 from benchmark.registry import ATTACKS
 from tests.helpers import tiny_mlp
@@ -164,7 +164,7 @@ def test_more_steps_never_leave_more_points_robust(tiny, name, norm):
 def test_more_restarts_never_leave_more_points_robust(tiny, name, norm):
     model, x, y = tiny
     flags = [
-        robust(model, ATTACKS.get(name)(steps=1, restarts=r, norm=norm)(model, x, y, EPS[norm]), y)
+        robust(model, ATTACKS.get(name)(steps=2, restarts=r, norm=norm)(model, x, y, EPS[norm]), y)
         for r in (1, 2, 3, 5, 8)
     ]
     for fewer, more in zip(flags, flags[1:]):
@@ -197,6 +197,34 @@ def test_margin():
 
 
 # -- the functional core -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_example_noise_depends_on_the_example_not_the_batch(norm):
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(1))
+    whole, shuffled, alone = ExampleNoise(x, 3), ExampleNoise(x[order], 3), ExampleNoise(x[5:6], 3)
+    first = whole.offsets(norm)
+    assert torch.equal(shuffled.offsets(norm), first[order])
+    assert torch.equal(alone.offsets(norm), first[5:6])
+    second = whole.offsets(norm)  # the next restart's draw differs from the first
+    assert not torch.equal(second, first)
+    size = first.flatten(1).abs().amax(1) if norm == "Linf" else first.flatten(1).norm(dim=1)
+    assert size.max() <= 1 + 1e-6 and size.mean() > 0.1
+    assert not torch.equal(ExampleNoise(x, 4).offsets(norm), first)
+
+
+@pytest.mark.parametrize("name", ["pgd", "cw", "tpgd"])
+def test_results_do_not_depend_on_the_batch(tiny, name):
+    """The multi-eps evaluation attacks only survivors: each point's result must be the one
+    it gets in a run on all points."""
+    model, x, y = tiny
+    attack = ATTACKS.get(name)(steps=10, restarts=2)
+    together = robust(model, attack(model, x, y, 0.05), y)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    part = order[: len(y) // 3]
+    assert torch.equal(robust(model, attack(model, x[part], y[part], 0.05), y[part]), together[part])
+    assert 0 < together.sum() < len(y)
 
 
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
