@@ -107,7 +107,8 @@ def trained_workload(track: Track, defense: str, seed: int, runs_dir: str, data_
         raise AtbenchError(f"no trained {defense} seed {seed} on {track.name} under {runs_dir}/ ({done} is missing)",
                            f"run `atbench train --track {track.name} --defense {defense}` first, or pass --runs-dir")
     result = TrainResult(**json.loads(done.read_text()))
-    model = load_trained_model(track, track.defense(defense), result, data_dir, device)
+    model = load_trained_model(track, track.defense(defense), result.checkpoint, result.checkpoint_sha256,
+                               data_dir, device)
     protocol = load_protocol(track.protocol)
     bundle = load_dataset(track.dataset, data_dir)
     n = protocol.n_examples if points is None else points

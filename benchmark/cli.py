@@ -11,11 +11,17 @@ DEFAULT_TRACK = "mnist5k-cnn"
 log = logging.getLogger("atbench")
 
 
+def _defense_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--defense-file", action="append", dest="defense_files", default=[], metavar="PATH",
+                   help="a .py file whose @register-ed defenses become available by name, repeatable")
+
+
 def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
     p.add_argument("--track", default=DEFAULT_TRACK, help=f"track id (default: {DEFAULT_TRACK}); see `atbench ls tracks`")
     if defenses:
         p.add_argument("--defense", action="append", dest="defenses", metavar="NAME",
                        help="defense id, repeatable (default: every registered defense)")
+        _defense_file(p)
         p.add_argument("--seed", action="append", type=int, dest="seeds", metavar="K", help="training seed, repeatable (default: 0)")
         p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default: cpu)")
         p.add_argument("--data-dir", default=None, help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
@@ -59,6 +65,40 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-dir", default=None, help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
     bench.add_argument("--runs-dir", default="runs", help="where the trained run is (default: runs)")
     bench.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    verify = sub.add_parser("verify", help="check a record against its flags, its checkpoint and a re-evaluation "
+                                           "on a fixed subset of the protocol's points (exit 1 on a mismatch)")
+    verify.add_argument("record", help="a record (.json) with its .flags.npz beside it")
+    verify.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="the evaluated checkpoint (default: <runs-dir>/<track>/<defense>/seed<k>/best.pt)")
+    verify.add_argument("--runs-dir", default="runs", help="where the run was trained (default: runs)")
+    verify.add_argument("--points", type=int, default=40, help="points re-evaluated (default: 40)")
+    verify.add_argument("--tolerance", type=float, default=0.05,
+                        help="largest allowed gap of any (attack, eps) robust accuracy on those points (default: 0.05)")
+    verify.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    verify.add_argument("--data-dir", default=None, help="folder with local data sets")
+    verify.add_argument("-q", "--quiet", action="store_true", help="no per-attack lines")
+    _defense_file(verify)
+    regress = sub.add_parser("regress", help="compare current results with reference ones per defense, attack and "
+                                             "eps; exit 1 when an accuracy drops by more than the tolerance")
+    _common(regress)
+    regress.add_argument("--against", required=True, metavar="PATH",
+                         help="the reference: a records folder, a record, or a board JSON")
+    regress.add_argument("--current", default=None, metavar="PATH",
+                         help="read the current results from here instead of running the track (same kinds)")
+    regress.add_argument("--tolerance", type=float, default=0.02, help="largest allowed drop (default: 0.02)")
+    regress.add_argument("--junit", default=None, metavar="PATH", help="also write the comparison as JUnit XML")
+    regress.add_argument("--all", action="store_true", dest="show_all", help="list unchanged metrics too")
+    regress.set_defaults(records_dir="runs/regress/records", boards_dir="runs/regress/boards")
+    validate = sub.add_parser("validate", help="the checks a submitted defense must pass (on synthetic-tiny): "
+                                               "PASS/FAIL per check, exit 1 when any fails")
+    validate.add_argument("defense", help="the defense id")
+    _defense_file(validate)
+    validate.add_argument("-q", "--quiet", action="store_true", help="no per-attack lines")
+    export = sub.add_parser("export", help="export records: RobustBench model_info entries, or the record JSON Schema")
+    export.add_argument("format", choices=["robustbench", "json-schema"])
+    export.add_argument("records", nargs="*", metavar="PATH", help="robustbench: records or records folders")
+    export.add_argument("--out", required=True, metavar="PATH",
+                        help="robustbench: the output folder; json-schema: the output file")
     ls = sub.add_parser("ls", help="list registered names")
     ls.add_argument("what", nargs="?", default="all", choices=["all", "defenses", "attacks", "tracks", "datasets", "models", "protocols"])
     return parser
@@ -66,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _grid(args):
     from benchmark.executor import worker_count
+    from benchmark.plugins import load_defense_files
     from benchmark.registry import TRACKS
     from benchmark.runner import check_device, grid
 
+    load_defense_files(args.defense_files)
     track = TRACKS.get(args.track)
     check_device(args.device)
     pairs = grid(track, args.defenses, tuple(args.seeds or [0]))
@@ -81,7 +123,7 @@ def cmd_run(args) -> None:
 
     paths = run(args.track, args.defenses, tuple(args.seeds or [0]), args.device, args.runs_dir,
                 args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol,
-                jobs=args.jobs)
+                jobs=args.jobs, defense_files=args.defense_files)
     print("\n".join(str(p) for p in paths))
 
 
@@ -91,7 +133,7 @@ def cmd_train(args) -> None:
 
     track, pairs, workers, progress = _grid(args)
     jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress) for name, seed in pairs]
-    for (name, seed), result in zip(pairs, run_local(train_job, jobs, workers, args.device)):
+    for (name, seed), result in zip(pairs, run_local(train_job, jobs, workers, args.device, args.defense_files)):
         print(f"{name} seed {seed}: {result.checkpoint} (epoch {result.best_epoch}, "
               f"val robust {result.best_val_robust_acc:.3f})")
 
@@ -110,7 +152,7 @@ def cmd_eval(args) -> None:
     track, pairs, workers, progress = _grid(args)
     jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress, args.protocol)
             for name, seed in pairs]
-    for (name, seed), record in zip(pairs, run_local(eval_job, jobs, workers, args.device)):
+    for (name, seed), record in zip(pairs, run_local(eval_job, jobs, workers, args.device, args.defense_files)):
         publish(record, args.records_dir, name, seed)
         print(record)
 
@@ -138,11 +180,70 @@ def cmd_bench(args) -> None:
         write_json(args.json, work, results)
 
 
+def cmd_verify(args) -> int:
+    from benchmark.executor import run_local
+    from benchmark.runner import check_device
+    from benchmark.verify import report, verify
+
+    check_device(args.device)
+    job = (args.record, args.checkpoint, args.runs_dir, args.data_dir, args.device, args.points, args.tolerance)
+    checks = run_local(verify, [job], 1, args.device, args.defense_files)[0]  # one CPU thread, as records are made
+    print(report(args.record, checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_regress(args) -> int:
+    from benchmark.protocol import load_protocol
+    from benchmark.registry import TRACKS
+    from benchmark.regress import compare, load_results, markdown, write_junit
+    from benchmark.runner import run
+
+    reference = load_results(args.against)
+    if args.current is not None:
+        current_path = args.current
+    else:
+        names = args.defenses or sorted(reference)
+        run(args.track, names, tuple(args.seeds or [0]), args.device, args.runs_dir, args.records_dir,
+            args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol, jobs=args.jobs,
+            defense_files=args.defense_files)
+        current_path = f"{args.records_dir}/{load_protocol(args.protocol or TRACKS.get(args.track).protocol).id}"
+    if args.defenses:
+        reference = {d: m for d, m in reference.items() if d in args.defenses}
+    changes = compare(reference, load_results(current_path), args.tolerance)
+    print(markdown(changes, args.show_all))
+    if args.junit:
+        write_junit(args.junit, changes)
+    return 1 if any(c.regressed for c in changes) else 0
+
+
+def cmd_validate(args) -> int:
+    from benchmark.executor import run_local
+    from benchmark.validate import report
+
+    job = (args.defense, print)
+    return 0 if run_local(report, [job], 1, "cpu", args.defense_files)[0] else 1  # one CPU thread, as records are made
+
+
+def cmd_export(args) -> None:
+    if args.format == "json-schema":
+        from leaderboard.json_schema import write_json_schema
+
+        print(write_json_schema(args.out))
+        return
+    from leaderboard.robustbench import export_robustbench
+
+    if not args.records:
+        raise AtbenchError("no records to export", "pass record files or records folders, e.g. "
+                                                   "leaderboard/records/mnist5k-cnn")
+    print("\n".join(str(p) for p in export_robustbench(args.records, args.out)))
+
+
 def cmd_ls(args) -> None:
     from benchmark.protocol import PROTOCOL_DIR
     from benchmark.registry import ATTACKS, DATASETS, DEFENSES, MODELS, TRACKS
 
-    kinds = {"defenses": DEFENSES.names, "attacks": ATTACKS.names, "tracks": TRACKS.names,
+    kinds = {"defenses": lambda: DEFENSES.names() + [f"{n} (installed)" for n in DEFENSES.installed()],
+             "attacks": ATTACKS.names, "tracks": TRACKS.names,
              "datasets": DATASETS.names, "models": MODELS.names,
              "protocols": lambda: sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))}
     for kind, names in kinds.items():
@@ -151,25 +252,27 @@ def cmd_ls(args) -> None:
 
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "leaderboard": cmd_leaderboard,
-            "bench": cmd_bench, "ls": cmd_ls}
+            "bench": cmd_bench, "verify": cmd_verify, "regress": cmd_regress, "validate": cmd_validate,
+            "export": cmd_export, "ls": cmd_ls}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `atbench` console script. Returns the exit code: 0 on success,
-    2 on a user error (one message naming the problem and the fix, no traceback)."""
+    """Entry point of the `atbench` console script. Returns the exit code: 0 on success, 1 when
+    a check fails (verify, regress), 2 on a user error (one message naming the problem and the
+    fix, no traceback)."""
     args = build_parser().parse_args(argv)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="atbench: %(message)s")
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except AtbenchError as exc:
         print(f"atbench: error: {exc.problem}\n  fix: {exc.fix}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("atbench: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

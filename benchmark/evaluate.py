@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from attacks.base import check_inputs
 from benchmark.errors import AtbenchError
 from benchmark.io import atomic_write_text, sha256_bytes
 from benchmark.protocol import Protocol, build_attack
@@ -70,7 +71,9 @@ def checked_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device, votes: int = 1) -> np.ndarray:
     """The model's top-1 predictions (int64), in eval mode; with `votes` > 1 (a randomized
-    defense), the majority over that many forward passes (ties go to the smallest class)."""
+    defense), the majority over that many forward passes (ties go to the smallest class).
+    Inputs outside [0, 1] are refused (`attacks.base.check_inputs`)."""
+    check_inputs(x)
     model.eval()
     out = []
     for xb in x.split(CHUNK):

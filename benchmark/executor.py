@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from benchmark.errors import AtbenchError
+from benchmark.plugins import load_defense_files
 
 #: torch threads of one CPU job (fixed, so results do not depend on how many jobs run at once).
 CPU_THREADS_PER_JOB = 1
@@ -34,31 +35,36 @@ def worker_count(requested: int | None, device: str, jobs: int) -> int:
     return max(1, min(jobs, os.cpu_count() or 1))
 
 
-def configure_process(device: str, log_level: int) -> None:
-    """Set up a process that runs jobs: fixed CPU threads, and log lines as the CLI prints them."""
+def configure_process(device: str, log_level: int, defense_files: Sequence[str] = ()) -> None:
+    """Set up a process that runs jobs: fixed CPU threads, log lines as the CLI prints them, and
+    the defenses of the user's `--defense-file`s registered."""
     if torch.device(device).type == "cpu":
         torch.set_num_threads(CPU_THREADS_PER_JOB)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format="atbench: %(message)s")
     logging.getLogger().setLevel(log_level)
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
+    load_defense_files(defense_files)
 
 
-def run_local(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, device: str) -> list[Any]:
+def run_local(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, device: str,
+              defense_files: Sequence[str] = ()) -> list[Any]:
     """`[fn(*args) for args in jobs]`, in `workers` processes when more than one (started in
-    order, so put the longest jobs first). The first error raised by a job is re-raised here
-    after the jobs already running have finished; their finished outputs stay on disk."""
+    order, so put the longest jobs first); every process imports `defense_files` first. The
+    first error raised by a job is re-raised here after the jobs already running have finished;
+    their finished outputs stay on disk."""
     level = logging.getLogger().getEffectiveLevel()
+    files = tuple(str(f) for f in defense_files)
     if workers <= 1:
         threads = torch.get_num_threads()
-        configure_process(device, level)
+        configure_process(device, level, files)
         try:
             return [fn(*args) for args in jobs]
         finally:
             torch.set_num_threads(threads)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=configure_process,
-                             initargs=(device, level)) as pool:
+                             initargs=(device, level, files)) as pool:
         futures = [pool.submit(fn, *args) for args in jobs]
         try:
             return [future.result() for future in futures]

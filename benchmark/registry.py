@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
 from benchmark.errors import AtbenchError
@@ -10,19 +11,29 @@ from benchmark.errors import AtbenchError
 T = TypeVar("T")
 
 
+class NameTakenError(ValueError):
+    """A name is registered twice."""
+
+
 class Registry(Generic[T]):
     """Maps stable names to objects. Registering a name twice raises; an unknown name raises
     an `AtbenchError` listing the known names and the closest match.
 
+    Installed packages may add entries through an entry-point group (entry-point name = the
+    entry's name, value = `module:object`). Such an entry is imported only when its name is
+    looked up with `get`; listing them (`installed`) reads package metadata and imports nothing.
+
     Args:
         kind: what is registered ("defense", "attack", ...), used in messages.
         loader: a module imported on first lookup so that its entries register themselves.
+        group: the entry-point group of installed entries, if any.
     """
 
-    def __init__(self, kind: str, loader: str | None = None):
+    def __init__(self, kind: str, loader: str | None = None, group: str | None = None):
         self.kind = kind
         self._loader = loader
         self._loaded = loader is None
+        self._group = group
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -35,32 +46,64 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T) -> None:
-        """Register `obj` under `name`; a name already taken raises `ValueError`."""
+        """Register `obj` under `name`; a name already taken raises `NameTakenError`."""
         if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
+            raise NameTakenError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
+
+    def remove(self, name: str) -> None:
+        """Unregister `name` (e.g. the entries of a plugin file that failed half-way)."""
+        del self._entries[name]
 
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
             importlib.import_module(self._loader)
 
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group=self._group)} if self._group else {}
+
+    def _load_installed(self, ep: EntryPoint) -> None:
+        """Import the installed entry `ep` and register it under its entry-point name (unless
+        importing it registered it already)."""
+        source = f"installed {self.kind} {ep.name!r} ({ep.value}"
+        source += f", distribution {ep.dist.name})" if ep.dist else ")"
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise AtbenchError(f"{source} failed to import: {type(exc).__name__}: {exc}",
+                               "fix the package or uninstall it") from exc
+        if getattr(obj, "name", ep.name) != ep.name:
+            raise AtbenchError(f"{source} is named {obj.name!r}, not {ep.name!r}",
+                               "make the entry-point name equal to the object's `name`")
+        if self._entries.get(ep.name, obj) is not obj:
+            raise AtbenchError(f"{source} clashes with the registered {self.kind} of that name",
+                               "rename the installed entry")
+        self._entries[ep.name] = obj
+
     def get(self, name: str) -> T:
-        """Return the entry named `name`, or raise an `AtbenchError` naming the known ones."""
+        """Return the entry named `name` (importing an installed one on its first lookup), or
+        raise an `AtbenchError` naming the known ones."""
         self._load()
         if name not in self._entries:
-            close = difflib.get_close_matches(name, list(self._entries), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise AtbenchError(
-                f"unknown {self.kind} {name!r}",
-                f"{hint}known {self.kind}s: {', '.join(sorted(self._entries))}",
-            )
+            installed = self._entry_points()
+            if name not in installed:
+                known = sorted({*self._entries, *installed})
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise AtbenchError(f"unknown {self.kind} {name!r}", f"{hint}known {self.kind}s: {', '.join(known)}")
+            self._load_installed(installed[name])
         return self._entries[name]
 
     def names(self) -> list[str]:
-        """All registered names, sorted."""
+        """All registered names, sorted (installed entries only once looked up)."""
         self._load()
         return sorted(self._entries)
+
+    def installed(self) -> list[str]:
+        """Names of installed entries not looked up yet, sorted; imports nothing."""
+        self._load()
+        return sorted(set(self._entry_points()) - set(self._entries))
 
     def __contains__(self, name: str) -> bool:
         self._load()
@@ -70,7 +113,7 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-DEFENSES: Registry = Registry("defense", loader="defenses")
+DEFENSES: Registry = Registry("defense", loader="defenses", group="atbench.defenses")
 ATTACKS: Registry = Registry("attack", loader="attacks")
 DATASETS: Registry = Registry("dataset", loader="benchmark.local_data")  # imports benchmark.data too
 MODELS: Registry = Registry("model", loader="benchmark.models")

@@ -12,6 +12,7 @@ import logging
 import platform
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_
 from benchmark.executor import run_local, worker_count
 from benchmark.io import atomic_write_bytes, atomic_write_json, load_checkpoint, sha256_bytes, sha256_json
 from benchmark.models import build_model
+from benchmark.plugins import load_defense_files
 from benchmark.protocol import Protocol, build_attack, load_protocol
 from benchmark.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.registry import DEFENSES, TRACKS
@@ -63,13 +65,13 @@ def train_step(track: Track, defense: Defense, seed: int, run_dir: Path, device:
     return result
 
 
-def load_trained_model(track: Track, defense: Defense, result: TrainResult, data_dir: str | None,
-                       device: str) -> torch.nn.Module:
-    """Rebuild the architecture, load the selected checkpoint (weights only, sha256 checked),
-    calibrate on the validation split and return the deployed (wrapped) model."""
+def load_trained_model(track: Track, defense: Defense, checkpoint: str, checkpoint_sha256: str,
+                       data_dir: str | None, device: str) -> torch.nn.Module:
+    """Rebuild the architecture, load the checkpoint (weights only, sha256 checked), calibrate
+    on the validation split and return the deployed (wrapped) model."""
     bundle = load_dataset(track.dataset, data_dir)
     model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
-    model.load_state_dict(load_checkpoint(result.checkpoint, result.checkpoint_sha256)["model"])
+    model.load_state_dict(load_checkpoint(checkpoint, checkpoint_sha256)["model"])
     model.to(device).eval()
     val, track = bundle.val, effective_track(track, defense)
     ctx = TrainContext(epoch=track.epochs - 1, step=0, device=torch.device(device), eps=track.eps,
@@ -182,7 +184,8 @@ def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, resu
     """Evaluate a trained defense under the track's protocol (or the protocol given)."""
     subject = Subject(defense.name, defense_block(defense, track), effective_track(track, defense).model, seed,
                       result.runtime_s, result.checkpoint_sha256)
-    return evaluate_model(load_trained_model(track, defense, result, data_dir, device), subject, track,
+    model = load_trained_model(track, defense, result.checkpoint, result.checkpoint_sha256, data_dir, device)
+    return evaluate_model(model, subject, track,
                           load_protocol(protocol or track.protocol), run_dir, device, data_dir, progress)
 
 
@@ -269,13 +272,15 @@ def grid(track: Track, defense_names: list[str] | None, seeds: tuple[int, ...]) 
 def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[int, ...] = (0,),
         device: str = "cpu", runs_dir: str = "runs", records_dir: str = "leaderboard/records",
         boards_dir: str = "leaderboard/boards", data_dir: str | None = None, progress: bool = True,
-        protocol: str | None = None, jobs: int | None = None) -> list[Path]:
+        protocol: str | None = None, jobs: int | None = None, defense_files: Sequence[str] = ()) -> list[Path]:
     """Train and evaluate every (defense, seed) on a track, publish the records and write
     the board. `protocol` replaces the track's protocol (an id or a .toml path); `jobs` is the
-    number of worker processes (default: one per CPU core; progress bars only with one).
+    number of worker processes (default: one per CPU core; progress bars only with one);
+    `defense_files` are imported first, here and in every worker (`benchmark.plugins`).
     Returns the board files."""
     from leaderboard.build import write_board
 
+    load_defense_files(defense_files)
     track: Track = TRACKS.get(track_name)
     pairs = grid(track, defense_names, seeds)
     protocol_id = load_protocol(protocol or track.protocol).id
@@ -284,7 +289,7 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
     workers = worker_count(jobs, device, len(pairs))
     args = [(track.name, name, seed, device, str(runs_dir), data_dir, progress and workers == 1, protocol)
             for name, seed in pairs]
-    for (name, seed), record_path in zip(pairs, run_local(run_job, args, workers, device)):
+    for (name, seed), record_path in zip(pairs, run_local(run_job, args, workers, device, defense_files)):
         publish(record_path, records_dir, name, seed)
     return write_board(records_dir, protocol_id, boards_dir)
 

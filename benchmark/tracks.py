@@ -151,3 +151,15 @@ TRACKS.add(
         attack_steps=3, step_ratio=0.5, augmentation="none", val_attack_steps=3, val_size=100,
     ),
 )
+# The CI regression track: real data (scikit-learn's 8x8 digits), a tiny CNN, single-threaded
+# and deterministic; every defense trains and is evaluated in seconds, and its committed records
+# (leaderboard/records/smoke/) are what `atbench regress` compares against in CI.
+TRACKS.add(
+    "smoke",
+    Track(
+        name="smoke", dataset="digits", model="cnn-tiny", protocol="smoke",
+        epochs=10, batch_size=64, optimizer="adam", lr=1e-2, weight_decay=0.0, momentum=0.9,
+        schedule="constant", milestones=(), norm="Linf", eps=0.2, eps_ramp_epochs=3,
+        attack_steps=5, step_ratio=0.25, augmentation="none", val_attack_steps=5, val_size=270,
+    ),
+)

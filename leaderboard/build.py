@@ -13,7 +13,7 @@ from tabulate import tabulate
 from benchmark.errors import AtbenchError
 from benchmark.io import atomic_write_bytes, atomic_write_text, dumps_json
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
-from leaderboard.plot import plot_robustness
+from leaderboard.plot import plot_classwise, plot_robustness
 from leaderboard.records import find_records
 from leaderboard.schema import validate_record
 
@@ -52,11 +52,12 @@ def _check_one_board(records: list[dict]) -> dict:
         )
     first = records[0]
     for r in records:
-        if r["protocol"] != first["protocol"] or set(r["robust_acc"]) != set(first["robust_acc"]):
+        if (r["protocol"] != first["protocol"] or set(r["robust_acc"]) != set(first["robust_acc"])
+                or r["class_names"] != first["class_names"]):
             raise AtbenchError(
                 f"records of protocol {protos[0][0]} v{protos[0][1]} disagree on its content "
                 f"({r['defense']['id']} seed {r['seed']} vs {first['defense']['id']} seed {first['seed']}): "
-                "sha256, eps, attacks or n_examples differ",
+                "sha256, eps, attacks, n_examples or class names differ",
                 "a changed protocol must bump its version; re-run the stale records with `atbench run`",
             )
     return first["protocol"]
@@ -83,6 +84,8 @@ def _entry(defense: str, recs: list[dict], eps: list[str], attacks: list[str]) -
         "worst_case": {e: _r(_mean([r["worst_case"][e] for r in recs])) for e in eps},
         "worst_class_robust_acc": {e: _r(_mean([r["classwise"][e]["worst_class_acc"] for r in recs]))
                                    for e in eps},
+        "per_class_worst_case": {e: [_r(_mean([r["per_class"]["worst_case"][e][c] for r in recs]))
+                                     for c in range(recs[0]["num_classes"])] for e in eps},
         "median_input_margin": _r(_mean([r["margins"]["input"]["median"] for r in recs])),
         "frac_margin_below_half_primary": _r(_mean([r["margins"]["input"]["frac_below_half_primary"] for r in recs])),
         "sanity_fired": _fired(recs),
@@ -133,7 +136,8 @@ def build_json(records: list[dict]) -> dict:
     return {
         "track": records[0]["track"],
         "protocol": {k: proto[k] for k in ("id", "version", "sha256", "norm", "n_examples")},
-        "primary_eps": primary, "eps": list(eps), "attacks": attacks, "entries": entries,
+        "primary_eps": primary, "eps": list(eps), "attacks": attacks,
+        "class_names": list(records[0]["class_names"]), "entries": entries,
     }
 
 
@@ -223,6 +227,14 @@ def render_markdown(board: dict) -> str:
         "",
         per_eps,
         "",
+        "## Class-wise worst-case robust accuracy",
+        "",
+        f"![Class-wise worst-case robust accuracy at eps={primary}]({p['id']}.classwise.png)",
+        "",
+        f"One row per defense in rank order, one column per class: the percentage of that class's test "
+        f"points that survive every attack at eps={primary} (mean over seeds); a dark cell is a class the "
+        "defense leaves exposed even when its overall number looks good.",
+        "",
         "## How to read this board",
         "",
         "*Worst case*: a test point counts as robust only if it survives every attack column at "
@@ -263,16 +275,18 @@ def build(records: list[dict]) -> tuple[str, dict]:
 
 def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path) -> list[Path]:
     """Build the board of `protocol` (a track's default protocol has the track's name) from
-    `<records_dir>/<protocol>/` and atomically write `<boards_dir>/<protocol>.md`, `.json`
-    and `.png`. Returns those paths."""
+    `<records_dir>/<protocol>/` and atomically write `<boards_dir>/<protocol>.md`, `.json`,
+    `.png` (robust accuracy against eps) and `.classwise.png` (per-class heatmap). Returns those paths."""
     found = find_records(records_dir, protocol)
     if not found:
         raise AtbenchError(f"no records for protocol {protocol!r} under {Path(records_dir) / protocol}",
                            f"run `atbench run` on its track (with `--protocol {protocol}` for a variant) first")
     markdown, board = build([rec for _, rec in found])
     boards_dir = Path(boards_dir)
-    paths = [boards_dir / f"{protocol}.md", boards_dir / f"{protocol}.json", boards_dir / f"{protocol}.png"]
+    paths = [boards_dir / f"{protocol}.md", boards_dir / f"{protocol}.json", boards_dir / f"{protocol}.png",
+             boards_dir / f"{protocol}.classwise.png"]
     atomic_write_text(paths[0], markdown)
     atomic_write_text(paths[1], dumps_json(board))
     atomic_write_bytes(paths[2], plot_robustness(board))
+    atomic_write_bytes(paths[3], plot_classwise(board))
     return paths

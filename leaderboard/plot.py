@@ -11,7 +11,16 @@ from matplotlib.figure import Figure
 from leaderboard.schema import eps_value
 
 FIGSIZE = (7.0, 4.5)
+CLASSWISE_FIGSIZE = (8.0, 5.0)
 DPI = 100
+MAX_CELL_TEXT_CLASSES = 20  # above this many classes the cells are too narrow for numbers
+
+
+def _png(fig: Figure) -> bytes:
+    """The figure as PNG bytes without software/date metadata."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
 
 
 def plot_robustness(board_json: dict) -> bytes:
@@ -45,6 +54,44 @@ def plot_robustness(board_json: dict) -> bytes:
         if board_json["entries"]:
             ax.legend(loc="lower left", fontsize="small")
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
+        return _png(fig)
+
+
+def classwise_matrix(board_json: dict) -> tuple[list[str], list[str], list[list[float]]]:
+    """What the class-wise heatmap draws: (defense ids in rank order, class names, one row per
+    defense of its per-class worst-case robust accuracy at the primary eps, as fractions: the
+    mean over its seeds, as in the board)."""
+    primary = board_json["primary_eps"]
+    entries = board_json["entries"]
+    return ([e["defense"] for e in entries], list(board_json["class_names"]),
+            [list(e["per_class_worst_case"][primary]) for e in entries])
+
+
+def plot_classwise(board_json: dict) -> bytes:
+    """PNG bytes of a heatmap of per-class worst-case robust accuracy (%) at the primary eps:
+    rows are defenses in rank order, columns classes, each cell labelled with its percentage
+    (up to MAX_CELL_TEXT_CLASSES classes). Deterministic like `plot_robustness`, at a fixed size."""
+    defenses, classes, matrix = classwise_matrix(board_json)
+    ranks = [e["rank"] for e in board_json["entries"]]
+    proto = board_json["protocol"]
+    percent = [[100 * v for v in row] for row in matrix]
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=CLASSWISE_FIGSIZE, dpi=DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        image = ax.imshow(percent, cmap="viridis", vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+        if len(classes) <= MAX_CELL_TEXT_CLASSES:
+            for i, row in enumerate(percent):
+                for j, v in enumerate(row):
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize="x-small",
+                            color="white" if v < 60 else "black")
+        ax.set_xticks(range(len(classes)))
+        ax.set_xticklabels(classes, rotation=90 if len(classes) > 10 else 0, fontsize="small")
+        ax.set_yticks(range(len(defenses)))
+        ax.set_yticklabels([f"{rank}. {d}" for rank, d in zip(ranks, defenses)], fontsize="small")
+        ax.set_xlabel("class")
+        ax.set_title(f"{board_json['track']}: per-class worst-case robust accuracy (%), "
+                     f"eps={board_json['primary_eps']} ({proto['norm']})", fontsize="medium")
+        fig.colorbar(image, ax=ax, label="worst-case robust accuracy (%)")
+        fig.tight_layout()
+        return _png(fig)

@@ -12,7 +12,7 @@ from benchmark.io import sha256_file
 from benchmark.protocol import load_protocol
 from benchmark.registry import DEFENSES
 from leaderboard.build import build
-from leaderboard.plot import plot_robustness
+from leaderboard.plot import plot_classwise, plot_robustness
 from leaderboard.records import find_records
 from leaderboard.schema import load_record
 
@@ -44,6 +44,7 @@ def test_committed_board_is_what_its_records_build(protocol):
     assert (BOARDS / f"{protocol}.md").read_text() == markdown
     assert json.loads((BOARDS / f"{protocol}.json").read_text()) == board
     assert (BOARDS / f"{protocol}.png").read_bytes() == plot_robustness(board)
+    assert (BOARDS / f"{protocol}.classwise.png").read_bytes() == plot_classwise(board)
 
 
 @pytest.mark.skipif("mnist5k-cnn" not in PROTOCOLS, reason="no committed default board")

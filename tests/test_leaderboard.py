@@ -13,7 +13,7 @@ import pytest
 from benchmark.errors import AtbenchError
 from benchmark.io import dumps_json
 from leaderboard.build import build, write_board
-from leaderboard.plot import plot_robustness
+from leaderboard.plot import plot_classwise, plot_robustness
 from leaderboard.records import find_records
 from leaderboard.schema import RecordError
 from tests.fixtures_records import make_record
@@ -80,13 +80,15 @@ def test_json_board_has_the_required_keys():
     assert board["protocol"]["id"] == "mnist5k-cnn" and board["protocol"]["version"] == 1
     assert board["primary_eps"] == "0.3" and board["eps"] == ["0.1", "0.2", "0.3"]
     assert board["attacks"] == ["autoattack", "pgd"]
+    assert board["class_names"] == ["0", "1", "2"]
     for e in board["entries"]:
         assert {"rank", "defense", "n_seeds", "seeds", "clean_acc", "robust_acc", "worst_case",
-                "worst_class_robust_acc", "architecture", "fidelity", "recipe_overrides", "paper",
+                "worst_class_robust_acc", "per_class_worst_case", "architecture", "fidelity", "recipe_overrides", "paper",
                 "venue", "link", "median_input_margin", "frac_margin_below_half_primary",
                 "sanity_fired", "certified_l2"} == set(e)
         assert e["sanity_fired"] == {}
-        assert set(e["worst_case"]) == set(e["worst_class_robust_acc"]) == {"0.1", "0.2", "0.3"}
+        assert set(e["worst_case"]) == set(e["worst_class_robust_acc"]) == set(e["per_class_worst_case"]) == {
+            "0.1", "0.2", "0.3"}
     assert json.loads(dumps_json(board)) == board
 
 
@@ -179,16 +181,17 @@ def test_find_records_rejects_a_record_under_the_wrong_protocol(tmp_path):
     assert str(path) in str(info.value)
 
 
-def test_write_board_writes_md_json_png(tmp_path):
+def test_write_board_writes_md_json_and_both_pngs(tmp_path):
     records = _mixed_records()
     for rec in records:
         _write(tmp_path / "records", rec)
     paths = write_board(tmp_path / "records", "mnist5k-cnn", tmp_path / "boards")
-    assert [p.name for p in paths] == ["mnist5k-cnn.md", "mnist5k-cnn.json", "mnist5k-cnn.png"]
+    assert [p.name for p in paths] == ["mnist5k-cnn.md", "mnist5k-cnn.json", "mnist5k-cnn.png",
+                                       "mnist5k-cnn.classwise.png"]
     md, board = build(records)
     assert paths[0].read_text() == md
     assert paths[1].read_text() == dumps_json(board)
-    assert paths[2].read_bytes().startswith(PNG_MAGIC)
+    assert paths[2].read_bytes() == plot_robustness(board) and paths[3].read_bytes() == plot_classwise(board)
     first = [p.read_bytes() for p in paths]
     write_board(tmp_path / "records", "mnist5k-cnn", tmp_path / "boards")
     assert [p.read_bytes() for p in paths] == first
@@ -209,7 +212,8 @@ def test_write_board_names_a_truncated_record(tmp_path):
 
 
 def test_leaderboard_imports_neither_torch_nor_pyplot():
-    code = ("import sys, leaderboard.build, leaderboard.plot, leaderboard.records, leaderboard.schema; "
+    code = ("import sys, leaderboard.build, leaderboard.plot, leaderboard.records, leaderboard.schema, "
+            "leaderboard.json_schema, leaderboard.robustbench; "
             "bad = {'torch', 'matplotlib.pyplot'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 

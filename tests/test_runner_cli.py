@@ -27,7 +27,8 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_valid_records_and_a_board(tiny_run):
     root, _, boards = tiny_run
-    assert sorted(p.name for p in boards) == ["synthetic-tiny.json", "synthetic-tiny.md", "synthetic-tiny.png"]
+    assert sorted(p.name for p in boards) == ["synthetic-tiny.classwise.png", "synthetic-tiny.json",
+                                              "synthetic-tiny.md", "synthetic-tiny.png"]
     for name in DEFENSES:
         path = root / "records" / "synthetic-tiny" / f"{name}-seed0.json"
         record = validate_record(load_record(path), str(path))

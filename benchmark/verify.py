@@ -1,0 +1,185 @@
+"""`atbench verify`: check a published record against its flags file, its checkpoint and a
+re-evaluation of that checkpoint on a fixed subset of the protocol's points.
+
+Four checks, each reported with its reason:
+1. the flags file beside the record has the sha256 the record names;
+2. every number of the record equals the one derived from those flags (`aggregate`), so a
+   number edited by hand fails;
+3. the checkpoint has the sha256 the record names;
+4. the checkpoint, re-evaluated under the record's protocol on the first `points` points of the
+   record's test subset, gives per (attack, eps) a robust accuracy within `tolerance` of the
+   flags' on the same points (AutoAttack's random draws depend on the batch, PGD's do not).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.errors import AtbenchError
+from benchmark.evaluate import aggregate, run_protocol
+from benchmark.io import sha256_bytes, sha256_file
+from benchmark.protocol import Protocol, load_protocol
+from leaderboard.schema import load_record
+
+#: Default number of the subset's points re-evaluated, and the default tolerance on each
+#: (attack, eps) robust accuracy over them.
+POINTS, TOLERANCE = 40, 0.05
+#: Numbers derived from the flags must match the record's to this (they are stored as floats).
+NUMBER_TOLERANCE = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One verification check: its name, whether it passed, and why."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def read_flags(record: dict, record_path: Path) -> tuple[bytes, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The flags file named by the record (beside it): its bytes, the boolean flag arrays, the
+    labels and the test indices."""
+    path = record_path.parent / record["flags"]["file"]
+    if not path.is_file():
+        raise AtbenchError(f"{record_path}: its flags file {path} does not exist",
+                           "keep the .flags.npz file beside its record (publish copies both)")
+    data = path.read_bytes()
+    try:
+        npz = np.load(io.BytesIO(data))
+        flags = {k: npz[k] for k in npz.files if npz[k].dtype == bool}
+        return data, flags, npz["labels"], npz["indices"]
+    except Exception as exc:  # numpy raises several types for a broken archive
+        raise AtbenchError(f"{path} is not a readable flags file ({type(exc).__name__}: {exc})",
+                           "restore it from git or regenerate the record with `atbench run`") from exc
+
+
+def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
+    """Dotted paths where `actual` differs from `expected` (numbers beyond NUMBER_TOLERANCE),
+    each with both values; only the keys of `expected` are compared."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{path}: not an object"]
+        return [d for k in expected for d in differences(expected[k], actual.get(k), f"{path}.{k}" if path else k)]
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{path}: not a list of {len(expected)}"]
+        return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in differences(e, a, f"{path}[{i}]")]
+    if isinstance(actual, (int, float)) and abs(expected - actual) <= NUMBER_TOLERANCE:
+        return []
+    return [f"{path}: the record says {actual}, its flags give {expected}"]
+
+
+def record_protocol(record: dict) -> Protocol:
+    """The protocol the record was evaluated under (randomized variant if the record's defense
+    is), refused if the protocol file has changed since."""
+    protocol = load_protocol(record["protocol"]["id"])
+    if protocol.sha256 != record["protocol"]["sha256"]:
+        raise AtbenchError(f"protocol {protocol.id!r} has changed since the record was made (sha256 differs)",
+                           f"check out the record's commit ({record['provenance']['git_commit']}) to verify it")
+    return protocol.for_randomized() if randomized(record) else protocol
+
+
+def randomized(record: dict) -> bool:
+    """Whether the record's model was evaluated as randomized (declared, or detected by the
+    stochastic-outputs probe)."""
+    return record["defense"]["randomized"] or record["sanity"]["stochastic_outputs"]["fired"]
+
+
+def _numbers_check(record: dict, flags: dict[str, np.ndarray], labels: np.ndarray, protocol: Protocol) -> Check:
+    derived = aggregate(flags, labels, protocol, record["num_classes"])
+    diffs = differences(derived, record)
+    detail = "every accuracy equals the one derived from the flags" if not diffs else \
+        f"{len(diffs)} number(s) differ from the flags, e.g. " + "; ".join(diffs[:3])
+    return Check("numbers match the flags", not diffs, detail)
+
+
+def _load_model(record: dict, checkpoint: Path, data_dir: str | None, device: str):
+    """The deployed model of the record: a registered defense rebuilt from the record's config,
+    or an external `--model` entry (its spec is in the record's config)."""
+    from benchmark.registry import DEFENSES, TRACKS
+    from benchmark.runner import load_trained_model
+
+    block, track = record["defense"], TRACKS.get(record["track"])
+    sha = record["provenance"]["checkpoint_sha256"]
+    if block["id"] in DEFENSES:
+        cls = DEFENSES.get(block["id"])
+        return load_trained_model(track, cls(cls.Config(**block["config"])), str(checkpoint), sha, data_dir, device)
+    if "model" in block["config"]:
+        from benchmark.data import load_dataset
+        from benchmark.external import load_external
+
+        return load_external(block["config"]["model"], str(checkpoint), load_dataset(track.dataset, data_dir))[0]
+    raise AtbenchError(f"defense {block['id']!r} of the record is not registered",
+                       "pass its file with --defense-file or install its package, then verify again")
+
+
+def _reevaluation_check(record: dict, protocol: Protocol, flags: dict[str, np.ndarray], indices: np.ndarray,
+                        checkpoint: Path, data_dir: str | None, device: str, points: int, tolerance: float) -> Check:
+    from benchmark.data import load_dataset
+    from benchmark.registry import TRACKS
+    from benchmark.runner import VOTES
+
+    bundle = load_dataset(TRACKS.get(record["track"]).dataset, data_dir)
+    chosen = indices[:points]
+    model = _load_model(record, checkpoint, data_dir, device)
+    votes = VOTES if randomized(record) else 1
+    fresh = run_protocol(model, protocol, bundle.test.x[chosen], bundle.test.y[chosen], device, progress=False,
+                         votes=votes).flags
+    worst, where = 0.0, ""
+    for name, stored in flags.items():
+        if "/" in name:
+            continue
+        gap = abs(float(fresh[name].mean()) - float(stored[: len(chosen)].mean()))
+        if gap > worst:
+            worst, where = gap, name
+    ok = worst <= tolerance
+    detail = (f"re-evaluated {len(chosen)} points: largest robust-accuracy gap {worst:.3f}"
+              f"{f' ({where})' if where else ''}, tolerance {tolerance}")
+    return Check("re-evaluation matches", ok, detail)
+
+
+def verify(record_path: str | Path, checkpoint: str | Path | None = None, runs_dir: str = "runs",
+           data_dir: str | None = None, device: str = "cpu", points: int = POINTS,
+           tolerance: float = TOLERANCE) -> list[Check]:
+    """Run the checks on the record at `record_path` (see the module docstring). The checkpoint
+    defaults to `<runs_dir>/<track>/<defense>/seed<k>/best.pt`. The re-evaluation runs only when
+    the checkpoint's hash matches."""
+    from benchmark.runner import run_dir_for
+
+    record_path = Path(record_path)
+    record = load_record(record_path)
+    if points < 1:
+        raise AtbenchError(f"--points {points} is below 1", "pass --points 1 or more")
+    data, flags, labels, indices = read_flags(record, record_path)
+    protocol = record_protocol(record)
+    flags_ok = sha256_bytes(data) == record["flags"]["sha256"]
+    checks = [Check("flags file hash", flags_ok, "matches the record" if flags_ok else
+                    "the flags file is not the one the record was written with")]
+    checks.append(_numbers_check(record, flags, labels, protocol))
+    path = Path(checkpoint) if checkpoint else \
+        run_dir_for(runs_dir, record["track"], record["defense"]["id"], record["seed"]) / "best.pt"
+    if not path.is_file():
+        raise AtbenchError(f"checkpoint {path} of {record_path} does not exist",
+                           "pass --checkpoint PATH, or --runs-dir where the run was trained")
+    ckpt_ok = sha256_file(path) == record["provenance"]["checkpoint_sha256"]
+    checks.append(Check("checkpoint hash", ckpt_ok, f"{path} " + ("matches the record" if ckpt_ok else
+                                                                 "is not the checkpoint the record was made from")))
+    if ckpt_ok:
+        checks.append(_reevaluation_check(record, protocol, flags, indices, path, data_dir, device,
+                                          min(points, len(indices)), tolerance))
+    return checks
+
+
+def report(record_path: str | Path, checks: list[Check]) -> str:
+    """A readable pass/fail report of `checks`."""
+    lines = [f"verify {record_path}"]
+    lines += [f"  {'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}" for c in checks]
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"{'verified' if not failed else f'NOT verified: {failed} check(s) failed'}")
+    return "\n".join(lines)
+

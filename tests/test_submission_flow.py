@@ -1,0 +1,47 @@
+"""A defense from outside atbench's tree, the example package in tests/example_defense (found
+through its entry point, `atbench.defenses`), goes through the whole submission flow:
+validate, run, verify, regress against its committed reference record."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.registry import DEFENSES
+
+PACKAGE_ROOT = Path(__file__).resolve().parent / "example_defense"
+REFERENCE = PACKAGE_ROOT / "reference" / "smoke"
+NAME = "example-smooth-at"
+
+
+@pytest.fixture
+def unregister_afterwards():
+    """The flow loads the entry point into the registry; later tests expect the tree's defenses only."""
+    yield
+    try:
+        DEFENSES.remove(NAME)
+    except KeyError:
+        pass
+
+
+def test_external_package_validate_run_verify_regress(tmp_path, monkeypatch, capsys, unregister_afterwards):
+    monkeypatch.syspath_prepend(str(PACKAGE_ROOT))  # as if the package were pip-installed
+    assert NAME not in DEFENSES.names()  # not registered in atbench's tree
+
+    assert main(["validate", NAME, "-q"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+
+    dirs = ["--runs-dir", str(tmp_path / "runs"), "--records-dir", str(tmp_path / "records"),
+            "--boards-dir", str(tmp_path / "boards")]
+    assert main(["run", "--track", "smoke", "--defense", NAME, "--jobs", "1", "-q", *dirs]) == 0
+    record = tmp_path / "records" / "smoke" / f"{NAME}-seed0.json"
+    assert f"| [{NAME}]" in (tmp_path / "boards" / "smoke.md").read_text()
+    capsys.readouterr()
+
+    assert main(["verify", str(record), "--runs-dir", str(tmp_path / "runs"), "-q"]) == 0
+    assert "verified" in capsys.readouterr().out
+
+    junit = tmp_path / "junit.xml"
+    assert main(["regress", "--against", str(REFERENCE), "--current", str(record.parent), "--junit", str(junit)]) == 0
+    assert 'failures="0"' in junit.read_text()

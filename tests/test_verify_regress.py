@@ -1,0 +1,162 @@
+"""`atbench verify` and `atbench regress` on a real smoke-track run of PGD-AT, against the
+committed smoke records; a planted bug and hand-edited records must be caught."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+import torch.nn.functional as F
+
+from benchmark.cli import main
+from benchmark.evaluate import aggregate
+from benchmark.io import sha256_bytes
+from benchmark.protocol import load_protocol
+from benchmark.regress import compare, junit_xml, load_results, markdown
+from defenses.pgd_at import PGDAT
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "leaderboard" / "records" / "smoke"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """PGD-AT trained and evaluated on the smoke track (about 15 s)."""
+    root = tmp_path_factory.mktemp("smoke")
+    argv = ["run", "--track", "smoke", "--defense", "pgd-at", "--jobs", "1", "-q", "--runs-dir", str(root / "runs"),
+            "--records-dir", str(root / "records"), "--boards-dir", str(root / "boards")]
+    assert main(argv) == 0
+    return root
+
+
+def copy_record(smoke_run, tmp_path) -> Path:
+    for f in (smoke_run / "records" / "smoke").glob("pgd-at-seed0.*"):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path / "pgd-at-seed0.json"
+
+
+def verify(record: Path, smoke_run, capsys) -> tuple[int, str]:
+    code = main(["verify", str(record), "--runs-dir", str(smoke_run / "runs"), "-q"])
+    return code, capsys.readouterr().out
+
+
+def test_verify_passes_on_an_untouched_record(smoke_run, tmp_path, capsys):
+    code, out = verify(copy_record(smoke_run, tmp_path), smoke_run, capsys)
+    assert code == 0, out
+    assert out.count("PASS") == 4 and "verified" in out
+
+
+def test_verify_fails_a_number_edited_by_hand(smoke_run, tmp_path, capsys):
+    path = copy_record(smoke_run, tmp_path)
+    record = json.loads(path.read_text())
+    record["robust_acc"]["pgd"]["0.2"] = round(record["robust_acc"]["pgd"]["0.2"] + 0.1, 4)
+    path.write_text(json.dumps(record))
+    code, out = verify(path, smoke_run, capsys)
+    assert code == 1
+    assert "FAIL  numbers match the flags" in out and "robust_acc.pgd.0.2" in out
+
+
+def test_verify_fails_an_edited_flags_file(smoke_run, tmp_path, capsys):
+    path = copy_record(smoke_run, tmp_path)
+    flags = tmp_path / "pgd-at-seed0.flags.npz"
+    arrays = dict(np.load(flags))
+    arrays["pgd@0.2"] = ~arrays["pgd@0.2"]
+    np.savez(flags, **arrays)
+    code, out = verify(path, smoke_run, capsys)
+    assert code == 1 and "FAIL  flags file hash" in out
+
+
+def test_verify_fails_a_forgery_consistent_with_its_flags(smoke_run, tmp_path, capsys):
+    """Flags, hash and numbers forged together: only the re-evaluation can tell."""
+    path = copy_record(smoke_run, tmp_path)
+    record = json.loads(path.read_text())
+    flags_path = tmp_path / record["flags"]["file"]
+    arrays = dict(np.load(flags_path))
+    for key in [k for k in arrays if arrays[k].dtype == bool and k != "clean"]:
+        arrays[key] = arrays["clean"].copy()  # every correct point claimed robust everywhere
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    flags_path.write_bytes(buf.getvalue())
+    flags = {k: v for k, v in arrays.items() if v.dtype == bool}
+    record.update(aggregate(flags, arrays["labels"], load_protocol("smoke"), record["num_classes"]))
+    record["flags"]["sha256"] = sha256_bytes(buf.getvalue())
+    path.write_text(json.dumps(record))
+    code, out = verify(path, smoke_run, capsys)
+    assert code == 1
+    assert "PASS  numbers match the flags" in out and "FAIL  re-evaluation matches" in out
+
+
+def test_verify_fails_another_checkpoint(smoke_run, tmp_path, capsys):
+    path = copy_record(smoke_run, tmp_path)
+    other = tmp_path / "other.pt"
+    other.write_bytes((smoke_run / "runs" / "smoke" / "pgd-at" / "seed0" / "last.pt").read_bytes())
+    code = main(["verify", str(path), "--checkpoint", str(other), "-q"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL  checkpoint hash" in out and "re-evaluation" not in out
+
+
+def test_regress_reproduces_the_committed_smoke_record(smoke_run, tmp_path, capsys):
+    junit = tmp_path / "junit.xml"
+    code = main(["regress", "--against", str(COMMITTED / "pgd-at-seed0.json"),
+                 "--current", str(smoke_run / "records" / "smoke"), "--defense", "pgd-at", "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and int(suite.get("tests")) > 10
+
+
+def test_regress_catches_a_loss_that_ignores_the_adversarial_examples(tmp_path, monkeypatch, capsys):
+    def clean_loss(self, model, x, y, ctx):  # the planted bug: trains on clean inputs only
+        return F.cross_entropy(model(x), y)
+
+    monkeypatch.setattr(PGDAT, "loss", clean_loss)
+    junit = tmp_path / "junit.xml"
+    code = main(["regress", "--track", "smoke", "--defense", "pgd-at", "--jobs", "1", "-q",
+                 "--against", str(COMMITTED), "--runs-dir", str(tmp_path / "runs"),
+                 "--records-dir", str(tmp_path / "records"), "--boards-dir", str(tmp_path / "boards"),
+                 "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "| pgd-at | worst_case@0.2 |" in out and "REGRESSION" in out
+    failures = [f.get("message") for f in ElementTree.parse(junit).getroot().iter("failure")]
+    assert any("pgd-at worst_case@0.2 dropped" in m for m in failures)
+
+
+# -- the comparison itself ----------------------------------------------------------------
+
+
+def test_compare_tolerance_missing_results_and_improvements():
+    reference = {"a": {"clean": 0.9, "pgd@0.3": 0.5}, "b": {"clean": 0.8}}
+    current = {"a": {"clean": 0.88, "pgd@0.3": 0.47}}
+    changes = {(c.defense, c.metric): c for c in compare(reference, current, 0.02)}
+    assert not changes["a", "clean"].regressed  # a drop of exactly the tolerance passes
+    assert changes["a", "pgd@0.3"].regressed
+    assert changes["b", "clean"].regressed and changes["b", "clean"].current is None
+    improved = compare({"a": {"clean": 0.5}}, {"a": {"clean": 0.9}})
+    assert not improved[0].regressed and "improved" in markdown(improved)
+    xml = ElementTree.fromstring(junit_xml(list(changes.values())))
+    assert xml.find("testsuite").get("failures") == "2"
+
+
+def test_results_from_a_board_equal_those_from_its_records():
+    board = load_results(ROOT / "leaderboard" / "boards" / "smoke.json")
+    records = load_results(COMMITTED)
+    assert board.keys() == records.keys()
+    for defense, metrics in records.items():
+        assert board[defense] == pytest.approx(metrics)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: d / "missing", "does not exist"),
+    (lambda d: d, "holds no records"),
+    (lambda d: (d / "x.json").write_text("{") and d / "x.json", "not valid JSON"),
+    (lambda d: (d / "b.json").write_text('{"entries": [{"defense": "a"}]}') and d / "b.json", "board entry lacks"),
+])
+def test_regress_input_errors_exit_2(tmp_path, capsys, make, expected):
+    path = make(tmp_path)
+    assert main(["regress", "--against", str(path), "--current", str(COMMITTED)]) == 2
+    assert expected in capsys.readouterr().err
