@@ -258,8 +258,8 @@ COMMANDS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "leaderboard":
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `atbench` console script. Returns the exit code: 0 on success, 1 when
-    a check fails (verify, regress), 2 on a user error (one message naming the problem and the
-    fix, no traceback)."""
+    a check fails (validate, verify, regress), 2 on a user error (one message naming the
+    problem and the fix, no traceback)."""
     args = build_parser().parse_args(argv)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="atbench: %(message)s")
