@@ -13,3 +13,15 @@ def in_tmp(tmp_path, monkeypatch):
     """Run the test inside an empty temporary directory (runs/ and leaderboard/ go there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def in_tree_defenses_only(monkeypatch):
+    """The test starts from (and leaves) the defense registry with atbench's own defenses
+    only: defense files and entry points it loads are forgotten afterwards."""
+    from benchmark import plugins
+    from benchmark.registry import DEFENSES
+
+    DEFENSES.names()
+    monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))
+    monkeypatch.setattr(plugins, "_LOADED", {})

@@ -47,12 +47,7 @@ def defense_source(name: str) -> str:
     """)
 
 
-@pytest.fixture(autouse=True)
-def registry(monkeypatch):
-    """Every test starts from (and leaves) the in-tree defenses only."""
-    DEFENSES.names()
-    monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))
-    monkeypatch.setattr(plugins, "_LOADED", {})
+pytestmark = pytest.mark.usefixtures("in_tree_defenses_only")
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from benchmark.cli import main
 from benchmark.registry import DEFENSES
 
@@ -15,17 +13,7 @@ REFERENCE = PACKAGE_ROOT / "reference" / "smoke"
 NAME = "example-smooth-at"
 
 
-@pytest.fixture
-def unregister_afterwards():
-    """The flow loads the entry point into the registry; later tests expect the tree's defenses only."""
-    yield
-    try:
-        DEFENSES.remove(NAME)
-    except KeyError:
-        pass
-
-
-def test_external_package_validate_run_verify_regress(tmp_path, monkeypatch, capsys, unregister_afterwards):
+def test_external_package_validate_run_verify_regress(tmp_path, monkeypatch, capsys, in_tree_defenses_only):
     monkeypatch.syspath_prepend(str(PACKAGE_ROOT))  # as if the package were pip-installed
     assert NAME not in DEFENSES.names()  # not registered in atbench's tree
 

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
-import benchmark.plugins as plugins
 from benchmark.cli import main
 from benchmark.plugins import load_defense_file
-from benchmark.registry import DEFENSES
 from benchmark.validate import (
     CHECKS,
     CheckFailed,
@@ -93,12 +91,7 @@ class TupleField(Base):
 '''
 
 
-@pytest.fixture(autouse=True)
-def registry(monkeypatch):
-    """Every test starts from (and leaves) the in-tree defenses only."""
-    DEFENSES.names()
-    monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))
-    monkeypatch.setattr(plugins, "_LOADED", {})
+pytestmark = pytest.mark.usefixtures("in_tree_defenses_only")
 
 
 @pytest.fixture
