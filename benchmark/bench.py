@@ -7,7 +7,6 @@ not absolute times, are the figures to compare across machines.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,6 @@ from benchmark.errors import AtbenchError
 from benchmark.evaluate import run_protocol, select_test_subset
 from benchmark.protocol import Protocol, load_protocol
 from benchmark.tracks import Track
-from benchmark.train import TrainResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,13 +98,9 @@ def trained_workload(track: Track, defense: str, seed: int, runs_dir: str, data_
                     points: int | None) -> Workload:
     """A trained defense of a finished run (its deployed model) on the track protocol's test
     subset, or its first `points` points (stratified with the protocol's seed)."""
-    from benchmark.runner import load_trained_model, run_dir_for
+    from benchmark.runner import load_trained_model, run_dir_for, trained_result
 
-    done = run_dir_for(runs_dir, track.name, defense, seed) / "train.json"
-    if not done.is_file():
-        raise AtbenchError(f"no trained {defense} seed {seed} on {track.name} under {runs_dir}/ ({done} is missing)",
-                           f"run `atbench train --track {track.name} --defense {defense}` first, or pass --runs-dir")
-    result = TrainResult(**json.loads(done.read_text()))
+    result = trained_result(run_dir_for(runs_dir, track.name, defense, seed), track.name, defense, seed)
     model = load_trained_model(track, track.defense(defense), result.checkpoint, result.checkpoint_sha256,
                                data_dir, device)
     protocol = load_protocol(track.protocol)

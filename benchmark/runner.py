@@ -236,18 +236,28 @@ def train_job(track_name: str, defense_name: str, seed: int, device: str, runs_d
                       device, data_dir, progress)
 
 
+def trained_result(run_dir: Path, track_name: str, defense_name: str, seed: int) -> TrainResult:
+    """The finished training of one (defense, seed) in `run_dir` (its `train.json`).
+
+    Raises:
+        AtbenchError: the run has not finished training.
+    """
+    done = run_dir / "train.json"
+    if not done.is_file():
+        raise AtbenchError(f"no trained {defense_name} seed {seed} in {run_dir} ({done.name} is missing)",
+                           f"run `atbench train --track {track_name} --defense {defense_name} --seed {seed}` first, "
+                           "or pass the --runs-dir it was trained in")
+    return TrainResult(**json.loads(done.read_text()))
+
+
 def eval_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
              progress: bool, protocol: str | None) -> Path:
     """Evaluate one trained (defense, seed) under the track's protocol (or `protocol`); returns
     the record's path in the run directory."""
     track = TRACKS.get(track_name)
     run_dir = run_dir_for(runs_dir, track_name, defense_name, seed)
-    done = run_dir / "train.json"
-    if not done.is_file():
-        raise AtbenchError(f"{defense_name} seed {seed} has no trained model in {run_dir}",
-                           f"run `atbench train --track {track_name} --defense {defense_name} --seed {seed}` first")
+    result = trained_result(run_dir, track_name, defense_name, seed)
     log.info("%s seed %d on %s: evaluating", defense_name, seed, track_name)
-    result = TrainResult(**json.loads(done.read_text()))
     return evaluate_step(track, track.defense(defense_name), seed, run_dir, result, device, data_dir, progress,
                          protocol)
 
