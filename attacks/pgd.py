@@ -144,6 +144,10 @@ def sign_ascent(
         norm: "Linf" (default) or "L2".
         y: labels (B,). When given, an example stops at its first iterate (the start
             included) that the model misclassifies and keeps it; the rest run all steps.
+            Stopped examples leave the batch: later steps forward only the running ones, and
+            `objective` then gets zero logits (no gradient) in the stopped examples' rows and
+            the detached full batch as `x_adv` (per-example objectives of the logits, as the
+            attacks' are, are unaffected).
 
     Returns:
         The detached final iterates (B, C, H, W), inside the ball and [0, 1].
@@ -155,21 +159,40 @@ def sign_ascent(
     check_norm(norm)
     x = x.detach()
     x_adv = project(x_init.detach(), x, eps, norm)
-    running = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    if y is None:
+        for _ in range(steps):
+            with torch.enable_grad():
+                x_adv.requires_grad_(True)
+                (grad,) = torch.autograd.grad(objective(model(x_adv), x_adv).sum(), x_adv)
+            x_adv = _ascend(x_adv.detach(), grad, x, eps, step_size, norm)
+        return x_adv.detach()
+    running = torch.arange(x.shape[0], device=x.device)
     for _ in range(steps):
         with torch.enable_grad():
-            x_adv.requires_grad_(True)
-            logits = model(x_adv)
-            if y is not None:
-                running = running & (logits.detach().argmax(dim=1) == y)
-                if not running.any():
-                    break
-            (grad,) = torch.autograd.grad(objective(logits, x_adv).sum(), x_adv)
-        x_adv = x_adv.detach()
-        direction = grad.sign() if norm == "Linf" else grad / _l2(grad).clamp_min(1e-12)
-        x_next = project(x_adv + step_size * direction, x, eps, norm)
-        x_adv = torch.where(per_example(running, x_adv), x_next, x_adv)
+            x_run = x_adv[running].requires_grad_(True)
+            logits = model(x_run)
+            keep = logits.detach().argmax(dim=1) == y[running]
+            running, logits = running[keep], logits[keep]
+            if len(running) == 0:
+                break
+            # The objective sees every example (rows of stopped ones are zero and constant);
+            # only the running ones were forwarded, so only they cost a forward and backward.
+            padded = logits.new_zeros(x.shape[0], logits.shape[1]).index_put((running,), logits)
+            (grad,) = torch.autograd.grad(objective(padded, x_adv).sum(), x_run)
+        x_adv = x_adv.index_put((running,), _ascend(x_run.detach()[keep], grad[keep], x[running],
+                                                     _rows(eps, running), _rows(step_size, running), norm))
     return x_adv.detach()
+
+
+def _rows(value: float | torch.Tensor, rows: torch.Tensor) -> float | torch.Tensor:
+    """`value` for the examples `rows`: a per-example tensor is indexed, a number kept."""
+    return value[rows] if torch.is_tensor(value) and value.dim() > 0 else value
+
+
+def _ascend(x_adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, eps, step_size, norm: str) -> torch.Tensor:
+    """One projected steepest-ascent step: along sign(grad) (Linf) or the normalised gradient."""
+    direction = grad.sign() if norm == "Linf" else grad / _l2(grad).clamp_min(1e-12)
+    return project(x_adv + step_size * direction, x, eps, norm)
 
 
 def cross_entropy(y: torch.Tensor, temperature: float = 1.0) -> Objective:

@@ -1,29 +1,45 @@
 """`atbench bench`: speed comparisons measured as ratios against a reference in the same run.
 
 Each case times our implementation and a reference doing the same work on the same model
-and points, one after the other in one process, and checks that ours is not weaker. Ratios,
-not absolute times, are the figures to compare across machines.
+and points, alternately in one process (the fastest of `repeats` runs of each counts), reports
+images per second and peak memory of each side, and checks that ours is not weaker. Ratios,
+not absolute times, are the figures to compare across machines. The cases live in
+`benchmark.bench_eval` (evaluation) and `benchmark.bench_train` (the training step).
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
+import os
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 
 from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
-from benchmark.evaluate import run_protocol, select_test_subset
+from benchmark.evaluate import select_test_subset
 from benchmark.protocol import Protocol, load_protocol
 from benchmark.tracks import Track
 
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """The model and test points a bench case runs on."""
+    """What the bench cases run on.
+
+    Attributes:
+        name: a description for the report.
+        model, protocol, x, y, device: the evaluation cases' deployed model, protocol and points.
+        track: the track they come from (the training case uses its model, data and budget).
+        repeats: runs of each side of a comparison (the fastest counts).
+        train_model: a model id for the training case on CIFAR-10-shaped random data instead
+            of the track's model and data (e.g. "preact-resnet18").
+        compile: whether the training case's harness side uses `torch.compile`.
+    """
 
     name: str
     model: torch.nn.Module
@@ -31,18 +47,27 @@ class Workload:
     x: torch.Tensor
     y: torch.Tensor
     device: str
+    track: Track | None = None
+    repeats: int = 1
+    train_model: str | None = None
+    compile: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """One case's result: seconds of ours and of the reference, and what was compared.
+    """One case's result: seconds and peak memory of ours and of the reference, and what was
+    compared.
 
     Attributes:
         case: the case's name.
         ours, reference: what was timed on each side.
-        ours_s, reference_s: wall-clock seconds of each.
+        ours_s, reference_s: wall-clock seconds of each (the fastest of the repeats).
         not_weaker: whether ours found at least what the reference found (per the case's rule).
         details: per-case numbers (accuracies, counts), JSON-serialisable.
+        images: images each side processed (test points, or training images).
+        ours_peak_mb, reference_peak_mb: peak memory of each side in MiB (CUDA: allocated by
+            torch; CPU: growth of the process's resident set, sampled every 2 ms, with freed
+            tensors returned to the system).
     """
 
     case: str
@@ -52,52 +77,134 @@ class Comparison:
     reference_s: float
     not_weaker: bool
     details: dict
+    images: int = 0
+    ours_peak_mb: float = 0.0
+    reference_peak_mb: float = 0.0
 
     @property
     def ratio(self) -> float:
         """ours_s / reference_s (below 1: ours is faster)."""
         return self.ours_s / self.reference_s if self.reference_s > 0 else float("inf")
 
+    @property
+    def ours_images_per_s(self) -> float:
+        """Images per second of ours."""
+        return self.images / self.ours_s if self.ours_s > 0 else 0.0
 
-def _robust_columns(flags: dict[str, np.ndarray]) -> list[str]:
-    """The `<column>@<eps>` flag names (not "clean", not AutoAttack's per-sub-attack ones)."""
-    return sorted(k for k in flags if "@" in k and "/" not in k)
-
-
-def multi_eps_vs_per_eps(work: Workload) -> Comparison:
-    """The protocol's multi-eps evaluation (eps in increasing order, only survivors attacked
-    again) against evaluating each eps from scratch on all points.
-
-    Not weaker means: for every (attack, eps), no point is robust in the multi-eps result that
-    the from-scratch evaluation broke. The details give both accuracies per (attack, eps) and
-    the count of such points (`robust_only_in_multi`)."""
-    t0 = time.perf_counter()
-    multi = run_protocol(work.model, work.protocol, work.x, work.y, work.device, progress=False)
-    t1 = time.perf_counter()
-    scratch: dict[str, np.ndarray] = {}
-    for eps in work.protocol.eps:
-        one = dataclasses.replace(work.protocol, eps=(eps,))
-        scratch.update(run_protocol(work.model, one, work.x, work.y, work.device, progress=False).flags)
-    t2 = time.perf_counter()
-    columns = {}
-    for name in _robust_columns(multi.flags):
-        only_multi = int((multi.flags[name] & ~scratch[name]).sum())
-        columns[name] = {"multi_eps": float(multi.flags[name].mean()), "per_eps": float(scratch[name].mean()),
-                         "robust_only_in_multi": only_multi}
-    return Comparison("multi-eps", "multi-eps evaluation", "each eps from scratch", t1 - t0, t2 - t1,
-                      all(c["robust_only_in_multi"] == 0 for c in columns.values()),
-                      {"points": len(work.y), "eps": list(work.protocol.eps), "columns": columns,
-                       "multi_runtimes_s": multi.runtimes})
+    @property
+    def reference_images_per_s(self) -> float:
+        """Images per second of the reference."""
+        return self.images / self.reference_s if self.reference_s > 0 else 0.0
 
 
-#: Case name -> function of a `Workload`.
-CASES: dict[str, Callable[[Workload], Comparison]] = {"multi-eps": multi_eps_vs_per_eps}
+@functools.cache
+def _return_freed_memory() -> None:
+    """Fix glibc's mmap threshold at 128 KiB (where glibc exists), so that tensors freed by a
+    bench side leave the resident set and the next side's peak is its own; otherwise glibc
+    keeps freed blocks in its heap and later peaks read as zero."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory(device: str | torch.device) -> Iterator[list[float]]:
+    """Measure the peak memory of the block in MiB, put in the yielded list's only element on
+    exit: torch's peak allocation on a CUDA device, else the peak growth of the process's
+    resident set (sampled every 2 ms; 0 where /proc is missing)."""
+    device, out = torch.device(device), [0.0]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out[0] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        return
+    if not os.path.exists("/proc/self/statm"):
+        yield out
+        return
+    _return_freed_memory()
+    base, peak, done = _resident_bytes(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.002):
+            peak[0] = max(peak[0], _resident_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield out
+    finally:
+        done.set()
+        sampler.join()
+        out[0] = max(0, max(peak[0], _resident_bytes()) - base) / 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """What one side of a comparison returned, its fastest time and its largest peak memory."""
+
+    result: Any
+    seconds: float
+    peak_mb: float
+
+
+def _run_once(fn: Callable[[], Any], device: str) -> tuple[Any, float, float]:
+    with peak_memory(device) as peak:
+        t0 = time.perf_counter()
+        result = fn()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+    return result, seconds, peak[0]
+
+
+def time_pair(ours: Callable[[], Any], reference: Callable[[], Any], device: str,
+              repeats: int = 1) -> tuple[Timed, Timed]:
+    """Run `reference` and `ours` alternately `repeats` times each (reference first); each side's
+    time is its fastest run, its memory its largest peak, its result that of its first run."""
+    runs: dict[str, list[tuple[Any, float, float]]] = {"ours": [], "reference": []}
+    for _ in range(max(1, repeats)):
+        runs["reference"].append(_run_once(reference, device))
+        runs["ours"].append(_run_once(ours, device))
+    timed = {side: Timed(r[0][0], min(x[1] for x in r), max(x[2] for x in r)) for side, r in runs.items()}
+    return timed["ours"], timed["reference"]
+
+
+Case = Callable[[Workload], Comparison]
+_CASES: dict[str, Case] = {}
+
+
+def register_case(name: str) -> Callable[[Case], Case]:
+    """Register a bench case (a function of a `Workload` returning a `Comparison`) as `name`."""
+    def add(fn: Case) -> Case:
+        _CASES[name] = fn
+        return fn
+
+    return add
+
+
+def cases() -> dict[str, Case]:
+    """Every registered case, by name, in the order `atbench bench` runs them."""
+    import benchmark.bench_eval  # noqa: F401  (registers the evaluation cases)
+    import benchmark.bench_train  # noqa: F401  (registers the training cases)
+
+    return dict(_CASES)
 
 
 def trained_workload(track: Track, defense: str, seed: int, runs_dir: str, data_dir: str | None, device: str,
-                    points: int | None) -> Workload:
+                     points: int | None, repeats: int = 1, train_model: str | None = None,
+                     compile: bool = False) -> Workload:
     """A trained defense of a finished run (its deployed model) on the track protocol's test
-    subset, or its first `points` points (stratified with the protocol's seed)."""
+    subset, or its first `points` points (stratified with the protocol's seed); the other
+    arguments are `Workload`'s."""
     from benchmark.runner import load_trained_model, run_dir_for, trained_result
 
     result = trained_result(run_dir_for(runs_dir, track.name, defense, seed), track.name, defense, seed)
@@ -110,36 +217,43 @@ def trained_workload(track: Track, defense: str, seed: int, runs_dir: str, data_
         raise AtbenchError(f"--points {n} is outside 1..{protocol.n_examples} (the protocol's test subset)",
                            f"pass --points between 1 and {protocol.n_examples}")
     indices = select_test_subset(bundle.test.y.numpy(), n, protocol.subset_seed)
-    return Workload(f"{defense} seed {seed}", model, protocol, bundle.test.x[indices], bundle.test.y[indices], device)
+    return Workload(f"{defense} seed {seed}", model, protocol, bundle.test.x[indices], bundle.test.y[indices], device,
+                    track, repeats, train_model, compile)
 
 
 def run_cases(work: Workload, names: list[str]) -> list[Comparison]:
     """Run the named cases (all when empty) on `work`."""
-    unknown = [n for n in names if n not in CASES]
+    known = cases()
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise AtbenchError(f"unknown bench case(s): {', '.join(unknown)}", f"use one of: {', '.join(CASES)}")
-    return [CASES[n](work) for n in (names or list(CASES))]
+        raise AtbenchError(f"unknown bench case(s): {', '.join(unknown)}", f"use one of: {', '.join(known)}")
+    return [known[n](work) for n in (names or list(known))]
 
 
 def markdown(work: Workload, results: list[Comparison]) -> str:
-    """The results as a Markdown table (one row per case) and, per case, its details."""
+    """The results as a Markdown table (one row per case) and, per case, its detail table
+    (`details["table"]`: a header and rows) when it has one."""
     lines = [f"Bench on {work.name}, {len(work.y)} points, device {work.device}", "",
-             "| case | ours | s | reference | s | ratio | not weaker |", "|---|---|---|---|---|---|---|"]
+             "| case | ours | s | img/s | peak MiB | reference | s | img/s | peak MiB | ratio | not weaker |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.case} | {r.ours} | {r.ours_s:.1f} | {r.reference} | {r.reference_s:.1f} | "
-                     f"{r.ratio:.2f} | {'yes' if r.not_weaker else 'NO'} |")
+        lines.append(f"| {r.case} | {r.ours} | {r.ours_s:.2f} | {r.ours_images_per_s:.1f} | {r.ours_peak_mb:.0f} | "
+                     f"{r.reference} | {r.reference_s:.2f} | {r.reference_images_per_s:.1f} | "
+                     f"{r.reference_peak_mb:.0f} | {r.ratio:.2f} | {'yes' if r.not_weaker else 'NO'} |")
     for r in results:
-        if r.case == "multi-eps":
-            lines += ["", "| attack@eps | multi-eps | per-eps | robust only in multi-eps |", "|---|---|---|---|"]
-            lines += [f"| {k} | {v['multi_eps']:.3f} | {v['per_eps']:.3f} | {v['robust_only_in_multi']} |"
-                      for k, v in r.details["columns"].items()]
+        table = r.details.get("table")
+        if table:
+            lines += ["", f"{r.case}:", "", "| " + " | ".join(table["header"]) + " |",
+                      "|" + "---|" * len(table["header"])]
+            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table["rows"]]
     return "\n".join(lines)
 
 
 def to_json(work: Workload, results: list[Comparison]) -> dict:
-    """The results as a JSON-serialisable dict (with each case's ratio)."""
+    """The results as a JSON-serialisable dict (with each case's ratio and images/s)."""
     return {"workload": work.name, "points": len(work.y), "device": work.device,
-            "cases": [{**dataclasses.asdict(r), "ratio": r.ratio} for r in results]}
+            "cases": [{**dataclasses.asdict(r), "ratio": r.ratio, "ours_images_per_s": r.ours_images_per_s,
+                       "reference_images_per_s": r.reference_images_per_s} for r in results]}
 
 
 def write_json(path: str | Path, work: Workload, results: list[Comparison]) -> None:

@@ -37,16 +37,30 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
+def _fast_path(p: argparse.ArgumentParser, compile: bool, precision: bool) -> None:
+    if compile:
+        p.add_argument("--compile", action="store_true", help="torch.compile the model for training (GPU fast path)")
+    if precision:
+        p.add_argument("--eval-precision", choices=["fp32", "bf16"], default="fp32",
+                       help="precision of the attacks' search (default fp32); every adversarial example is "
+                            "re-checked in fp32, and bf16 records say so in their attacks entries")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `atbench`."""
     parser = argparse.ArgumentParser(prog="atbench", description="Benchmark adversarial-training defenses under one "
                                      "training harness and a fixed, versioned attack protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _common(sub.add_parser("run", help="train + evaluate every (defense, seed) on a track, then write the board"))
-    _common(sub.add_parser("train", help="train (or resume) without evaluating"))
+    run = sub.add_parser("run", help="train + evaluate every (defense, seed) on a track, then write the board")
+    _common(run)
+    _fast_path(run, compile=True, precision=True)
+    train = sub.add_parser("train", help="train (or resume) without evaluating")
+    _common(train)
+    _fast_path(train, compile=True, precision=False)
     evaluate = sub.add_parser("eval", help="evaluate trained runs (or an external model) under the track's protocol "
                                            "and publish the records")
     _common(evaluate)
+    _fast_path(evaluate, compile=False, precision=True)
     evaluate.add_argument("--model", default=None, metavar="SPEC",
                           help="evaluate this model instead of trained defenses: module:callable (returning an "
                                "nn.Module on [0, 1] inputs) or a registered architecture")
@@ -56,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("leaderboard", help="rebuild a track's board from its published records"), defenses=False)
     bench = sub.add_parser("bench", help="time our evaluation against a reference doing the same work (ratios in "
                                          "one run) on a trained defense")
-    bench.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all): multi-eps")
+    bench.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all): multi-eps, "
+                       "pgd-vs-torchattacks, autoattack-adapter, at-step")
     bench.add_argument("--track", default=DEFAULT_TRACK, help=f"track id (default: {DEFAULT_TRACK})")
     bench.add_argument("--defense", default="pgd-at", help="the trained defense to bench on (default: pgd-at)")
     bench.add_argument("--seed", type=int, default=0, help="its training seed (default: 0)")
@@ -64,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     bench.add_argument("--data-dir", default=None, help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
     bench.add_argument("--runs-dir", default="runs", help="where the trained run is (default: runs)")
+    bench.add_argument("--repeats", type=int, default=1, help="runs of each side; the fastest counts (default: 1)")
+    bench.add_argument("--train-model", default=None, metavar="MODEL",
+                       help="at-step on this model with CIFAR-10-shaped data (e.g. preact-resnet18) instead of the track's")
+    bench.add_argument("--compile", action="store_true", help="at-step: torch.compile the harness's model")
     bench.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     verify = sub.add_parser("verify", help="check a record against its flags, its checkpoint and a re-evaluation "
                                            "on a fixed subset of the protocol's points (exit 1 on a mismatch)")
@@ -123,7 +142,7 @@ def cmd_run(args) -> None:
 
     paths = run(args.track, args.defenses, tuple(args.seeds or [0]), args.device, args.runs_dir,
                 args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol,
-                jobs=args.jobs, defense_files=args.defense_files)
+                jobs=args.jobs, defense_files=args.defense_files, compile=args.compile, precision=args.eval_precision)
     print("\n".join(str(p) for p in paths))
 
 
@@ -132,7 +151,8 @@ def cmd_train(args) -> None:
     from benchmark.runner import train_job
 
     track, pairs, workers, progress = _grid(args)
-    jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress) for name, seed in pairs]
+    jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress, args.compile)
+            for name, seed in pairs]
     for (name, seed), result in zip(pairs, run_local(train_job, jobs, workers, args.device, args.defense_files)):
         print(f"{name} seed {seed}: {result.checkpoint} (epoch {result.best_epoch}, "
               f"val robust {result.best_val_robust_acc:.3f})")
@@ -150,8 +170,8 @@ def cmd_eval(args) -> None:
         print("\n".join(str(p) for p in run_local(evaluate_external, [job], 1, args.device)[0]))
         return
     track, pairs, workers, progress = _grid(args)
-    jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress, args.protocol)
-            for name, seed in pairs]
+    jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress, args.protocol,
+             args.eval_precision) for name, seed in pairs]
     for (name, seed), record in zip(pairs, run_local(eval_job, jobs, workers, args.device, args.defense_files)):
         publish(record, args.records_dir, name, seed)
         print(record)
@@ -173,7 +193,7 @@ def cmd_bench(args) -> None:
 
     check_device(args.device)
     work = trained_workload(TRACKS.get(args.track), args.defense, args.seed, args.runs_dir, args.data_dir,
-                            args.device, args.points)
+                            args.device, args.points, args.repeats, args.train_model, args.compile)
     results = run_cases(work, args.cases)
     print(markdown(work, results))
     if args.json:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from attacks.base import check_inputs
 from benchmark.errors import AtbenchError
+from benchmark.fastpath import search_model
 from benchmark.io import atomic_write_text, sha256_bytes
 from benchmark.protocol import Protocol, build_attack
 
@@ -83,16 +84,18 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, votes: int 
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
-def _attack_survivors(model, attack, x, y, eps_value, alive, device, votes) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _attack_survivors(model, attack, x, y, eps_value, alive, device, votes,
+                      precision: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Predictions on the attack's adversarial examples for the `alive` points (-1 elsewhere)
-    and, for an attack that reports one (AutoAttack), which of its sub-attacks broke each point."""
+    and, for an attack that reports one (AutoAttack), which of its sub-attacks broke each point.
+    The attack searches in `precision`; the predictions are always made in full precision."""
     preds = np.full(len(y), -1, dtype=np.int64)
     breakdown: dict[str, np.ndarray] = {}
     idx = np.flatnonzero(alive)
     for chunk in np.array_split(idx, max(1, int(np.ceil(len(idx) / CHUNK)))):
         if len(chunk) == 0:
             continue
-        x_adv = attack(model, x[chunk].to(device), y[chunk].to(device), eps_value)
+        x_adv = attack(search_model(model, precision), x[chunk].to(device), y[chunk].to(device), eps_value)
         preds[chunk] = predict(model, x_adv, device, votes)
         for sub, broke in getattr(attack, "last_breakdown", {}).items():
             breakdown.setdefault(sub, np.zeros(len(y), dtype=np.int64))[chunk] = broke.cpu().numpy()
@@ -146,10 +149,13 @@ class ProtocolResult:
 
 def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
                  device: str | torch.device = "cpu", state_path: str | Path | None = None,
-                 state_key: str = "", progress: bool = True, votes: int = 1, label: str = "") -> ProtocolResult:
+                 state_key: str = "", progress: bool = True, votes: int = 1, label: str = "",
+                 precision: str = "fp32") -> ProtocolResult:
     """Evaluate `model` on (x, y) under every (attack, eps) of `protocol`, eps in increasing
     order, each attack attacking only the points it has not broken yet. `votes` > 1 decides
     every prediction by majority over that many forward passes (randomized defenses).
+    `precision` "bf16" runs the attacks' search in bf16 (`benchmark.fastpath.search_model`); every
+    adversarial example is then re-checked in full precision, which alone decides the flags.
 
     With `state_path`, finished pairs are saved and reused on a re-run with the same
     `state_key`. `label` (e.g. the defense) prefixes the log lines.
@@ -169,7 +175,7 @@ def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch
         if name not in state.preds:
             t0 = time.perf_counter()
             attacked, breakdown = _attack_survivors(model, build_attack(column, protocol), x, y,
-                                                    protocol.eps_value(eps), flags[before], device, votes)
+                                                    protocol.eps_value(eps), flags[before], device, votes, precision)
             state.save(name, attacked, time.perf_counter() - t0, breakdown)
         attacked = state.preds[name]
         flags.update({k: v.astype(bool) for k, v in state.preds.items() if k.startswith(f"{name}/")})

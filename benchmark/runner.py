@@ -22,6 +22,7 @@ from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
 from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_test_subset
 from benchmark.executor import run_local, worker_count
+from benchmark.fastpath import FastPath
 from benchmark.io import atomic_write_bytes, atomic_write_json, load_checkpoint, sha256_bytes, sha256_json
 from benchmark.models import build_model
 from benchmark.plugins import load_defense_files
@@ -51,8 +52,9 @@ def record_name(defense: str, seed: int) -> str:
 
 
 def train_step(track: Track, defense: Defense, seed: int, run_dir: Path, device: str,
-               data_dir: str | None, progress: bool) -> TrainResult:
-    """Train unless `train.json` shows a finished run with the same inputs."""
+               data_dir: str | None, progress: bool, compile: bool = False) -> TrainResult:
+    """Train unless `train.json` shows a finished run with the same inputs; `compile` turns on
+    `torch.compile` in the device's fast path (`benchmark.fastpath`)."""
     done = run_dir / "train.json"
     key = train_key(track, defense, seed)
     if done.is_file():
@@ -60,7 +62,8 @@ def train_step(track: Track, defense: Defense, seed: int, run_dir: Path, device:
         if result.train_key == key and Path(result.checkpoint).is_file():
             log.info("%s seed %d: trained already, skipping", defense.name, seed)
             return result
-    result = train(track, defense, seed, run_dir, device=device, data_dir=data_dir, progress=progress)
+    result = train(track, defense, seed, run_dir, device=device, data_dir=data_dir, progress=progress,
+                   fast=FastPath.for_device(device, compile))
     atomic_write_json(done, result.__dict__)
     return result
 
@@ -72,7 +75,7 @@ def load_trained_model(track: Track, defense: Defense, checkpoint: str, checkpoi
     bundle = load_dataset(track.dataset, data_dir)
     model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
     model.load_state_dict(load_checkpoint(checkpoint, checkpoint_sha256)["model"])
-    model.to(device).eval()
+    FastPath.for_device(device).prepare_model(model.to(device)).eval()
     val, track = bundle.val, effective_track(track, defense)
     ctx = TrainContext(epoch=track.epochs - 1, step=0, device=torch.device(device), eps=track.eps,
                        attack_steps=track.attack_steps, step_size=track.step_ratio * track.eps,
@@ -115,8 +118,10 @@ def defense_block(defense: Defense, track: Track) -> dict:
 
 def make_record(track: Track, subject: Subject, protocol: Protocol, summary: dict, flags_file: str,
                 flags_sha: str, eval_seconds: float, data_sha: str, subset_sha: str, device: str,
-                class_names: tuple[str, ...]) -> dict:
-    """Assemble the record (docs/record-format.md) from aggregates and provenance."""
+                class_names: tuple[str, ...], precision: str = "fp32") -> dict:
+    """Assemble the record (docs/record-format.md) from aggregates and provenance. An attack
+    that searched in reduced `precision` says so in its `attacks` entry."""
+    search = "" if precision == "fp32" else f" [{precision} search, fp32 check]"
     commit, dirty = git_state()
     packages = package_versions()
     return {
@@ -124,7 +129,7 @@ def make_record(track: Track, subject: Subject, protocol: Protocol, summary: dic
         "defense": subject.defense,
         "architecture": subject.architecture,
         "protocol": protocol.summary(),
-        "attacks": {c.column: repr(build_attack(c, protocol)) for c in protocol.columns},
+        "attacks": {c.column: repr(build_attack(c, protocol)) + search for c in protocol.columns},
         "num_classes": len(class_names), "class_names": list(class_names),
         **summary,
         "flags": {"file": flags_file, "sha256": flags_sha},
@@ -141,12 +146,14 @@ def make_record(track: Track, subject: Subject, protocol: Protocol, summary: dic
 
 
 def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, protocol: Protocol, run_dir: Path,
-                   device: str, data_dir: str | None, progress: bool) -> Path:
+                   device: str, data_dir: str | None, progress: bool, precision: str = "fp32") -> Path:
     """Evaluate a deployed model under `protocol` and write `record.json` and the flags file
-    into `run_dir`, unless a record for the same checkpoint, description and protocol exists.
-    A killed evaluation resumes from `eval_state.json`. Returns the record's path."""
+    into `run_dir`, unless a record for the same checkpoint, description, protocol and search
+    `precision` exists. A killed evaluation resumes from `eval_state.json`. Returns the
+    record's path."""
     eval_key = sha256_json({"checkpoint": subject.checkpoint_sha256, "protocol": protocol.sha256,
-                            "defense": subject.defense, "evaluation": EVALUATION_VERSION})
+                            "defense": subject.defense, "evaluation": EVALUATION_VERSION,
+                            **({"precision": precision} if precision != "fp32" else {})})
     record_path, key_path = run_dir / "record.json", run_dir / "eval_key.txt"
     if record_path.is_file() and key_path.is_file() and key_path.read_text() == eval_key:
         log.info("%s seed %d: evaluated already, skipping", subject.name, subject.seed)
@@ -163,7 +170,7 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
         log.info("%s is randomized: AutoAttack version rand, majority vote over %d passes", subject.name, VOTES)
     outcome = run_protocol(model, protocol, x, y, device=device, state_path=run_dir / "eval_state.json",
                            state_key=eval_key, progress=progress, votes=VOTES if randomized else 1,
-                           label=subject.name)
+                           label=subject.name, precision=precision)
     summary = aggregate(outcome.flags, labels[indices], protocol, bundle.num_classes)
     extra = analyse(model, protocol, x, y, outcome, summary, probed, bundle.num_classes, device)
     seconds = time.perf_counter() - t0
@@ -172,7 +179,8 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
     atomic_write_bytes(run_dir / flags_file, flags_bytes)
     record = make_record(track, subject, protocol, {**summary, **extra.record}, flags_file,
                          sha256_bytes(flags_bytes), seconds, bundle.sha256,
-                         sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), device, bundle.class_names)
+                         sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), device, bundle.class_names,
+                         precision)
     validate_record(record, str(record_path))
     atomic_write_json(record_path, record)
     atomic_write_bytes(key_path, eval_key.encode())
@@ -180,13 +188,15 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
 
 
 def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, result: TrainResult,
-                  device: str, data_dir: str | None, progress: bool, protocol: str | None = None) -> Path:
-    """Evaluate a trained defense under the track's protocol (or the protocol given)."""
+                  device: str, data_dir: str | None, progress: bool, protocol: str | None = None,
+                  precision: str = "fp32") -> Path:
+    """Evaluate a trained defense under the track's protocol (or the protocol given), the
+    attacks searching in `precision`."""
     subject = Subject(defense.name, defense_block(defense, track), effective_track(track, defense).model, seed,
                       result.runtime_s, result.checkpoint_sha256)
     model = load_trained_model(track, defense, result.checkpoint, result.checkpoint_sha256, data_dir, device)
     return evaluate_model(model, subject, track,
-                          load_protocol(protocol or track.protocol), run_dir, device, data_dir, progress)
+                          load_protocol(protocol or track.protocol), run_dir, device, data_dir, progress, precision)
 
 
 def evaluate_external(spec: str, checkpoint: str | None, name: str | None, track_name: str, device: str = "cpu",
@@ -227,13 +237,13 @@ def publish(record_path: Path, records_dir: str | Path, defense: str, seed: int)
 
 
 def train_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
-              progress: bool) -> TrainResult:
+              progress: bool, compile: bool = False) -> TrainResult:
     """Train (or resume, or skip when done) one (defense, seed) on a track: a unit of work for
     the executors (plain arguments, so it can run in another process)."""
     track = TRACKS.get(track_name)
     log.info("%s seed %d on %s: training", defense_name, seed, track_name)
     return train_step(track, track.defense(defense_name), seed, run_dir_for(runs_dir, track_name, defense_name, seed),
-                      device, data_dir, progress)
+                      device, data_dir, progress, compile)
 
 
 def trained_result(run_dir: Path, track_name: str, defense_name: str, seed: int) -> TrainResult:
@@ -251,22 +261,22 @@ def trained_result(run_dir: Path, track_name: str, defense_name: str, seed: int)
 
 
 def eval_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
-             progress: bool, protocol: str | None) -> Path:
-    """Evaluate one trained (defense, seed) under the track's protocol (or `protocol`); returns
-    the record's path in the run directory."""
+             progress: bool, protocol: str | None, precision: str = "fp32") -> Path:
+    """Evaluate one trained (defense, seed) under the track's protocol (or `protocol`), the
+    attacks searching in `precision`; returns the record's path in the run directory."""
     track = TRACKS.get(track_name)
     run_dir = run_dir_for(runs_dir, track_name, defense_name, seed)
     result = trained_result(run_dir, track_name, defense_name, seed)
     log.info("%s seed %d on %s: evaluating", defense_name, seed, track_name)
     return evaluate_step(track, track.defense(defense_name), seed, run_dir, result, device, data_dir, progress,
-                         protocol)
+                         protocol, precision)
 
 
 def run_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
-            progress: bool, protocol: str | None) -> Path:
+            progress: bool, protocol: str | None, compile: bool = False, precision: str = "fp32") -> Path:
     """Train and evaluate one (defense, seed); returns the record's path."""
-    train_job(track_name, defense_name, seed, device, runs_dir, data_dir, progress)
-    return eval_job(track_name, defense_name, seed, device, runs_dir, data_dir, progress, protocol)
+    train_job(track_name, defense_name, seed, device, runs_dir, data_dir, progress, compile)
+    return eval_job(track_name, defense_name, seed, device, runs_dir, data_dir, progress, protocol, precision)
 
 
 def grid(track: Track, defense_names: list[str] | None, seeds: tuple[int, ...]) -> list[tuple[str, int]]:
@@ -282,12 +292,14 @@ def grid(track: Track, defense_names: list[str] | None, seeds: tuple[int, ...]) 
 def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[int, ...] = (0,),
         device: str = "cpu", runs_dir: str = "runs", records_dir: str = "leaderboard/records",
         boards_dir: str = "leaderboard/boards", data_dir: str | None = None, progress: bool = True,
-        protocol: str | None = None, jobs: int | None = None, defense_files: Sequence[str] = ()) -> list[Path]:
+        protocol: str | None = None, jobs: int | None = None, defense_files: Sequence[str] = (),
+        compile: bool = False, precision: str = "fp32") -> list[Path]:
     """Train and evaluate every (defense, seed) on a track, publish the records and write
     the board. `protocol` replaces the track's protocol (an id or a .toml path); `jobs` is the
     number of worker processes (default: one per CPU core; progress bars only with one);
-    `defense_files` are imported first, here and in every worker (`benchmark.plugins`).
-    Returns the board files."""
+    `defense_files` are imported first, here and in every worker (`benchmark.plugins`);
+    `compile` and `precision` are the fast path's (`benchmark.fastpath`). Returns the board
+    files."""
     from leaderboard.build import write_board
 
     load_defense_files(defense_files)
@@ -297,8 +309,8 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
     load_dataset(track.dataset, data_dir)
     check_device(device)
     workers = worker_count(jobs, device, len(pairs))
-    args = [(track.name, name, seed, device, str(runs_dir), data_dir, progress and workers == 1, protocol)
-            for name, seed in pairs]
+    args = [(track.name, name, seed, device, str(runs_dir), data_dir, progress and workers == 1, protocol, compile,
+             precision) for name, seed in pairs]
     for (name, seed), record_path in zip(pairs, run_local(run_job, args, workers, device, defense_files)):
         publish(record_path, records_dir, name, seed)
     return write_board(records_dir, protocol_id, boards_dir)

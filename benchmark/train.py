@@ -21,6 +21,7 @@ from tqdm import tqdm
 from attacks.pgd import pgd_train_examples
 from benchmark.data import DataBundle, Split, augment, iterate_batches, load_dataset
 from benchmark.errors import AtbenchError
+from benchmark.fastpath import FastPath
 from benchmark.io import atomic_write_text, load_checkpoint, save_checkpoint, sha256_json
 from benchmark.models import build_model
 from benchmark.tracks import Track
@@ -131,9 +132,13 @@ def validate(model: nn.Module, val: Split, track: Track, device: torch.device, s
 class _Run:
     """The mutable state of one training run, saved in `last.pt` after every epoch."""
 
-    def __init__(self, track: Track, defense: Defense, bundle: DataBundle, seed: int, device: torch.device):
+    def __init__(self, track: Track, defense: Defense, bundle: DataBundle, seed: int, device: torch.device,
+                 fast: FastPath):
         torch.manual_seed(seed)
-        self.model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std).to(device)
+        model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
+        self.model = fast.prepare_model(model.to(device))
+        self.forward = fast.forward_model(self.model)
+        self.fast = fast
         self.ema = copy.deepcopy(self.model) if track.ema_decay else None
         self.optimizer = make_optimizer(track, self.model)
         self.shuffle_gen = seeded_generator(seed)
@@ -178,11 +183,30 @@ def context(run: _Run, track: Track, device: torch.device, num_classes: int) -> 
                         norm=track.norm, val_class_error=tuple(errors) if errors else None)
 
 
+def harness_loss(forward: nn.Module, defense: Defense, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext,
+                 fast: FastPath, use_defense: bool = True) -> torch.Tensor:
+    """The training loss of one batch as the harness computes it: the batch in the fast path's
+    layout, under its autocast, the defense's loss (or clean cross-entropy during burn-in)."""
+    x = fast.prepare_batch(x)
+    with fast.autocast(ctx.device):
+        if use_defense:
+            return defense.loss(forward, x, y, ctx)
+        return nn.functional.cross_entropy(forward(x), y)
+
+
+def apply_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    """Back-propagate `loss`, clip the gradient norm (when `grad_clip`) and take one step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
                  device: torch.device, total_steps: int, progress: bool) -> float:
     run.model.train()
     use_defense = run.epoch >= track.burn_in_epochs
-    autocast = device.type == "cuda"
     losses = []
     batches = iterate_batches(bundle.train, track.batch_size, shuffle=True, generator=run.shuffle_gen)
     n_batches = math.ceil(len(bundle.train.y) / track.batch_size)
@@ -194,11 +218,7 @@ def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
         for group in run.optimizer.param_groups:
             group["lr"] = track.lr * lr_factor(track, run.step / max(1, total_steps))
         ctx = context(run, track, device, bundle.num_classes)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            if use_defense:
-                loss = defense.loss(run.model, x, y, ctx)
-            else:
-                loss = nn.functional.cross_entropy(run.model(x), y)
+        loss = harness_loss(run.forward, defense, x, y, ctx, run.fast, use_defense)
         if not torch.isfinite(loss):
             raise AtbenchError(
                 f"training loss of defense {defense.name!r} became {loss.item()} at epoch "
@@ -206,11 +226,7 @@ def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
                 "lower the learning rate or set grad clipping in the defense's recipe_overrides; "
                 "finished epochs are kept and a re-run resumes from the last checkpoint",
             )
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if track.grad_clip:
-            nn.utils.clip_grad_norm_(run.model.parameters(), track.grad_clip)
-        run.optimizer.step()
+        apply_step(run.model, run.optimizer, loss, track.grad_clip)
         if run.ema is not None:
             update_ema(run.ema, run.model, track.ema_decay, run.step)
         run.step += 1
@@ -219,21 +235,34 @@ def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
     return sum(losses) / max(1, len(losses))
 
 
+def bundle_on_device(bundle: DataBundle, device: torch.device) -> DataBundle:
+    """The bundle with its training and validation splits moved to `device` (the test split,
+    which training never reads, stays where it is)."""
+    def move(split: Split) -> Split:
+        return Split(split.x.to(device), split.y.to(device))
+
+    return dataclasses.replace(bundle, train=move(bundle.train), val=move(bundle.val))
+
+
 def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device: str | torch.device = "cpu",
-          data_dir: str | None = None, progress: bool = True) -> TrainResult:
+          data_dir: str | None = None, progress: bool = True, fast: FastPath | None = None) -> TrainResult:
     """Train `defense` on `track` with `seed`, writing into `run_dir`.
 
     Writes `last.pt` (full state, every epoch), `best.pt` (the weights with the best
     validation robust accuracy), and `train_log.jsonl` (per-epoch metrics), all atomically.
-    If `last.pt` exists for the same inputs, training resumes after its epoch.
+    If `last.pt` exists for the same inputs, training resumes after its epoch. `fast` is how
+    the device is used (`benchmark.fastpath`; default: `FastPath.for_device(device)`).
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
+    fast = fast or FastPath.for_device(device)
     check_supports(type(defense), track)
     track = effective_track(track, defense)
     key = train_key(track, defense, seed)
     bundle = load_dataset(track.dataset, data_dir)
-    run = _Run(track, defense, bundle, seed, device)
+    if fast.data_on_device:
+        bundle = bundle_on_device(bundle, device)
+    run = _Run(track, defense, bundle, seed, device, fast)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.is_file():
         state = load_checkpoint(last_path)
