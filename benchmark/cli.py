@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train + evaluate every (defense, seed) on a track, then write the board")
     _common(run)
     _fast_path(run, compile=True, precision=True)
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local worker processes (default), or Ray tasks (docs/ray.md)")
+    run.add_argument("--address", default=None, metavar="ADDR",
+                     help="with --executor ray: the Ray cluster (auto, host:port, ray://host:port; "
+                          "default: a local Ray instance)")
     train = sub.add_parser("train", help="train (or resume) without evaluating")
     _common(train)
     _fast_path(train, compile=True, precision=False)
@@ -142,7 +147,8 @@ def cmd_run(args) -> None:
 
     paths = run(args.track, args.defenses, tuple(args.seeds or [0]), args.device, args.runs_dir,
                 args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol,
-                jobs=args.jobs, defense_files=args.defense_files, compile=args.compile, precision=args.eval_precision)
+                jobs=args.jobs, defense_files=args.defense_files, compile=args.compile, precision=args.eval_precision,
+                executor=args.executor, address=args.address)
     print("\n".join(str(p) for p in paths))
 
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 EVALUATION_VERSION = 4
 #: Forward passes whose majority decides each prediction of a randomized defense.
 VOTES = 5
+#: The executors `run` can hand the job grid to.
+EXECUTORS = ("local", "ray")
 
 
 def run_dir_for(runs_dir: str | Path, track: str, defense: str, seed: int) -> Path:
@@ -293,25 +295,37 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
         device: str = "cpu", runs_dir: str = "runs", records_dir: str = "leaderboard/records",
         boards_dir: str = "leaderboard/boards", data_dir: str | None = None, progress: bool = True,
         protocol: str | None = None, jobs: int | None = None, defense_files: Sequence[str] = (),
-        compile: bool = False, precision: str = "fp32") -> list[Path]:
+        compile: bool = False, precision: str = "fp32", executor: str = "local",
+        address: str | None = None) -> list[Path]:
     """Train and evaluate every (defense, seed) on a track, publish the records and write
     the board. `protocol` replaces the track's protocol (an id or a .toml path); `jobs` is the
     number of worker processes (default: one per CPU core; progress bars only with one);
     `defense_files` are imported first, here and in every worker (`benchmark.plugins`);
-    `compile` and `precision` are the fast path's (`benchmark.fastpath`). Returns the board
-    files."""
+    `compile` and `precision` are the fast path's (`benchmark.fastpath`). `executor` "ray"
+    runs the jobs as Ray tasks instead (`benchmark.executor_ray`), on the cluster at `address`
+    or on a local Ray instance. Returns the board files."""
     from leaderboard.build import write_board
 
+    check_executor(executor, address, jobs)
     load_defense_files(defense_files)
     track: Track = TRACKS.get(track_name)
     pairs = grid(track, defense_names, seeds)
     protocol_id = load_protocol(protocol or track.protocol).id
     load_dataset(track.dataset, data_dir)
-    check_device(device)
-    workers = worker_count(jobs, device, len(pairs))
-    args = [(track.name, name, seed, device, str(runs_dir), data_dir, progress and workers == 1, protocol, compile,
-             precision) for name, seed in pairs]
-    for (name, seed), record_path in zip(pairs, run_local(run_job, args, workers, device, defense_files)):
+    if executor == "ray":
+        from benchmark.executor_ray import run_ray
+
+        if address is None:  # on a cluster, the GPUs are its workers', not this machine's
+            check_device(device)
+        records = run_ray(track.name, pairs, device, str(runs_dir), data_dir, protocol, address, defense_files,
+                          compile, precision)
+    else:
+        check_device(device)
+        workers = worker_count(jobs, device, len(pairs))
+        args = [(track.name, name, seed, device, str(runs_dir), data_dir, progress and workers == 1, protocol,
+                 compile, precision) for name, seed in pairs]
+        records = run_local(run_job, args, workers, device, defense_files)
+    for (name, seed), record_path in zip(pairs, records):
         publish(record_path, records_dir, name, seed)
     return write_board(records_dir, protocol_id, boards_dir)
 
@@ -319,6 +333,19 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
 def default_defenses() -> list[str]:
     """The defenses `atbench run` trains when none is named: every registered one."""
     return DEFENSES.names()
+
+
+def check_executor(executor: str, address: str | None, jobs: int | None) -> None:
+    """Raise unless `executor` is one of EXECUTORS and the options given fit it (`address`
+    is Ray's, `jobs` the local executor's)."""
+    if executor not in EXECUTORS:
+        raise AtbenchError(f"unknown executor {executor!r}", f"use one of: {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise AtbenchError(f"--address {address} needs the ray executor", "add --executor ray, or leave out --address")
+    if jobs is not None and executor == "ray":
+        raise AtbenchError("--jobs sets the local executor's worker processes, not Ray's",
+                           "leave out --jobs: Ray runs one task per free CPU (per GPU on cuda); to use fewer, "
+                           "start Ray with `ray start --head --num-cpus N` and pass --address auto")
 
 
 def check_device(device: str) -> None:

@@ -1,0 +1,118 @@
+"""The Ray executor: the same records and run directories as the local executor, user errors
+from tasks reaching the caller as themselves, and the CLI's checks of --executor/--address."""
+import json
+import logging
+import sys
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.errors import AtbenchError
+from benchmark.executor_ray import connect, run_ray
+from benchmark.runner import run
+
+DEFENSES = ["standard", "pgd-at"]
+#: Provenance that differs between two runs of the same job: when and how long.
+TIME_FIELDS = ("runtime_s", "provenance.utc_time")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for the module (a start takes about 4 s on a 2-core machine),
+    which `run_ray` uses as it is. The object store is set small (200 MB) rather than 30% of
+    the RAM: tasks return a few hundred bytes, and a small store also fits a CI container's
+    /dev/shm. Ray's temp folder stays /tmp/ray (a deep pytest tmp path would make its
+    socket paths longer than a Unix socket allows)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False,
+             logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+def without_time_fields(record: dict) -> dict:
+    """`record` without the fields in TIME_FIELDS."""
+    for field in TIME_FIELDS:
+        *parents, leaf = field.split(".")
+        block = record
+        for key in parents:
+            block = block[key]
+        del block[leaf]
+    return record
+
+
+def files_under(folder) -> list[str]:
+    """The files under `folder`, as sorted relative paths."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_ray_run_writes_the_local_runs_records_and_run_directories(local_ray, tmp_path):
+    roots = {}
+    for executor in ("local", "ray"):
+        root = roots[executor] = tmp_path / executor
+        run("synthetic-tiny", DEFENSES, (0,), runs_dir=str(root / "runs"), records_dir=str(root / "records"),
+            boards_dir=str(root / "boards"), progress=False, executor=executor)
+    local, ray = (roots[e] / "records" / "synthetic-tiny" for e in ("local", "ray"))
+    assert files_under(local) == files_under(ray) == sorted(
+        f"{d}-seed0.{suffix}" for d in DEFENSES for suffix in ("json", "flags.npz"))
+    for name in DEFENSES:
+        a, b = (without_time_fields(json.loads((folder / f"{name}-seed0.json").read_text())) for folder in (local, ray))
+        assert a == b
+        assert (local / f"{name}-seed0.flags.npz").read_bytes() == (ray / f"{name}-seed0.flags.npz").read_bytes()
+    assert files_under(roots["local"] / "runs") == files_under(roots["ray"] / "runs")
+    boards = [{name: (root / "boards" / name).read_bytes() for name in files_under(root / "boards")}
+              for root in roots.values()]
+    assert boards[0] == boards[1] and boards[0]
+
+
+def test_a_user_error_in_a_task_reaches_the_caller_as_itself(local_ray, tmp_path):
+    with pytest.raises(AtbenchError, match="unknown defense 'no-such-defense'") as caught:
+        run_ray("synthetic-tiny", [("no-such-defense", 0)], "cpu", str(tmp_path / "runs"), None, None, None)
+    assert type(caught.value) is AtbenchError and caught.value.fix.startswith("known defenses:")
+    assert local_ray.is_initialized()  # an instance run_ray did not start is left running
+
+
+def test_a_picked_gpu_and_an_unreachable_cluster_are_user_errors():
+    class Unreachable:
+        """A stand-in for the ray module when no cluster answers."""
+
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            raise ConnectionError("Could not find any running Ray instance.")
+
+    with pytest.raises(AtbenchError, match="device 'cuda:1' cannot be used with the ray executor"):
+        run_ray("synthetic-tiny", [("standard", 0)], "cuda:1", "runs", None, None, None)
+    with pytest.raises(AtbenchError, match="cannot connect to a Ray cluster at auto: Could not find"):
+        connect(Unreachable(), "auto")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--address", "auto"], "--address auto needs the ray executor"),
+    (["--executor", "ray", "--jobs", "2"], "--jobs sets the local executor's worker processes"),
+])
+def test_options_that_do_not_fit_the_executor_are_user_errors(argv, message, tmp_path, capsys):
+    code = main(["run", "--track", "synthetic-tiny", "--defense", "standard", "-q",
+                 "--runs-dir", str(tmp_path / "runs"), *argv])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_executor_is_a_user_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--track", "synthetic-tiny", "--executor", "dask"])
+    assert exited.value.code == 2 and "invalid choice: 'dask'" in capsys.readouterr().err
+    with pytest.raises(AtbenchError, match="unknown executor 'dask'"):
+        run("synthetic-tiny", ["standard"], executor="dask")
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails
+    code = main(["run", "--track", "synthetic-tiny", "--defense", "standard", "-q", "--executor", "ray",
+                 "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the ray executor needs the ray package, which is not installed" in err
+    assert "pip install 'atbench[ray]'" in err
