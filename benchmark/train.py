@@ -133,7 +133,8 @@ class _Run:
     """The mutable state of one training run, saved in `last.pt` after every epoch."""
 
     def __init__(self, track: Track, defense: Defense, bundle: DataBundle, seed: int, device: torch.device,
-                 fast: FastPath):
+                 fast: FastPath | None = None):
+        fast = fast or FastPath.for_device(device)
         torch.manual_seed(seed)
         model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
         self.model = fast.prepare_model(model.to(device))
