@@ -29,6 +29,9 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
         p.add_argument("--jobs", type=int, default=None, metavar="N",
                        help="worker processes (default: one per CPU core, one on a GPU); CPU jobs are "
                             "single-threaded, so results do not depend on N")
+        p.add_argument("--no-wait", action="store_true",
+                       help="stop with an error, instead of waiting, when another atbench process is working "
+                            "in the same --runs-dir")
     p.add_argument("--protocol", default=None, metavar="ID_OR_PATH",
                    help="use this protocol (an id or a .toml file) instead of the track's; "
                         "each protocol has its own records folder and board")
@@ -101,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     verify.add_argument("--data-dir", default=None, help="folder with local data sets")
     verify.add_argument("-q", "--quiet", action="store_true", help="no per-attack lines")
+    verify.add_argument("--model", default=None, metavar="SPEC",
+                        help="the module:callable of an external model's record: its code is imported only when "
+                             "named here")
     _defense_file(verify)
     regress = sub.add_parser("regress", help="compare current results with reference ones per defense, attack and "
                                              "eps; exit 1 when an accuracy drops by more than the tolerance")
@@ -142,13 +148,22 @@ def _grid(args):
     return track, pairs, workers, not args.quiet and workers == 1
 
 
-def cmd_run(args) -> None:
-    from benchmark.runner import run
+def _runs_lock(args):
+    """The lock of the runs folder the command writes into (`benchmark.lock`)."""
+    from benchmark.lock import folder_lock
 
-    paths = run(args.track, args.defenses, tuple(args.seeds or [0]), args.device, args.runs_dir,
-                args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol,
-                jobs=args.jobs, defense_files=args.defense_files, compile=args.compile, precision=args.eval_precision,
-                executor=args.executor, address=args.address)
+    return folder_lock(args.runs_dir, wait=not args.no_wait)
+
+
+def cmd_run(args) -> None:
+    from benchmark.runner import check_executor, run
+
+    check_executor(args.executor, args.address, args.jobs)  # before the lock creates the runs folder
+    with _runs_lock(args):
+        paths = run(args.track, args.defenses, tuple(args.seeds or [0]), args.device, args.runs_dir,
+                    args.records_dir, args.boards_dir, args.data_dir, progress=not args.quiet,
+                    protocol=args.protocol, jobs=args.jobs, defense_files=args.defense_files, compile=args.compile,
+                    precision=args.eval_precision, executor=args.executor, address=args.address)
     print("\n".join(str(p) for p in paths))
 
 
@@ -159,13 +174,16 @@ def cmd_train(args) -> None:
     track, pairs, workers, progress = _grid(args)
     jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress, args.compile)
             for name, seed in pairs]
-    for (name, seed), result in zip(pairs, run_local(train_job, jobs, workers, args.device, args.defense_files)):
+    with _runs_lock(args):
+        results = run_local(train_job, jobs, workers, args.device, args.defense_files)
+    for (name, seed), result in zip(pairs, results):
         print(f"{name} seed {seed}: {result.checkpoint} (epoch {result.best_epoch}, "
               f"val robust {result.best_val_robust_acc:.3f})")
 
 
 def cmd_eval(args) -> None:
     from benchmark.executor import run_local
+    from benchmark.lock import folder_lock
     from benchmark.runner import eval_job, evaluate_external, publish
 
     if args.model is None and (args.checkpoint or args.name):
@@ -173,23 +191,31 @@ def cmd_eval(args) -> None:
     if args.model is not None:
         job = (args.model, args.checkpoint, args.name, args.track, args.device, args.runs_dir, args.records_dir,
                args.boards_dir, args.data_dir, not args.quiet, args.protocol)
-        print("\n".join(str(p) for p in run_local(evaluate_external, [job], 1, args.device)[0]))
+        with _runs_lock(args):
+            paths = run_local(evaluate_external, [job], 1, args.device)[0]
+        print("\n".join(str(p) for p in paths))
         return
     track, pairs, workers, progress = _grid(args)
     jobs = [(track.name, name, seed, args.device, args.runs_dir, args.data_dir, progress, args.protocol,
              args.eval_precision) for name, seed in pairs]
-    for (name, seed), record in zip(pairs, run_local(eval_job, jobs, workers, args.device, args.defense_files)):
-        publish(record, args.records_dir, name, seed)
-        print(record)
+    with _runs_lock(args):
+        records = run_local(eval_job, jobs, workers, args.device, args.defense_files)
+        with folder_lock(args.records_dir):
+            for (name, seed), record in zip(pairs, records):
+                publish(record, args.records_dir, name, seed)
+    print("\n".join(str(r) for r in records))
 
 
 def cmd_leaderboard(args) -> None:
+    from benchmark.lock import folder_lock
     from benchmark.protocol import load_protocol
     from benchmark.registry import TRACKS
     from leaderboard.build import write_board
 
     protocol = load_protocol(args.protocol or TRACKS.get(args.track).protocol)
-    print("\n".join(str(p) for p in write_board(args.records_dir, protocol.id, args.boards_dir)))
+    with folder_lock(args.records_dir):
+        paths = write_board(args.records_dir, protocol.id, args.boards_dir)
+    print("\n".join(str(p) for p in paths))
 
 
 def cmd_bench(args) -> None:
@@ -212,14 +238,15 @@ def cmd_verify(args) -> int:
     from benchmark.verify import report, verify
 
     check_device(args.device)
-    job = (args.record, args.checkpoint, args.runs_dir, args.data_dir, args.device, args.points, args.tolerance)
+    job = (args.record, args.checkpoint, args.runs_dir, args.data_dir, args.device, args.points, args.tolerance,
+           args.model)
     checks = run_local(verify, [job], 1, args.device, args.defense_files)[0]  # one CPU thread, as records are made
     print(report(args.record, checks))
     return 0 if all(c.ok for c in checks) else 1
 
 
 def cmd_regress(args) -> int:
-    from benchmark.protocol import load_protocol
+    from benchmark.protocol import protocol_for
     from benchmark.registry import TRACKS
     from benchmark.regress import compare, load_results, markdown, write_junit
     from benchmark.runner import run
@@ -229,10 +256,11 @@ def cmd_regress(args) -> int:
         current_path = args.current
     else:
         names = args.defenses or sorted(reference)
-        run(args.track, names, tuple(args.seeds or [0]), args.device, args.runs_dir, args.records_dir,
-            args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol, jobs=args.jobs,
-            defense_files=args.defense_files)
-        current_path = f"{args.records_dir}/{load_protocol(args.protocol or TRACKS.get(args.track).protocol).id}"
+        with _runs_lock(args):
+            run(args.track, names, tuple(args.seeds or [0]), args.device, args.runs_dir, args.records_dir,
+                args.boards_dir, args.data_dir, progress=not args.quiet, protocol=args.protocol, jobs=args.jobs,
+                defense_files=args.defense_files)
+        current_path = f"{args.records_dir}/{protocol_for(TRACKS.get(args.track), args.protocol).id}"
     if args.defenses:
         reference = {d: m for d, m in reference.items() if d in args.defenses}
     changes = compare(reference, load_results(current_path), args.tolerance)

@@ -315,11 +315,24 @@ def load_mnist5k(data_dir: Path) -> DataBundle:
 
 def load_digits(data_dir: Path) -> DataBundle:
     """scikit-learn's 1797 8x8 digits (values 0..16, scaled by 1/16), 1x8x8, split 70/15/15
-    stratified with `SPLIT_SEED`. `data_dir` is not used."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    digits = sklearn_digits()
-    images, labels = digits.images.reshape(-1, 1, 8, 8), digits.target.astype(np.int64)
+    stratified with `SPLIT_SEED`. Read from the package's `digits.csv.gz` directly (importing
+    scikit-learn would cost every worker seconds). `data_dir` is not used."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise AtbenchError("data set digits needs the package scikit-learn, which is not installed",
+                           "pip install scikit-learn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise AtbenchError(f"data file {path} of scikit-learn is missing", "reinstall it: pip install --force-reinstall "
+                                                                            "scikit-learn")
+    try:
+        table = np.loadtxt(path, delimiter=",", ndmin=2)
+    except (ValueError, OSError, EOFError) as exc:
+        raise malformed(path, f"cannot be parsed as CSV ({exc})") from exc
+    if table.shape[1] != 65 or table.min() < 0 or table[:, :-1].max() > 16:
+        raise malformed(path, f"expected rows of 64 pixels in 0..16 and a label, found shape {table.shape}")
+    labels = checked_labels(table[:, -1].astype(np.int64), 10, len(table), path)
+    images = table[:, :-1].reshape(-1, 1, 8, 8)
     parts = stratified_split(labels, DIGITS_SPLIT_FRACTIONS, SPLIT_SEED)
     return build_bundle("digits", _subsets(images, labels, parts), DIGIT_NAMES, 16.0)
 

@@ -24,6 +24,7 @@ from benchmark.errors import AtbenchError
 from benchmark.fastpath import search_model
 from benchmark.io import atomic_write_text, sha256_bytes
 from benchmark.protocol import Protocol, build_attack
+from benchmark.run_files import read_eval_state
 
 log = logging.getLogger(__name__)
 CHUNK = 1000
@@ -53,20 +54,35 @@ def flag_key(column: str, eps: str) -> str:
     return f"{column}@{eps}"
 
 
-def checked_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`model(x)`, refused unless it is one finite logit vector per input.
+def checked_logits(model: nn.Module, x: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """`model(x)`, refused unless it is one finite logit vector per input (of `num_classes`
+    logits, when given).
 
     Raises:
         AtbenchError: wrong output shape, or NaN / Inf logits (such a model is not scored).
     """
     logits = model(x)
-    if logits.dim() != 2 or logits.shape[0] != len(x):
-        raise AtbenchError(f"model output has shape {tuple(logits.shape)}, expected (batch, classes)",
-                           "the model must return one logit vector per input")
+    expected = f"(batch, {num_classes})" if num_classes else "(batch, classes)"
+    if (not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != len(x)
+            or (num_classes and logits.shape[1] != num_classes)):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise AtbenchError(f"model output has shape {shape}, expected {expected}; the model is not scored",
+                           "the model must return one logit vector per input, one logit per class")
     if not torch.isfinite(logits).all():
         raise AtbenchError("model output contains NaN or Inf logits; the model is not scored",
                            "check the checkpoint and the model's forward pass")
     return logits
+
+
+@torch.no_grad()
+def check_outputs(model: nn.Module, x: torch.Tensor, num_classes: int, device: torch.device | str) -> None:
+    """Refuse, before any attack runs, a model whose outputs on the first points of `x` are not
+    finite logit vectors of `num_classes` (`checked_logits`).
+
+    Raises:
+        AtbenchError: naming what is wrong with the outputs.
+    """
+    checked_logits(model.eval(), x[:16].to(device), num_classes)
 
 
 @torch.no_grad()
@@ -84,18 +100,52 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, votes: int 
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
-def _attack_survivors(model, attack, x, y, eps_value, alive, device, votes,
-                      precision: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+class FiniteWatch(nn.Module):
+    """The model as an attack sees it, noting whether any logit it returned was NaN or Inf (as a
+    tensor, so watching costs no device sync). A model finite on clean inputs but not on
+    perturbed ones would otherwise stall every gradient attack and score as robust."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.seen: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        bad = ~torch.isfinite(logits.detach()).all()
+        self.seen = bad if self.seen is None else self.seen | bad
+        return logits
+
+    def check(self, what: str) -> None:
+        """Raise if any logit seen so far was not finite.
+
+        Raises:
+            AtbenchError: naming `what` (the attack and eps) that met the non-finite logits.
+        """
+        if self.seen is not None and bool(self.seen):
+            raise AtbenchError(f"model output contains NaN or Inf logits under {what}; the model is not scored",
+                               "the model must return finite logits for every input in the eps ball (non-finite "
+                               "logits on perturbed inputs only hide its gradients from the attacks)")
+
+
+def _attack_survivors(model, attack, x, y, eps_value, alive, device, votes, precision: str,
+                      name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Predictions on the attack's adversarial examples for the `alive` points (-1 elsewhere)
     and, for an attack that reports one (AutoAttack), which of its sub-attacks broke each point.
-    The attack searches in `precision`; the predictions are always made in full precision."""
+    The attack searches in `precision`; the predictions are always made in full precision.
+
+    Raises:
+        AtbenchError: the model returned NaN or Inf logits during the attack `name`.
+    """
     preds = np.full(len(y), -1, dtype=np.int64)
     breakdown: dict[str, np.ndarray] = {}
     idx = np.flatnonzero(alive)
+    watched = FiniteWatch(search_model(model, precision))
     for chunk in np.array_split(idx, max(1, int(np.ceil(len(idx) / CHUNK)))):
         if len(chunk) == 0:
             continue
-        x_adv = attack(search_model(model, precision), x[chunk].to(device), y[chunk].to(device), eps_value)
+        x_adv = attack(watched, x[chunk].to(device), y[chunk].to(device), eps_value)
+        watched.check(name)
         preds[chunk] = predict(model, x_adv, device, votes)
         for sub, broke in getattr(attack, "last_breakdown", {}).items():
             breakdown.setdefault(sub, np.zeros(len(y), dtype=np.int64))[chunk] = broke.cpu().numpy()
@@ -103,16 +153,14 @@ def _attack_survivors(model, attack, x, y, eps_value, alive, device, votes,
 
 
 class EvalState:
-    """Finished (attack, eps) predictions on disk, keyed by what determines them."""
+    """Finished (attack, eps) predictions of `points` test points on disk, keyed by what
+    determines them (a state saved under another key is ignored, then overwritten)."""
 
-    def __init__(self, path: Path | None, key: str):
+    def __init__(self, path: Path | None, key: str, points: int):
         self.path, self.key, self.preds, self.runtimes = path, key, {}, {}
         if path is not None and path.is_file():
-            try:
-                saved = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                saved = {}
-            if saved.get("key") == key and "preds" in saved:
+            saved = read_eval_state(path, points)
+            if saved["key"] == key:
                 self.preds = {k: np.array(v, dtype=np.int64) for k, v in saved["preds"].items()}
                 self.runtimes = saved["runtimes"]
 
@@ -162,7 +210,7 @@ def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch
     """
     device = torch.device(device)
     labels = y.numpy()
-    state = EvalState(Path(state_path) if state_path else None, state_key)
+    state = EvalState(Path(state_path) if state_path else None, state_key, len(y))
     clean_pred = predict(model, x, device, votes)
     flags, preds = {"clean": clean_pred == labels}, {"clean": clean_pred}
     bar = tqdm([(c, e) for c in protocol.columns for e in protocol.eps], desc="evaluate",
@@ -175,7 +223,8 @@ def run_protocol(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch
         if name not in state.preds:
             t0 = time.perf_counter()
             attacked, breakdown = _attack_survivors(model, build_attack(column, protocol), x, y,
-                                                    protocol.eps_value(eps), flags[before], device, votes, precision)
+                                                    protocol.eps_value(eps), flags[before], device, votes, precision,
+                                                    name)
             state.save(name, attacked, time.perf_counter() - t0, breakdown)
         attacked = state.preds[name]
         flags.update({k: v.astype(bool) for k, v in state.preds.items() if k.startswith(f"{name}/")})

@@ -8,9 +8,12 @@ the time two two-thread jobs take one after the other). On a GPU, jobs run one a
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -21,6 +24,8 @@ from benchmark.plugins import load_defense_files
 
 #: torch threads of one CPU job (fixed, so results do not depend on how many jobs run at once).
 CPU_THREADS_PER_JOB = 1
+#: prctl(2) option: the signal the kernel sends this process when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 def worker_count(requested: int | None, device: str, jobs: int) -> int:
@@ -47,12 +52,27 @@ def configure_process(device: str, log_level: int, defense_files: Sequence[str] 
     load_defense_files(defense_files)
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when the process that started it dies (Linux), so a
+    `kill -9` of `atbench run` leaves no worker behind writing into the runs folder after the
+    folder's lock is free again."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the kernel was told
+        os._exit(1)
+
+
+def _start_worker(parent_pid: int, device: str, log_level: int, defense_files: Sequence[str]) -> None:
+    die_with_parent(parent_pid)
+    configure_process(device, log_level, defense_files)
+
+
 def run_local(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, device: str,
               defense_files: Sequence[str] = ()) -> list[Any]:
     """`[fn(*args) for args in jobs]`, in `workers` processes when more than one (started in
     order, so put the longest jobs first); every process imports `defense_files` first. The
     first error raised by a job is re-raised here after the jobs already running have finished;
-    their finished outputs stay on disk."""
+    their finished outputs stay on disk. Workers die with this process (`die_with_parent`)."""
     level = logging.getLogger().getEffectiveLevel()
     files = tuple(str(f) for f in defense_files)
     if workers <= 1:
@@ -63,8 +83,8 @@ def run_local(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, devic
         finally:
             torch.set_num_threads(threads)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=configure_process,
-                             initargs=(device, level, files)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(os.getpid(), device, level, files)) as pool:
         futures = [pool.submit(fn, *args) for args in jobs]
         try:
             return [future.result() for future in futures]

@@ -31,6 +31,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temp_files(folder: str | Path) -> None:
+    """Delete the temporary files of `atomic_write_bytes` that a killed process left in `folder`.
+    Only call it while holding the folder's lock (`benchmark.lock`), when no write is running."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Atomically write UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -100,3 +107,55 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> dic
             "only weights-only checkpoints (tensors and plain containers) are accepted; "
             "re-save it with torch.save(model.state_dict(), path)",
         ) from exc
+
+
+def state_digest(state: Any) -> str:
+    """sha256 of a checkpoint's contents (not of its file's bytes): every tensor's dtype, shape and
+    bytes and every plain value, walked in a fixed order. It is the same for any file that
+    loads to the same state, and differs when a flipped byte changed a single value."""
+    import torch
+
+    h = hashlib.sha256()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, torch.Tensor):
+            flat = node.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{node.dtype}{tuple(node.shape)}".encode())
+            h.update(flat.view(torch.uint8).numpy().tobytes())
+        elif isinstance(node, dict):
+            h.update(f"D{len(node)}".encode())
+            for key in sorted(node, key=repr):
+                h.update(repr(key).encode())
+                walk(node[key])
+        elif isinstance(node, (list, tuple)):
+            h.update(f"L{len(node)}".encode())
+            for item in node:
+                walk(item)
+        else:
+            h.update(f"V{type(node).__name__}:{node!r}".encode())
+
+    walk(state)
+    return h.hexdigest()
+
+
+def save_verified_checkpoint(path: str | Path, state: dict) -> None:
+    """Atomically save `state` with its `state_digest` inside, for a checkpoint whose file hash
+    is recorded nowhere else (the training state `last.pt`)."""
+    save_checkpoint(path, {**state, "digest": state_digest(state)})
+
+
+def load_verified_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint saved by `save_verified_checkpoint` and check its digest.
+
+    Raises:
+        AtbenchError: the file is not a weights-only checkpoint, or its contents changed since it
+            was saved (e.g. a flipped byte: torch itself loads most such files without a word).
+    """
+    state = load_checkpoint(path)
+    digest = state.pop("digest", None) if isinstance(state, dict) else None
+    if digest is None or state_digest(state) != digest:
+        raise AtbenchError(
+            f"checkpoint {path} fails its content check (file changed or corrupted)",
+            "restore the file, or delete it and re-run to start this training run again",
+        )
+    return state

@@ -7,7 +7,9 @@ versions. The file's sha256 goes into every record.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
+import typing
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,31 @@ def _require(data: dict, key: str, kind: type | tuple, path: Path, prefix: str =
     return value
 
 
+def _fits(value: Any, kind: Any) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _check_settings(attack: str, settings: dict, path: Path, prefix: str) -> None:
+    """Each setting of an [[attacks]] table must be a field of the attack's `Config`, of its type."""
+    from benchmark.registry import ATTACKS
+
+    try:
+        config = ATTACKS.get(attack).Config
+    except AtbenchError as exc:
+        raise _fail(path, f"{prefix}name", f"names no attack: {exc.problem}") from exc
+    types = typing.get_type_hints(config)
+    known = [f.name for f in dataclasses.fields(config) if f.name not in ("norm", "temperature")]
+    for key, value in settings.items():
+        if key not in known:
+            raise _fail(path, f"{prefix}{key}", f"is not a setting of attack {attack!r} (known: {', '.join(known)})")
+        if not _fits(value, types[key]):
+            raise _fail(path, f"{prefix}{key}", f"must be {types[key].__name__}, not {value!r}")
+
+
 def _columns(attacks: Any, norm: str, path: Path) -> tuple[AttackColumn, ...]:
     if not isinstance(attacks, list) or not attacks:
         raise _fail(path, "attacks", "must be a non-empty list of [[attacks]] tables")
@@ -126,6 +153,7 @@ def _columns(attacks: Any, norm: str, path: Path) -> tuple[AttackColumn, ...]:
             raise _fail(path, f"attacks[{i}]", "must be a table")
         name = _require(spec, "name", str, path, prefix)
         settings = {k: v for k, v in spec.items() if k not in ("name", "temperatures")}
+        _check_settings(name, settings, path, prefix)
         settings["norm"] = norm
         if "temperatures" in spec:
             temps = spec["temperatures"]
@@ -196,11 +224,13 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     n = _require(subset, "n", int, path, "test_subset.")
     if n < 1:
         raise _fail(path, "test_subset.n", "must be positive")
+    dataset = _require(data, "dataset", str, path)
+    _check_registered(dataset, "dataset", path)
     protocol = Protocol(
         id=_require(data, "id", str, path),
         version=version,
         track=_require(data, "track", str, path),
-        dataset=_require(data, "dataset", str, path),
+        dataset=dataset,
         norm=norm,
         eps=tuple(eps),
         primary_eps=primary,
@@ -213,6 +243,29 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     )
     for column in protocol.columns:
         build_attack(column, protocol)
+    return protocol
+
+
+def _check_registered(dataset: str, field: str, path: Path) -> None:
+    from benchmark.registry import DATASETS
+
+    if dataset not in DATASETS:
+        raise _fail(path, field, f"names no registered data set (known: {', '.join(DATASETS.names())})")
+
+
+def protocol_for(track: Any, override: str | Path | None = None) -> Protocol:
+    """The protocol `track` is evaluated under: its own, or `override` (an id or a .toml path),
+    which must be one for the track's data set.
+
+    Raises:
+        AtbenchError: the protocol cannot be loaded, or is for another data set.
+    """
+    protocol = load_protocol(override or track.protocol)
+    if protocol.dataset != track.dataset:
+        raise AtbenchError(f"protocol {protocol.id} ({protocol.path}) is for data set {protocol.dataset!r}, but "
+                           f"track {track.name!r} uses {track.dataset!r}",
+                           f"pass a protocol of data set {track.dataset!r} (`atbench ls protocols`), or leave out "
+                           "--protocol to use the track's own")
     return protocol
 
 

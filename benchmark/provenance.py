@@ -44,10 +44,13 @@ def package_versions() -> dict[str, str]:
 
 
 def device_name(device: torch.device) -> str:
-    """A human-readable device name (GPU model, or the CPU architecture)."""
+    """A human-readable device name: the GPU model, or the CPU architecture with the kernels
+    torch uses on it (AVX2 on x86-64 under atbench's pin, `benchmark.CPU_KERNEL_PINS`) and the
+    thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"cpu ({platform.machine()}, {kernels} kernels, {torch.get_num_threads()} threads)"
 
 
 def utc_now() -> str:

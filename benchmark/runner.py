@@ -20,15 +20,24 @@ import torch
 from benchmark.analysis import analyse, probe
 from benchmark.data import load_dataset
 from benchmark.errors import AtbenchError
-from benchmark.evaluate import aggregate, flags_npz_bytes, run_protocol, select_test_subset
+from benchmark.evaluate import aggregate, check_outputs, flags_npz_bytes, run_protocol, select_test_subset
 from benchmark.executor import run_local, worker_count
 from benchmark.fastpath import FastPath
-from benchmark.io import atomic_write_bytes, atomic_write_json, load_checkpoint, sha256_bytes, sha256_json
+from benchmark.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_checkpoint,
+    remove_stale_temp_files,
+    sha256_bytes,
+    sha256_json,
+)
+from benchmark.lock import folder_lock
 from benchmark.models import build_model
 from benchmark.plugins import load_defense_files
-from benchmark.protocol import Protocol, build_attack, load_protocol
+from benchmark.protocol import Protocol, build_attack, protocol_for
 from benchmark.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.registry import DEFENSES, TRACKS
+from benchmark.run_files import read_train_result
 from benchmark.tracks import Track
 from benchmark.train import TrainResult, check_supports, effective_track, seeded_generator, train, train_key
 from defenses.base import Defense, TrainContext
@@ -60,7 +69,7 @@ def train_step(track: Track, defense: Defense, seed: int, run_dir: Path, device:
     done = run_dir / "train.json"
     key = train_key(track, defense, seed)
     if done.is_file():
-        result = TrainResult(**json.loads(done.read_text()))
+        result = read_train_result(done)
         if result.train_key == key and Path(result.checkpoint).is_file():
             log.info("%s seed %d: trained already, skipping", defense.name, seed)
             return result
@@ -160,11 +169,13 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
     if record_path.is_file() and key_path.is_file() and key_path.read_text() == eval_key:
         log.info("%s seed %d: evaluated already, skipping", subject.name, subject.seed)
         return record_path
+    remove_stale_temp_files(run_dir)
     bundle = load_dataset(track.dataset, data_dir)
     labels = bundle.test.y.numpy()
     indices = select_test_subset(labels, protocol.n_examples, protocol.subset_seed)
     x, y = bundle.test.x[indices], bundle.test.y[indices]
     t0 = time.perf_counter()
+    check_outputs(model, x, bundle.num_classes, device)
     probed = probe(model, protocol, x, y, bundle.num_classes, device)
     randomized = subject.defense["randomized"] or probed["stochastic_outputs"]["fired"]
     if randomized:
@@ -198,7 +209,7 @@ def evaluate_step(track: Track, defense: Defense, seed: int, run_dir: Path, resu
                       result.runtime_s, result.checkpoint_sha256)
     model = load_trained_model(track, defense, result.checkpoint, result.checkpoint_sha256, data_dir, device)
     return evaluate_model(model, subject, track,
-                          load_protocol(protocol or track.protocol), run_dir, device, data_dir, progress, precision)
+                          protocol_for(track, protocol), run_dir, device, data_dir, progress, precision)
 
 
 def evaluate_external(spec: str, checkpoint: str | None, name: str | None, track_name: str, device: str = "cpu",
@@ -213,7 +224,7 @@ def evaluate_external(spec: str, checkpoint: str | None, name: str | None, track
 
     track: Track = TRACKS.get(track_name)
     check_device(device)
-    chosen = load_protocol(protocol or track.protocol)
+    chosen = protocol_for(track, protocol)
     bundle = load_dataset(track.dataset, data_dir)
     model, sha = load_external(spec, checkpoint, bundle)
     name = name or external_name(spec, checkpoint)
@@ -223,8 +234,9 @@ def evaluate_external(spec: str, checkpoint: str | None, name: str | None, track
     subject = Subject(name, block, spec, 0, 0.0, sha)
     record = evaluate_model(model.to(device), subject, track, chosen, run_dir_for(runs_dir, track.name, name, 0),
                             device, data_dir, progress)
-    publish(record, records_dir, name, 0)
-    return [record, *write_board(records_dir, chosen.id, boards_dir)]
+    with folder_lock(records_dir):
+        publish(record, records_dir, name, 0)
+        return [record, *write_board(records_dir, chosen.id, boards_dir)]
 
 
 def publish(record_path: Path, records_dir: str | Path, defense: str, seed: int) -> None:
@@ -259,7 +271,7 @@ def trained_result(run_dir: Path, track_name: str, defense_name: str, seed: int)
         raise AtbenchError(f"no trained {defense_name} seed {seed} in {run_dir} ({done.name} is missing)",
                            f"run `atbench train --track {track_name} --defense {defense_name} --seed {seed}` first, "
                            "or pass the --runs-dir it was trained in")
-    return TrainResult(**json.loads(done.read_text()))
+    return read_train_result(done)
 
 
 def eval_job(track_name: str, defense_name: str, seed: int, device: str, runs_dir: str, data_dir: str | None,
@@ -310,7 +322,7 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
     load_defense_files(defense_files)
     track: Track = TRACKS.get(track_name)
     pairs = grid(track, defense_names, seeds)
-    protocol_id = load_protocol(protocol or track.protocol).id
+    protocol_id = protocol_for(track, protocol).id
     load_dataset(track.dataset, data_dir)
     if executor == "ray":
         from benchmark.executor_ray import run_ray
@@ -325,9 +337,10 @@ def run(track_name: str, defense_names: list[str] | None = None, seeds: tuple[in
         args = [(track.name, name, seed, device, str(runs_dir), data_dir, progress and workers == 1, protocol,
                  compile, precision) for name, seed in pairs]
         records = run_local(run_job, args, workers, device, defense_files)
-    for (name, seed), record_path in zip(pairs, records):
-        publish(record_path, records_dir, name, seed)
-    return write_board(records_dir, protocol_id, boards_dir)
+    with folder_lock(records_dir):
+        for (name, seed), record_path in zip(pairs, records):
+            publish(record_path, records_dir, name, seed)
+        return write_board(records_dir, protocol_id, boards_dir)
 
 
 def default_defenses() -> list[str]:

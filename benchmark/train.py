@@ -22,7 +22,14 @@ from attacks.pgd import pgd_train_examples
 from benchmark.data import DataBundle, Split, augment, iterate_batches, load_dataset
 from benchmark.errors import AtbenchError
 from benchmark.fastpath import FastPath
-from benchmark.io import atomic_write_text, load_checkpoint, save_checkpoint, sha256_json
+from benchmark.io import (
+    atomic_write_text,
+    load_verified_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+    save_verified_checkpoint,
+    sha256_json,
+)
 from benchmark.models import build_model
 from benchmark.tracks import Track
 from defenses.base import Defense, TrainContext, class_means
@@ -264,9 +271,10 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
     if fast.data_on_device:
         bundle = bundle_on_device(bundle, device)
     run = _Run(track, defense, bundle, seed, device, fast)
+    remove_stale_temp_files(run_dir)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.is_file():
-        state = load_checkpoint(last_path)
+        state = load_verified_checkpoint(last_path)
         if state.get("train_key") == key:
             run.restore(state)
             log.info("resuming %s from epoch %d", defense.name, run.epoch)
@@ -287,7 +295,7 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
         log.info("%s epoch %d/%d loss %.4f val clean %.3f robust %.3f", defense.name, run.epoch + 1,
                  track.epochs, mean_loss, clean, robust)
         run.epoch += 1
-        save_checkpoint(last_path, run.state(key))
+        save_verified_checkpoint(last_path, run.state(key))
         atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in run.history))
     return TrainResult(
         checkpoint=str(best_path), checkpoint_sha256=run.best["sha256"], best_epoch=run.best["epoch"] + 1,

@@ -10,10 +10,11 @@ Each check reports PASS or FAIL with a one-line reason; they run on the syntheti
 - training: two steps of the reference harness's epoch loop with the defense's loss change
   the weights;
 - deterministic: two forward passes of the deployed model (`wrap`, after `calibrate`) are
-  equal, unless `meta.randomized`;
+  finite logits of the right shape and equal, unless `meta.randomized`;
 - input-range: every attack of the protocol refuses a batch with values below 0 or above 1
   (an `AtbenchError` saying so) before the deployed model sees it;
-- evaluation: the protocol on a handful of test points runs and yields finite accuracies;
+- evaluation: the protocol on a handful of test points runs and yields finite accuracies (a
+  model whose outputs are NaN, Inf or of the wrong shape fails here, not scored);
 - sanity-flags: no sanity flag fires on that model and evaluation (`stochastic_outputs`
   excepted for a randomized defense), except the two that compare attacks (`COMPARING_FLAGS`):
   on a few points one point decides them, so the full evaluation (`atbench run`) reports them.
@@ -36,7 +37,7 @@ from torch import nn
 from benchmark.analysis import probe, square_fractions
 from benchmark.data import Split, load_dataset
 from benchmark.errors import AtbenchError
-from benchmark.evaluate import aggregate, run_protocol, select_test_subset
+from benchmark.evaluate import aggregate, check_outputs, checked_logits, run_protocol, select_test_subset
 from benchmark.protocol import NORMS, Protocol, build_attack, load_protocol
 from benchmark.registry import DEFENSES, MODELS, TRACKS
 from benchmark.runner import VOTES
@@ -113,7 +114,9 @@ class Workbench:
 
     @functools.cached_property
     def evaluation(self):
-        """The protocol's result on the test points and its aggregates."""
+        """The protocol's result on the test points and its aggregates (refused, before any attack
+        runs, when the deployed model's outputs are not finite logits of the right shape)."""
+        check_outputs(self.deployed, self.x, self.bundle.num_classes, self.device)
         outcome = run_protocol(self.deployed, self.protocol, self.x, self.y, self.device, progress=False,
                                votes=VOTES if self.randomized else 1, label=self.cls.name)
         return outcome, aggregate(outcome.flags, self.y.numpy(), self.protocol, self.bundle.num_classes)
@@ -184,7 +187,8 @@ def check_deterministic(bench: Workbench) -> str:
     if bench.randomized:
         return "skipped: meta.randomized (the protocol adds EOT and majority votes)"
     with torch.no_grad():
-        first, second = bench.deployed(bench.x), bench.deployed(bench.x)
+        first = checked_logits(bench.deployed, bench.x, bench.bundle.num_classes)
+        second = checked_logits(bench.deployed, bench.x, bench.bundle.num_classes)
     if not torch.equal(first, second):
         raise CheckFailed(f"two forward passes of wrap(model) in eval mode differ by up to "
                           f"{(first - second).abs().max().item():.3g}; set meta.randomized=True if that is intended")

@@ -108,7 +108,12 @@ def _load_model(record: dict, checkpoint: Path, data_dir: str | None, device: st
     sha = record["provenance"]["checkpoint_sha256"]
     if block["id"] in DEFENSES:
         cls = DEFENSES.get(block["id"])
-        return load_trained_model(track, cls(cls.Config(**block["config"])), str(checkpoint), sha, data_dir, device)
+        try:
+            defense = cls(cls.Config(**block["config"]))
+        except (TypeError, ValueError) as exc:
+            raise AtbenchError(f"the record's field 'defense.config' is not a valid {block['id']} Config: {exc}",
+                               "restore the record as it was published (`atbench verify` checks it as made)") from exc
+        return load_trained_model(track, defense, str(checkpoint), sha, data_dir, device)
     if "model" in block["config"]:
         from benchmark.data import load_dataset
         from benchmark.external import load_external
@@ -143,16 +148,31 @@ def _reevaluation_check(record: dict, protocol: Protocol, flags: dict[str, np.nd
     return Check("re-evaluation matches", ok, detail)
 
 
+def check_named_model(record: dict, record_path: Path, model: str | None) -> None:
+    """Refuse to re-evaluate an external model whose code (a `module:callable` spec in the
+    record) the user has not named with `model`: a record never makes atbench import anything.
+
+    Raises:
+        AtbenchError: the record's model is imported code and `model` is not its spec.
+    """
+    spec = record["defense"]["config"].get("model")
+    if isinstance(spec, str) and ":" in spec and spec != model:
+        raise AtbenchError(f"{record_path} is the record of an external model, {spec!r}: re-evaluating it imports "
+                           "and runs that module", f"if you trust that code, pass --model {spec}")
+
+
 def verify(record_path: str | Path, checkpoint: str | Path | None = None, runs_dir: str = "runs",
            data_dir: str | None = None, device: str = "cpu", points: int = POINTS,
-           tolerance: float = TOLERANCE) -> list[Check]:
+           tolerance: float = TOLERANCE, model: str | None = None) -> list[Check]:
     """Run the checks on the record at `record_path` (see the module docstring). The checkpoint
     defaults to `<runs_dir>/<track>/<defense>/seed<k>/best.pt`. The re-evaluation runs only when
-    the checkpoint's hash matches."""
+    the checkpoint's hash matches. An external model's code is imported only when `model` names
+    it (`check_named_model`)."""
     from benchmark.runner import run_dir_for
 
     record_path = Path(record_path)
     record = load_record(record_path)
+    check_named_model(record, record_path, model)
     if points < 1:
         raise AtbenchError(f"--points {points} is below 1", "pass --points 1 or more")
     data, flags, labels, indices = read_flags(record, record_path)

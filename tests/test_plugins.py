@@ -129,7 +129,26 @@ def test_records_and_boards_naming_a_plugin_never_import_it(installed, tmp_path,
     assert main(["leaderboard", *args]) == 0
     assert "example-smooth-at" in (tmp_path / "boards" / "mnist5k-cnn.json").read_text()
     assert main(["leaderboard", *args]) == 0  # rebuilding next to an existing board
+    board = tmp_path / "boards" / "mnist5k-cnn.json"
+    assert main(["regress", "--against", str(board), "--current", str(folder)]) == 0
+    assert main(["regress", "--against", str(folder), "--current", str(board)]) == 0
+    assert main(["export", "robustbench", str(folder), "--out", str(tmp_path / "rb")]) == 0
     assert EXAMPLE_MODULE not in sys.modules and "example-smooth-at" not in DEFENSES.names()
+
+
+def test_verify_imports_an_external_models_code_only_when_the_user_names_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "hostile_model.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n"
+                                               "def build():\n    raise SystemExit\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    record = make_record("hostile")
+    record["defense"]["config"] = {"model": "hostile_model:build", "checkpoint": "w.pt"}
+    path = tmp_path / "hostile-seed0.json"
+    path.write_text(json.dumps(record))
+    assert main(["verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is the record of an external model, 'hostile_model:build'" in err
+    assert "pass --model hostile_model:build" in err
+    assert not (tmp_path / "imported").exists() and "hostile_model" not in sys.modules
 
 
 def broken_distribution(root: Path, entry: str, module_text: str) -> None:

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmark.errors import AtbenchError
-from benchmark.protocol import PROTOCOL_DIR, load_protocol, parse_eps
+from benchmark.protocol import PROTOCOL_DIR, load_protocol, parse_eps, protocol_for
 from benchmark.registry import TRACKS
 
 GOOD = (PROTOCOL_DIR / "synthetic-tiny.toml").read_text()
@@ -65,6 +65,11 @@ def _write(tmp_path: Path, text: str) -> Path:
     ('n = 40', 'n = 40\nsize = 3', "test_subset.size"),
     ('id = "synthetic-tiny"', 'id = "synthetic-tiny"\ncolour = "red"', "colour"),
     ('temperatures = [0.5, 2.0]', 'temperatures = [0.5, -2.0]', "attacks[3].temperatures"),
+    ('kappa = 0.0', 'kappa = "0"', "attacks[2].kappa"),
+    ('step_ratio = 0.25', 'step_ratio = inf', "attacks[1].step_ratio"),
+    ('steps = 5', 'steps = 5.5', "attacks[1].steps"),
+    ('seed = 0\n\n[[attacks]]\nname = "cw"', 'seed = true\n\n[[attacks]]\nname = "cw"', "attacks[1].seed"),
+    ('dataset = "synthetic"', 'dataset = "cifar11"', "dataset"),
 ])
 def test_malformed_protocol_names_file_and_field(tmp_path, old, new, field):
     assert old in GOOD
@@ -78,7 +83,7 @@ def test_malformed_protocol_names_file_and_field(tmp_path, old, new, field):
 def test_unknown_attack_and_bad_setting_are_named(tmp_path):
     with pytest.raises(AtbenchError, match="unknown attack 'pgdd'"):
         load_protocol(_write(tmp_path, GOOD.replace('name = "pgd"', 'name = "pgdd"')))
-    with pytest.raises(AtbenchError, match="settings are invalid"):
+    with pytest.raises(AtbenchError, match=r"field 'attacks\[2\].wobble' is not a setting of attack 'cw'"):
         load_protocol(_write(tmp_path, GOOD.replace("kappa = 0.0", "kappa = 0.0\nwobble = 3")))
 
 
@@ -103,3 +108,9 @@ def test_truncated_or_garbled_protocols_fail_cleanly(tmp_path, cut, junk):
         load_protocol(path)
     except AtbenchError as exc:
         assert str(path) in exc.problem or "protocol" in exc.problem
+
+
+def test_a_protocol_for_another_data_set_is_refused_for_a_track():
+    with pytest.raises(AtbenchError, match="is for data set 'mnist5k', but track 'synthetic-tiny' uses 'synthetic'"):
+        protocol_for(TRACKS.get("synthetic-tiny"), "mnist5k-cnn")
+    assert protocol_for(TRACKS.get("synthetic-tiny")).id == "synthetic-tiny"

@@ -11,6 +11,7 @@ import pytest
 import benchmark.runner as runner
 from benchmark.cli import main
 from benchmark.io import sha256_file
+from benchmark.lock import LOCK_NAME
 from leaderboard.schema import load_record, validate_record
 
 DEFENSES = ["standard", "pgd-at"]
@@ -47,7 +48,7 @@ def test_run_writes_valid_records_and_a_board(tiny_run):
 def test_rerun_retrains_nothing_and_rewrites_identical_boards(tiny_run, monkeypatch):
     root, kwargs, boards = tiny_run
     before = {p: p.read_bytes() for p in boards}
-    records_before = {p: p.read_bytes() for p in (root / "records").rglob("*") if p.is_file()}
+    records_before = {p: p.read_bytes() for p in (root / "records").rglob("*") if p.is_file() and p.name != LOCK_NAME}
 
     def forbidden(*args, **kw):
         raise AssertionError("a finished step ran again")
@@ -56,7 +57,8 @@ def test_rerun_retrains_nothing_and_rewrites_identical_boards(tiny_run, monkeypa
     monkeypatch.setattr(runner, "run_protocol", forbidden)
     again = runner.run("synthetic-tiny", DEFENSES, (0,), **kwargs)
     assert {p: p.read_bytes() for p in again} == before
-    assert {p: p.read_bytes() for p in (root / "records").rglob("*") if p.is_file()} == records_before
+    assert {p: p.read_bytes() for p in (root / "records").rglob("*")
+            if p.is_file() and p.name != LOCK_NAME} == records_before
 
 
 def test_changed_checkpoint_fails_its_hash_check(tiny_run, tmp_path):

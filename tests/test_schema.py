@@ -12,24 +12,10 @@ from hypothesis import strategies as st
 from benchmark.errors import AtbenchError
 from leaderboard.schema import SCHEMA_VERSION, RecordError, load_record, validate_record
 from tests.fixtures_records import make_record
+from tests.fuzzing import key_paths, mutate
 
 FREE_FORM = {"defense.config", "defense.recipe_overrides", "attacks", "provenance.packages",
              "provenance.seeds"}
-
-
-def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
-    """Every key path (tuples of dict keys / list indices) inside `obj`."""
-    out = []
-    if isinstance(obj, dict):
-        items = obj.items()
-    elif isinstance(obj, list):
-        items = enumerate(obj)
-    else:
-        return out
-    for k, v in items:
-        out.append(prefix + (k,))
-        out.extend(_paths(v, prefix + (k,)))
-    return out
 
 
 def _dotted(path: tuple) -> str:
@@ -126,7 +112,7 @@ def test_non_object_record_is_rejected():
 
 def test_every_required_field_is_required():
     base = make_record()
-    for path in _paths(base):
+    for path in key_paths(base):
         if isinstance(path[-1], int) or any(_dotted(path[:i]) in FREE_FORM for i in range(len(path))):
             continue
         rec = copy.deepcopy(base)
@@ -180,29 +166,10 @@ def test_load_record_missing_file(tmp_path):
         load_record(tmp_path / "nope.json")
 
 
-_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=4), st.lists(st.integers(0, 2), max_size=3),
-    st.dictionaries(st.sampled_from(["0.1", "0.3", "pgd", "x"]), st.floats(0, 1), max_size=2),
-)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_mutations_are_accepted_or_rejected_cleanly(data):
-    rec = make_record()
-    for _ in range(data.draw(st.integers(1, 3))):
-        paths = _paths(rec)
-        if not paths:
-            break
-        path = data.draw(st.sampled_from(paths))
-        node = rec
-        for k in path[:-1]:
-            node = node[k]
-        if isinstance(node, dict) and data.draw(st.booleans()):
-            del node[path[-1]]
-        else:
-            node[path[-1]] = data.draw(_VALUES)
+    rec = mutate(data, make_record())
     try:
         validate_record(rec, source="m.json")
     except RecordError as exc:

@@ -88,6 +88,49 @@ class BadMeta(Base):
 class TupleField(Base):
     name = "broken-tuple-config"
     Config = TupleConfig
+
+
+class Outputs(nn.Module):
+    """The model's logits changed by `change`."""
+
+    def __init__(self, model, change):
+        super().__init__()
+        self.model, self.change = model, change
+
+    def forward(self, x):
+        return self.change(self.model(x))
+
+
+@register
+class NaNWrap(Base):
+    name = "broken-nan"
+
+    def wrap(self, model):
+        return Outputs(model, lambda z: z * float("nan"))
+
+
+@register
+class InfWrap(Base):
+    name = "broken-inf"
+
+    def wrap(self, model):
+        return Outputs(model, lambda z: z.index_fill(1, torch.tensor([3]), float("inf")))
+
+
+@register
+class FiveClasses(Base):
+    name = "broken-five-classes"
+
+    def wrap(self, model):
+        return Outputs(model, lambda z: z[:, :5])
+
+
+@register
+class Flat(Base):
+    name = "broken-flat"
+
+    def wrap(self, model):
+        return Outputs(model, lambda z: z.flatten())
 '''
 
 
@@ -118,6 +161,24 @@ def test_non_deterministic_wrap_fails_validation_with_exit_1(broken, capsys):
     assert "FAIL  deterministic: two forward passes of wrap(model) in eval mode differ" in out
     assert "FAIL  sanity-flags: stochastic_outputs" in out and "PASS  training" in out
     assert out.splitlines()[-1] == "broken-noisy: 5 of 7 checks passed; failed: deterministic, sanity-flags"
+
+
+NOT_SCORED = "the model is not scored"
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("broken-nan", "model output contains NaN or Inf logits"),
+    ("broken-inf", "model output contains NaN or Inf logits"),
+    ("broken-five-classes", "model output has shape (16, 5), expected (batch, 10)"),
+    ("broken-flat", "model output has shape (160,), expected (batch, 10)"),
+])
+def test_nan_inf_and_wrong_shape_outputs_are_reported_not_scored(broken, capsys, name, expected):
+    assert main(["validate", name, "--defense-file", broken, "-q"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    failed = {line.split(":")[0].split()[1]: line for line in lines if line.startswith("FAIL")}
+    assert set(failed) == {"deterministic", "evaluation", "sanity-flags"}, lines
+    assert failed["evaluation"].startswith(f"FAIL  evaluation: {expected}; {NOT_SCORED}")
+    assert all(NOT_SCORED in line for line in failed.values())
 
 
 def test_declared_randomness_is_not_a_failure(broken):

@@ -60,6 +60,16 @@ def test_verify_fails_a_number_edited_by_hand(smoke_run, tmp_path, capsys):
     assert "FAIL  numbers match the flags" in out and "robust_acc.pgd.0.2" in out
 
 
+def test_verify_names_an_edited_defense_config_without_a_traceback(smoke_run, tmp_path, capsys):
+    path = copy_record(smoke_run, tmp_path)
+    record = json.loads(path.read_text())
+    record["defense"]["config"] = {"bogus": 1}
+    path.write_text(json.dumps(record))
+    assert main(["verify", str(path), "--runs-dir", str(smoke_run / "runs"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "field 'defense.config' is not a valid pgd-at Config" in err and "Traceback" not in err
+
+
 def test_verify_fails_an_edited_flags_file(smoke_run, tmp_path, capsys):
     path = copy_record(smoke_run, tmp_path)
     flags = tmp_path / "pgd-at-seed0.flags.npz"

@@ -1,0 +1,80 @@
+"""The folder lock: a second process waits or stops with a clear message, a killed holder frees
+the folder, and one process may take the same lock twice."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from benchmark.errors import AtbenchError
+from benchmark.lock import LOCK_NAME, folder_lock
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from benchmark.lock import folder_lock
+    folder, seconds, released = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
+    with folder_lock(folder):
+        Path(folder, "held").write_text("yes")
+        time.sleep(seconds)
+        released.write_text("released")
+""")
+
+
+def hold(folder, seconds, tmp_path):
+    """A process holding `folder`'s lock for `seconds`, started and holding when this returns."""
+    released = tmp_path / "released"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(seconds), str(released)])
+    deadline = time.monotonic() + 60
+    while not (folder / "held").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "the holder did not start"
+        time.sleep(0.05)
+    return proc, released
+
+
+def test_a_second_process_stops_with_a_message_naming_the_holder(tmp_path):
+    folder = tmp_path / "runs"
+    proc, _ = hold(folder, 30, tmp_path)
+    try:
+        with pytest.raises(AtbenchError) as info:
+            with folder_lock(folder, wait=False):
+                pass
+        assert f"{folder} is in use by another atbench process (pid {proc.pid}" in info.value.problem
+        assert "a killed process frees its folders" in info.value.fix
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_waiting_process_gets_the_lock_only_after_the_holder_released_it(tmp_path, caplog):
+    folder = tmp_path / "runs"
+    proc, released = hold(folder, 1.5, tmp_path)
+    with folder_lock(folder):
+        assert released.read_text() == "released"
+    assert proc.wait() == 0
+    assert "is in use by another atbench process" in caplog.text and "waiting for it to finish" in caplog.text
+
+
+def test_a_killed_holder_frees_the_folder(tmp_path):
+    folder = tmp_path / "runs"
+    proc, released = hold(folder, 60, tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with folder_lock(folder, wait=False):
+        info = json.loads((folder / LOCK_NAME).read_text())
+    assert info["pid"] == os.getpid() and not released.exists()
+
+
+def test_the_same_process_may_take_a_lock_it_holds(tmp_path):
+    other = [sys.executable, "-c", f"from benchmark.lock import folder_lock\nwith folder_lock({str(tmp_path)!r}, "
+             "wait=False): pass"]
+    with folder_lock(tmp_path):
+        with folder_lock(tmp_path, wait=False):
+            pass
+        refused = subprocess.run(other, capture_output=True, text=True)  # still held after the inner block
+        assert refused.returncode != 0 and "is in use by another atbench process" in refused.stderr
+    assert subprocess.run(other).returncode == 0
