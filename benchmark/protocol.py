@@ -225,7 +225,7 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     if n < 1:
         raise _fail(path, "test_subset.n", "must be positive")
     dataset = _require(data, "dataset", str, path)
-    _check_registered(dataset, "dataset", path)
+    _check_dataset(dataset, path)
     protocol = Protocol(
         id=_require(data, "id", str, path),
         version=version,
@@ -246,11 +246,11 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     return protocol
 
 
-def _check_registered(dataset: str, field: str, path: Path) -> None:
+def _check_dataset(dataset: str, path: Path) -> None:
     from benchmark.registry import DATASETS
 
     if dataset not in DATASETS:
-        raise _fail(path, field, f"names no registered data set (known: {', '.join(DATASETS.names())})")
+        raise _fail(path, "dataset", f"names no registered data set (known: {', '.join(DATASETS.names())})")
 
 
 def protocol_for(track: Any, override: str | Path | None = None) -> Protocol:
