@@ -14,7 +14,8 @@ from torch import nn
 
 from attacks.base import Attack, AttackConfig
 from attacks.pgd import check_norm, require
-from benchmark.registry import ATTACKS
+from benchmark.core.registry import ATTACKS
+from benchmark.core.settings import bounded
 
 VERSIONS = ("standard", "plus", "rand")
 #: The sub-attack objects of `pyautoattack.AutoAttack` whose `perturb` the adapter wraps.
@@ -75,7 +76,7 @@ class _BreakdownRecorder:
         return {name: (last == i) & broken for i, name in enumerate(names)}
 
 
-@ATTACKS.register("autoattack")
+@ATTACKS.register
 class AutoAttackAdapter(Attack):
     """AutoAttack ("Reliable evaluation of adversarial robustness with an ensemble of diverse
     parameter-free attacks", Croce and Hein, ICML 2020) via `pyautoattack.AutoAttack`.
@@ -112,11 +113,20 @@ class AutoAttackAdapter(Attack):
     """
 
     name = "autoattack"
+    title = "AutoAttack"
+    black_box_parts = ("square",)
+
+    @classmethod
+    def randomized_settings(cls, settings: dict, eot_samples: int) -> dict:
+        """Version "rand" (APGD-CE and APGD-DLR, each gradient the mean over `eot_samples`
+        samples of the defense's randomness)."""
+        return {**settings, "version": "rand", "eot_samples": eot_samples}
 
     @dataclasses.dataclass(frozen=True)
     class Config(AttackConfig):
-        version: str = "standard"
-        batch_size: int = 500
+        version: str = dataclasses.field(default="standard", metadata={"doc": "one of standard, plus, rand"})
+        batch_size: int = bounded(500, 1, 100_000, "points per forward pass inside AutoAttack")
+        eot_samples: int = bounded(20, 1, 10_000, "version rand: gradient samples of APGD's EOT")
 
         def __post_init__(self):
             check_norm(self.norm)
@@ -125,6 +135,7 @@ class AutoAttackAdapter(Attack):
             require(self.batch_size >= 1, f"batch_size = {self.batch_size} is below 1", "use e.g. 500")
             require(isinstance(self.seed, int) and not isinstance(self.seed, bool),
                     f"AutoAttack seed {self.seed!r} is not an integer", "pass an explicit integer seed")
+            super().__post_init__()
 
     def __init__(self, config: AttackConfig | None = None, **kwargs):
         super().__init__(config, **kwargs)
@@ -140,6 +151,8 @@ class AutoAttackAdapter(Attack):
         cuda = [x.device] if x.device.type == "cuda" else []
         with _quiet_autoattack(), torch.random.fork_rng(devices=cuda):
             aa = AutoAttack(model, device=x.device, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version)
+            if cfg.version == "rand":
+                aa.apgd.eot_iter = cfg.eot_samples
             aa.verbose = False
             recorder = _BreakdownRecorder(aa)
             x_adv, y_adv = aa.run_standard_evaluation(x, y, batch_size=cfg.batch_size)

@@ -8,17 +8,52 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
-from benchmark.errors import AtbenchError
+from benchmark.core.errors import AtbenchError
+from benchmark.core.settings import SEED_MAX, bounded, check_value, range_text
 
 BUDGET_TOL = 1e-6
+#: The most steps (or restarts x steps) a protocol may ask of an attack.
+MAX_STEPS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
-    """Settings shared by every attack: the norm of the threat model and an explicit seed."""
+    """Settings shared by every attack: the norm of the threat model and an explicit seed.
+    Every numeric setting of an attack's Config carries its allowed range (`bounded`), which
+    the protocol loader enforces and docs/protocols.md lists."""
 
     norm: str = "Linf"
-    seed: int = 0
+    seed: int = bounded(0, 0, SEED_MAX, "seed of the attack's random draws")
+
+    def __post_init__(self):
+        """Refuse a numeric setting outside its range (`benchmark.core.settings.bounded`)."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if "lo" in field.metadata and isinstance(value, (int, float)) and not isinstance(value, bool):
+                problem = check_value(field, value, float)
+                if problem:
+                    raise AtbenchError(f"{type(self).__qualname__} setting {field.name} {problem}",
+                                       f"use a {field.name} in {range_text(field)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """An attack setting a protocol may list several values of (`<key> = [...]`): one column per
+    value, named `<attack>-<label><value>`, plus their per-example worst case under the
+    attack's name.
+
+    Attributes:
+        field: the Config field swept ("temperature").
+        key: the protocol key listing its values ("temperatures").
+        label: the prefix of the value in column names ("T").
+        baseline: the attack the sweep generalises (its sweep value 1 is exactly that attack);
+            the sanity flag comparing the two reads its column.
+    """
+
+    field: str
+    key: str
+    label: str
+    baseline: type | None = None
 
 
 @contextmanager
@@ -79,7 +114,20 @@ class Attack:
     """
 
     name: ClassVar[str] = "attack"
+    #: How reports write the attack's name ("Temperature-PGD").
+    title: ClassVar[str] = "attack"
     Config: ClassVar[type] = AttackConfig
+    #: A setting the protocol may sweep over (one column per value), or None.
+    sweep: ClassVar[Sweep | None] = None
+    #: Parts of `last_breakdown` that use no gradient: points they break after the gradient-based
+    #: parts failed are evidence of gradient masking (the `square_beats_white_box` flag).
+    black_box_parts: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def randomized_settings(cls, settings: dict, eot_samples: int) -> dict:
+        """The settings this attack uses against a randomized defense (expectation over
+        `eot_samples` gradient samples where the attack has such a variant); unchanged by default."""
+        return dict(settings)
 
     def __init__(self, config: AttackConfig | None = None, **kwargs):
         if config is not None and kwargs:

@@ -6,7 +6,8 @@ import dataclasses
 import torch
 
 from attacks.pgd import PGD, Objective, require
-from benchmark.registry import ATTACKS
+from benchmark.core.registry import ATTACKS
+from benchmark.core.settings import bounded
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -17,7 +18,7 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return true - others.amax(dim=1)
 
 
-@ATTACKS.register("cw")
+@ATTACKS.register
 class CW(PGD):
     """CW-Linf: PGD on the margin loss of Carlini and Wagner ("Towards Evaluating the
     Robustness of Neural Networks", S&P 2017), the variant AT papers report (not the L2
@@ -42,10 +43,11 @@ class CW(PGD):
     """
 
     name = "cw"
+    title = "CW"
 
     @dataclasses.dataclass(frozen=True)
     class Config(PGD.Config):
-        kappa: float = 0.0
+        kappa: float = bounded(0.0, 0, 1e6, "confidence of the hinge")
 
         def __post_init__(self):
             super().__post_init__()

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import Attack, AttackConfig, eval_mode
-from benchmark.errors import AtbenchError
-from benchmark.registry import ATTACKS
+from attacks.base import MAX_STEPS, Attack, AttackConfig, eval_mode
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import ATTACKS
+from benchmark.core.settings import bounded
 
 NORMS = ("Linf", "L2")
 
@@ -228,7 +229,7 @@ def pgd_train_examples(
         return sign_ascent(model, x, cross_entropy(y), eps, steps, step_size, x_init=start, norm=norm)
 
 
-@ATTACKS.register("pgd")
+@ATTACKS.register
 class PGD(Attack):
     """PGD with cross-entropy loss ("Towards Deep Learning Models Resistant to Adversarial
     Attacks", Madry et al., ICLR 2018). Threat models: Linf, L2.
@@ -258,18 +259,20 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    title = "PGD"
 
     @dataclasses.dataclass(frozen=True)
     class Config(AttackConfig):
-        steps: int = 50
-        restarts: int = 1
-        step_ratio: float = 0.25
+        steps: int = bounded(50, 0, MAX_STEPS, "ascent steps per restart")
+        restarts: int = bounded(1, 1, 100, "random restarts")
+        step_ratio: float = bounded(0.25, 0, 10, "step size as a fraction of eps", open_lo=True)
 
         def __post_init__(self):
             check_norm(self.norm)
             require(self.steps >= 0, f"steps = {self.steps} is negative", "use steps >= 0")
             require(self.restarts >= 1, f"restarts = {self.restarts} is below 1", "use restarts >= 1")
             require(self.step_ratio > 0, f"step_ratio = {self.step_ratio} is not positive", "use e.g. 0.25")
+            super().__post_init__()
 
     def objective(self, y: torch.Tensor) -> Objective:
         """The loss the attack maximises for labels `y`: cross-entropy."""

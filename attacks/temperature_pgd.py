@@ -5,11 +5,13 @@ import dataclasses
 
 import torch
 
+from attacks.base import Sweep
 from attacks.pgd import PGD, Objective, cross_entropy, require
-from benchmark.registry import ATTACKS
+from benchmark.core.registry import ATTACKS
+from benchmark.core.settings import bounded
 
 
-@ATTACKS.register("tpgd")
+@ATTACKS.register
 class TemperaturePGD(PGD):
     """Temperature-PGD ("Analysis and Applications of Class-wise Robustness in Adversarial
     Training", Tian et al., KDD 2021; the suite's reading, the authors' code being unavailable).
@@ -33,10 +35,12 @@ class TemperaturePGD(PGD):
     """
 
     name = "tpgd"
+    title = "Temperature-PGD"
+    sweep = Sweep(field="temperature", key="temperatures", label="T", baseline=PGD)
 
     @dataclasses.dataclass(frozen=True)
     class Config(PGD.Config):
-        temperature: float = 2.0
+        temperature: float = bounded(2.0, 0, 1e6, "softmax temperature T", open_lo=True)
 
         def __post_init__(self):
             super().__post_init__()

@@ -1,6 +1,6 @@
 """`python -m benchmark` runs the atbench CLI."""
 import sys
 
-from benchmark.cli import main
+from benchmark.commands.cli import main
 
 sys.exit(main())

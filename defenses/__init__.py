@@ -1,5 +1,8 @@
-"""Defenses: one file per defense, each registered under a stable id in DEFENSES."""
-from defenses import classwise_at, crm_liplt, dyart, mart, pgd_at, rat, sovr, standard, trades  # noqa: F401  (registers them)
+"""Defenses: one file per defense, each registering itself with `@register` (defenses.base).
+
+The DEFENSES registry imports every module of this package on its first lookup, so a new file
+here is registered with no list to edit.
+"""
 from defenses.base import Defense, DefenseMeta, TrainContext, register
 
 __all__ = ["Defense", "DefenseMeta", "TrainContext", "register"]

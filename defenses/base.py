@@ -7,10 +7,16 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 import torch
 from torch import nn
 
+from attacks.base import eval_mode, frozen_eval
+from attacks.pgd import Objective, cross_entropy, random_start, sign_ascent
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import DEFENSES
+
 if TYPE_CHECKING:
-    from benchmark.tracks import Track
+    from benchmark.pipeline.tracks import Track
 
 FIDELITIES = ("reference", "our-reading")
+TUNING_OBJECTIVES = ("robust", "certified-l2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,9 +27,19 @@ class DefenseMeta:
         paper: paper title.
         venue: where it appeared, e.g. "ICLR 2018".
         link: URL of the paper.
-        threat_models: norms it defends, e.g. ("Linf",).
+        threat_models: norms it defends, e.g. ("Linf",); the harness trains it only on tracks
+            of these norms.
+        any_track_norm: its loss does not use the track's threat model (clean training, or a
+            certificate of a fixed norm), so the harness trains it on tracks of any norm; its
+            entries on the other norms' boards show what it does there.
         fidelity: "reference" (matches the authors' code) or "our-reading" (the suite's
             reading where code or details were unavailable; documented).
+        search_space: the settings `atbench tune` trains and scores (config overrides of its
+            one or two key hyperparameters; every tuned defense gets `TUNING_BUDGET` of them,
+            the paper's values among them); empty for a defense without hyperparameters.
+        tuning_objective: what a setting is scored by on the validation split: "robust" (the
+            harness's selection rule) or "certified-l2" (certified L2 accuracy, for a
+            certified-radius method).
         randomized: inference is stochastic, so the protocol adds EOT.
         architectures: model names it supports; None means any.
     """
@@ -32,13 +48,18 @@ class DefenseMeta:
     venue: str
     link: str
     threat_models: tuple[str, ...] = ("Linf",)
+    any_track_norm: bool = False
     fidelity: str = "reference"
     randomized: bool = False
     architectures: tuple[str, ...] | None = None
+    search_space: tuple[dict[str, Any], ...] = ()
+    tuning_objective: str = "robust"
 
     def __post_init__(self):
         if self.fidelity not in FIDELITIES:
             raise ValueError(f"fidelity must be one of {FIDELITIES}, not {self.fidelity!r}")
+        if self.tuning_objective not in TUNING_OBJECTIVES:
+            raise ValueError(f"tuning_objective must be one of {TUNING_OBJECTIVES}, not {self.tuning_objective!r}")
 
 
 @dataclasses.dataclass
@@ -57,6 +78,9 @@ class TrainContext:
         norm: the threat model's norm.
         val_class_error: per-class robust error (PGD at the track's eps) of the last
             validation, one entry per class; None before the first validation.
+
+    A defense builds its inner maximisation with `adversarial`, which applies the track's norm,
+    eps, steps, step size and generator, so no defense passes a budget by hand.
     """
 
     epoch: int
@@ -69,6 +93,39 @@ class TrainContext:
     generator: torch.Generator
     norm: str = "Linf"
     val_class_error: tuple[float, ...] | None = None
+
+    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                    objective: Objective | None = None, start: str = "uniform") -> torch.Tensor:
+        """Adversarial examples of the track's inner attack for one batch: `attack_steps`
+        projected steepest-ascent steps of `step_size` in the `norm` ball of radius `eps`
+        around `x` (and [0, 1]), maximising `objective(logits, x_adv)` (default: the
+        cross-entropy of `y`), with the model in eval mode; no early stop, no `.grad` touched.
+
+        Args:
+            start: "uniform" (a uniform random point of the ball, as PGD-AT) or "gaussian"
+                (x + 0.001 N(0, 1), as TRADES and MART); drawn from `generator`.
+
+        Returns:
+            Detached x_adv, shaped like `x`.
+
+        Example:
+            >>> x_adv = ctx.adversarial(model, x, y)
+            >>> loss = F.cross_entropy(model(x_adv), y)
+        """
+        if objective is None:
+            if y is None:
+                raise AtbenchError("ctx.adversarial needs the labels y or an objective", "pass y (or objective=...)")
+            objective = cross_entropy(y)
+        if start == "uniform":
+            x_init, mode = random_start(x, self.eps, self.generator, self.norm), eval_mode
+        elif start == "gaussian":
+            noise = torch.randn(x.shape, generator=self.generator, device="cpu").to(x.device)
+            x_init, mode = (x + 0.001 * noise).clamp(0, 1), frozen_eval
+        else:
+            raise AtbenchError(f"unknown start {start!r} of ctx.adversarial", "use 'uniform' or 'gaussian'")
+        with mode(model):
+            return sign_ascent(model, x, objective, self.eps, self.attack_steps, self.step_size, x_init=x_init,
+                               norm=self.norm).detach()
 
 
 def class_means(flags: torch.Tensor, y: torch.Tensor, num_classes: int, empty: float) -> torch.Tensor:
@@ -99,7 +156,8 @@ class Defense:
         self.config = config if config is not None else self.Config()
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
-        """The training loss for one batch, inner maximisation included."""
+        """The training loss for one batch (a scalar tensor attached to the model's parameters),
+        inner maximisation included (`ctx.adversarial`)."""
         raise NotImplementedError
 
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -124,8 +182,7 @@ class Defense:
 
 
 def register(cls: type[Defense]) -> type[Defense]:
-    """Class decorator: register a defense under its `name` in the DEFENSES registry."""
-    from benchmark.registry import DEFENSES
-
-    DEFENSES.add(cls.name, cls)
-    return cls
+    """Class decorator: register a defense under its `name` in the DEFENSES registry (a file
+    in `defenses/` is found and imported by the registry; a file elsewhere is passed with
+    `--defense-file`)."""
+    return DEFENSES.register(cls)

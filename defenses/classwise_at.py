@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.cw import margin
-from attacks.pgd import pgd_train_examples
-from defenses.base import Defense, DefenseMeta, class_means, register
+from defenses.base import Defense, DefenseMeta, TrainContext, class_means, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +90,7 @@ def attacked_logits(model: nn.Module, val_batches, ctx) -> tuple[torch.Tensor, t
     clean, adv, labels = [], [], []
     for xb, yb in val_batches():
         xb, yb = xb.to(ctx.device), yb.to(ctx.device)
-        x_adv = pgd_train_examples(model, xb, yb, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator,
-                                   norm=ctx.norm)
+        x_adv = ctx.adversarial(model, xb, yb)
         with torch.no_grad():
             clean.append(model(xb).cpu())
             adv.append(model(x_adv).cpu())
@@ -139,17 +137,17 @@ class ClasswiseAT(Defense):
     Config = ClasswiseATConfig
     meta = DefenseMeta(
         paper="Analysis and Applications of Class-wise Robustness in Adversarial Training", venue="KDD 2021",
-        link="https://arxiv.org/abs/2105.14240", threat_models=("Linf",), fidelity="our-reading",
+        link="https://arxiv.org/abs/2105.14240", threat_models=("Linf", "L2"), fidelity="our-reading",
+        search_space=tuple({"gamma": g} for g in (0.5, 1.0, 2.0, 4.0)),
     )
 
     def __init__(self, config: ClasswiseATConfig | None = None):
         super().__init__(config)
         self.offsets: torch.Tensor | None = None
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """Class-weighted cross-entropy on PGD adversarial examples."""
-        x_adv = pgd_train_examples(model, x, y, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator,
-                                   norm=ctx.norm)
+        x_adv = ctx.adversarial(model, x, y)
         per_example = F.cross_entropy(model(x_adv), y, reduction="none")
         if not self.config.reweight or ctx.val_class_error is None:
             return per_example.mean()

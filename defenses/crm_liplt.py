@@ -3,7 +3,7 @@
 The reference code's 'softMax' certified-radius loss (`o4lc/CRM-LipLT`): cross-entropy plus
 mu times a soft minimum over classes of the certified L2 radii R_ij = (z_yhat - z_j) / L_yhat,j
 of the correctly classified points whose radius is below R0. The pairwise bounds L come from
-`benchmark.lipschitz.LipschitzBound` (LipLT recursion, convolutions as linear maps, persistent
+`benchmark.models.lipschitz.LipschitzBound` (LipLT recursion, convolutions as linear maps, persistent
 power iteration, 5 iterations per step, differentiable in the weights), the same code the
 evaluation uses to certify every plain network (`certified_radius`, re-exported here).
 
@@ -18,13 +18,14 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from benchmark.lipschitz import LipschitzBound, certified_radius
-from defenses.base import Defense, DefenseMeta, register
+from benchmark.models.lipschitz import LipschitzBound, certified_radius
+from defenses.base import Defense, DefenseMeta, TrainContext, register
 
 __all__ = ["CRMLipLT", "CRMConfig", "certified_radius", "radius_loss"]
 
-#: Plain networks of the model zoo (`benchmark.models.is_plain`).
+#: Plain networks of the model zoo (`benchmark.models.architectures.is_plain`).
 PLAIN_ARCHITECTURES = ("cnn-mnist", "cnn-cifar", "cnn-tiny")
 #: The reference recipe: 400 epochs, the robust term from epoch 10.
 REFERENCE_EPOCHS, REFERENCE_START_EPOCH = 400, 10
@@ -78,7 +79,10 @@ class CRMLipLT(Defense):
     meta = DefenseMeta(
         paper="Certified Robustness via Dynamic Margin Maximization and Improved Lipschitz Regularization",
         venue="NeurIPS 2023", link="https://arxiv.org/abs/2310.00116", threat_models=("L2",),
-        fidelity="reference", architectures=PLAIN_ARCHITECTURES,
+        any_track_norm=True, fidelity="reference", architectures=PLAIN_ARCHITECTURES,
+        search_space=({"mu": 30.0, "r0": 2.2}, {"mu": 100.0, "r0": 4.0}, {"mu": 300.0, "r0": 8.0},
+                      {"mu": 1000.0, "r0": 8.0}),
+        tuning_objective="certified-l2",
     )
 
     def __init__(self, config: CRMConfig | None = None):
@@ -94,7 +98,7 @@ class CRMLipLT(Defense):
         """Forget the power-iteration vectors; they restart from a fixed seed at the next step."""
         self.bound = None
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """CE + the certified-radius term, with bounds from warm-started power iteration."""
         if self.bound is None:
             self.bound = LipschitzBound(model, tuple(x.shape[1:]), seed=0)

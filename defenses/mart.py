@@ -5,10 +5,9 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from attacks.base import frozen_eval
-from attacks.pgd import sign_ascent
-from defenses.base import Defense, DefenseMeta, register
+from defenses.base import Defense, DefenseMeta, TrainContext, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,16 +39,14 @@ class MART(Defense):
     meta = DefenseMeta(
         paper="Improving Adversarial Robustness Requires Revisiting Misclassified Examples",
         venue="ICLR 2020", link="https://openreview.net/forum?id=rklOg6EFwS",
-        threat_models=("Linf",), fidelity="reference",
+        threat_models=("Linf", "L2"), fidelity="reference",
+        search_space=({"beta": 1.0}, {"beta": 3.0}, {"beta": 6.0}, {"beta": 9.0}),
     )
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """The MART objective for one batch."""
-        noise = torch.randn(x.shape, generator=ctx.generator, device="cpu").to(x.device)
-        x_init = (x + 0.001 * noise).clamp(0, 1)
-        with frozen_eval(model):
-            x_adv = sign_ascent(model, x, lambda logits, _x: F.cross_entropy(logits, y, reduction="sum"),
-                                ctx.eps, ctx.attack_steps, ctx.step_size, x_init=x_init, norm=ctx.norm).detach()
+        x_adv = ctx.adversarial(model, x, objective=lambda logits, _x: F.cross_entropy(logits, y, reduction="sum"),
+                                start="gaussian")
         logits_clean, logits_adv = model(x), model(x_adv)
         p_clean = F.softmax(logits_clean, dim=1)
         p_true = p_clean.gather(1, y[:, None]).squeeze(1)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 import torch.nn.functional as F
+from torch import nn
 
-from attacks.pgd import pgd_train_examples
-from defenses.base import Defense, DefenseMeta, register
+from defenses.base import Defense, DefenseMeta, TrainContext, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,8 +17,8 @@ class PGDATConfig:
 
 @register
 class PGDAT(Defense):
-    """CE on x' = PGD (CE loss, uniform random start, the track's steps and step size eps/4),
-    generated with the model in eval mode."""
+    """CE on x' = PGD (CE loss, uniform random start, the track's norm, steps and step size
+    eps/4), generated with the model in eval mode (`ctx.adversarial`)."""
 
     name = "pgd-at"
     Config = PGDATConfig
@@ -26,7 +27,7 @@ class PGDAT(Defense):
         link="https://arxiv.org/abs/1706.06083", threat_models=("Linf", "L2"), fidelity="reference",
     )
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """Cross-entropy on PGD adversarial examples."""
-        x_adv = pgd_train_examples(model, x, y, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator)
+        x_adv = ctx.adversarial(model, x, y)
         return F.cross_entropy(model(x_adv), y)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import AtbenchError
-from defenses.base import Defense, DefenseMeta, register
+from benchmark.core.errors import AtbenchError
+from defenses.base import Defense, DefenseMeta, TrainContext, register
 from defenses.trades import kl_adversarial_examples, trades_kl
 
 
@@ -110,12 +110,12 @@ class RAT(Defense):
     Config = RATConfig
     meta = DefenseMeta(
         paper="Randomized Adversarial Training via Taylor Expansion", venue="CVPR 2023",
-        link="https://arxiv.org/abs/2303.10653", threat_models=("Linf",), fidelity="reference",
+        link="https://arxiv.org/abs/2303.10653", threat_models=("Linf", "L2"), fidelity="reference",
+        search_space=tuple({"alpha": a, "beta": b} for a in (0.2, 0.5) for b in (3.0, 6.0)),
     )
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """The RAT objective for one batch."""
         attacker = noisy_copy(model, self.config.sigma, ctx.generator)
-        x_adv = kl_adversarial_examples(attacker, x, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator,
-                                        ctx.norm)
+        x_adv = kl_adversarial_examples(attacker, x, ctx)
         return rat_loss(model(x), model(x_adv), y, last_linear(model).weight, self.config)

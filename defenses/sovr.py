@@ -11,10 +11,10 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from attacks.cw import margin
-from attacks.pgd import pgd_train_examples
-from defenses.base import Defense, DefenseMeta, register
+from defenses.base import Defense, DefenseMeta, TrainContext, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +62,12 @@ class SOVR(Defense):
     Config = SOVRConfig
     meta = DefenseMeta(
         paper="Switching One-Versus-the-Rest Loss to Increase the Margin of Logits for Adversarial Robustness",
-        venue="ICML 2023", link="https://arxiv.org/abs/2207.10283", threat_models=("Linf",),
+        venue="ICML 2023", link="https://arxiv.org/abs/2207.10283", threat_models=("Linf", "L2"),
         fidelity="our-reading",
+        search_space=tuple({"switch_fraction": m} for m in (0.2, 0.4, 0.6, 0.8)),
     )
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """The SOVR objective on PGD adversarial examples."""
-        x_adv = pgd_train_examples(model, x, y, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator,
-                                   norm=ctx.norm)
+        x_adv = ctx.adversarial(model, x, y)
         return sovr_loss(model(x_adv), y, self.config.switch_fraction)

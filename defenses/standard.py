@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 import torch.nn.functional as F
+from torch import nn
 
-from defenses.base import Defense, DefenseMeta, register
+from defenses.base import Defense, DefenseMeta, TrainContext, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,9 +24,9 @@ class Standard(Defense):
     Config = StandardConfig
     meta = DefenseMeta(
         paper="Standard training (empirical risk minimisation)", venue="-", link="",
-        threat_models=(), fidelity="reference",
+        threat_models=(), any_track_norm=True, fidelity="reference",
     )
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """Cross-entropy on the clean batch."""
         return F.cross_entropy(model(x), y)

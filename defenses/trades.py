@@ -5,24 +5,22 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from attacks.base import frozen_eval
-from attacks.pgd import sign_ascent
-from defenses.base import Defense, DefenseMeta, register
+from defenses.base import Defense, DefenseMeta, TrainContext, register
 
 
-def kl_adversarial_examples(model, x, eps, steps, step_size, generator, norm="Linf"):
-    """TRADES' inner maximisation: x' = argmax KL(p(x) || p(x')) by signed steps from
-    x + 0.001 N(0, 1), with the model in eval mode. Shared with RAT."""
+def kl_adversarial_examples(model: nn.Module, x: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
+    """TRADES' inner maximisation: x' = argmax KL(p(x) || p(x')) by the track's inner attack
+    (`ctx.adversarial`) from x + 0.001 N(0, 1), with the model in eval mode. Shared with RAT."""
     with frozen_eval(model):
         p_clean = F.softmax(model(x), dim=1).detach()
-        noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
-        x_init = (x + 0.001 * noise).clamp(0, 1)
 
-        def objective(logits, _x_adv):
-            return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
+    def objective(logits, _x_adv):
+        return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
 
-        return sign_ascent(model, x, objective, eps, steps, step_size, x_init=x_init, norm=norm).detach()
+    return ctx.adversarial(model, x, objective=objective, start="gaussian")
 
 
 def trades_kl(logits_clean, logits_adv):
@@ -49,11 +47,12 @@ class TRADES(Defense):
     Config = TRADESConfig
     meta = DefenseMeta(
         paper="Theoretically Principled Trade-off between Robustness and Accuracy", venue="ICML 2019",
-        link="https://arxiv.org/abs/1901.08573", threat_models=("Linf",), fidelity="reference",
+        link="https://arxiv.org/abs/1901.08573", threat_models=("Linf", "L2"), fidelity="reference",
+        search_space=({"beta": 1.0}, {"beta": 3.0}, {"beta": 6.0}, {"beta": 9.0}),
     )
 
-    def loss(self, model, x, y, ctx):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """The TRADES objective for one batch."""
-        x_adv = kl_adversarial_examples(model, x, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator, ctx.norm)
+        x_adv = kl_adversarial_examples(model, x, ctx)
         logits = model(x)
         return F.cross_entropy(logits, y) + self.config.beta * trades_kl(logits, model(x_adv))

@@ -10,12 +10,13 @@ from typing import Any
 
 from tabulate import tabulate
 
-from benchmark.errors import AtbenchError
-from benchmark.io import atomic_write_bytes, atomic_write_text, dumps_json
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import atomic_write_bytes, atomic_write_text, dumps_json
+from leaderboard.admission import admit
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.plot import plot_classwise, plot_robustness
+from leaderboard.record import validate_record
 from leaderboard.records import find_records
-from leaderboard.schema import validate_record
 
 DIGITS = 4
 
@@ -33,7 +34,7 @@ def _meta(rec: dict) -> dict:
     d = rec["defense"]
     return {"architecture": rec["architecture"], "fidelity": d["fidelity"], "config": d["config"],
             "recipe_overrides": d["recipe_overrides"], "paper": d["paper"], "venue": d["venue"],
-            "link": d["link"]}
+            "link": d["link"], "external": d["external"]}
 
 
 def _check_one_board(records: list[dict]) -> dict:
@@ -52,6 +53,14 @@ def _check_one_board(records: list[dict]) -> dict:
         )
     first = records[0]
     for r in records:
+        if r["versions"] != first["versions"]:
+            raise AtbenchError(
+                f"records of protocol {protos[0][0]} v{protos[0][1]} were made by different atbench code "
+                f"({r['defense']['id']} seed {r['seed']}: {r['versions']}; {first['defense']['id']} seed "
+                f"{first['seed']}: {first['versions']})",
+                "re-run the older records with this atbench (`atbench run` re-evaluates records of another "
+                "evaluation version)",
+            )
         if (r["protocol"] != first["protocol"] or set(r["robust_acc"]) != set(first["robust_acc"])
                 or r["class_names"] != first["class_names"]):
             raise AtbenchError(
@@ -151,6 +160,8 @@ def _cell(text: str) -> str:
 
 
 def _defense_cell(x: dict) -> str:
+    if x["external"]:
+        return _cell(f"{x['defense']} (external model)")
     if not x["link"]:
         return _cell(x["defense"])
     link = x["link"].replace(" ", "%20").replace("(", "%28").replace(")", "%29")
@@ -275,12 +286,16 @@ def build(records: list[dict]) -> tuple[str, dict]:
 
 def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path) -> list[Path]:
     """Build the board of `protocol` (a track's default protocol has the track's name) from
-    `<records_dir>/<protocol>/` and atomically write `<boards_dir>/<protocol>.md`, `.json`,
+    `<records_dir>/<protocol>/`, each record admitted first (`leaderboard.admission.admit`: its
+    flags file's hash and every number re-derived from it; nothing is written when one fails),
+    and atomically write `<boards_dir>/<protocol>.md`, `.json`,
     `.png` (robust accuracy against eps) and `.classwise.png` (per-class heatmap). Returns those paths."""
     found = find_records(records_dir, protocol)
     if not found:
         raise AtbenchError(f"no records for protocol {protocol!r} under {Path(records_dir) / protocol}",
                            f"run `atbench run` on its track (with `--protocol {protocol}` for a variant) first")
+    for path, record in found:
+        admit(record, path)
     markdown, board = build([rec for _, rec in found])
     boards_dir = Path(boards_dir)
     paths = [boards_dir / f"{protocol}.md", boards_dir / f"{protocol}.json", boards_dir / f"{protocol}.png",

@@ -8,7 +8,7 @@ import matplotlib.style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from leaderboard.schema import eps_value
+from leaderboard.record import eps_value
 
 FIGSIZE = (7.0, 4.5)
 CLASSWISE_FIGSIZE = (8.0, 5.0)

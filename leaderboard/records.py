@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leaderboard.schema import RecordError, load_record
+from leaderboard.record import RecordError, load_record
 
 
 def find_records(records_dir: str | Path, protocol: str) -> list[tuple[Path, dict]]:

@@ -20,10 +20,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Iterable
 
-from benchmark.errors import AtbenchError
-from benchmark.io import atomic_write_json
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import atomic_write_json
 from leaderboard.flags import SANITY_FLAGS
-from leaderboard.schema import load_record
+from leaderboard.record import load_record
 
 ROBUSTBENCH_FIELDS = ("link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
                       "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable")
@@ -39,18 +39,14 @@ def percent(fraction: float) -> str:
 
 
 def _dataset(track: str) -> str:
-    from benchmark.registry import TRACKS
+    from benchmark.core.registry import TRACKS
 
     dataset = TRACKS.get(track).dataset
     return _DATASET_NAMES.get(dataset, dataset)
 
 
 def _forward_passes(record: dict) -> int:
-    if not record["defense"]["randomized"]:
-        return 1
-    from benchmark.runner import VOTES  # imports torch: only for randomized defenses
-
-    return VOTES
+    return record["votes"]
 
 
 def _footnote(record: dict, fired: list[str]) -> str:

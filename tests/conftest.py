@@ -19,8 +19,8 @@ def in_tmp(tmp_path, monkeypatch):
 def in_tree_defenses_only(monkeypatch):
     """The test starts from (and leaves) the defense registry with atbench's own defenses
     only: defense files and entry points it loads are forgotten afterwards."""
-    from benchmark import plugins
-    from benchmark.registry import DEFENSES
+    from benchmark.core import plugins
+    from benchmark.core.registry import DEFENSES
 
     DEFENSES.names()
     monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))

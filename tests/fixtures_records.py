@@ -1,4 +1,5 @@
-"""Valid schema_version-1 records built from a few numbers, for leaderboard and schema tests."""
+"""Valid records (`leaderboard.record.Record`) built from a few numbers, for leaderboard and schema
+tests; `tests/test_schema.py` checks them against the typed record."""
 from __future__ import annotations
 
 import hashlib
@@ -49,11 +50,12 @@ def make_record(
         classwise[e] = {"worst_class": vals.index(lo), "worst_class_acc": lo, "best_class": vals.index(hi),
                         "best_class_acc": hi, "spread": hi - lo, "std": statistics.pstdev(vals)}
     return {
-        "schema_version": 1,
+        "schema_version": 2,
+        "versions": {"evaluation": 4, "harness": 2},
         "track": track,
         "seed": seed,
         "defense": {
-            "id": defense, "config": {"beta": 6.0, "steps": 10, "nested": {"a": [1, None]}},
+            "id": defense, "external": False, "config": {"beta": 6.0, "steps": 10, "nested": {"a": [1, None]}},
             "paper": f"Paper about {defense}", "venue": "ICLR 2018",
             "link": f"https://example.org/{defense}", "fidelity": "reference", "randomized": False,
             "recipe_overrides": dict(recipe_overrides or {}),
@@ -63,6 +65,8 @@ def make_record(
                      "norm": "Linf", "eps": list(eps), "primary_eps": primary,
                      "n_examples": n_per * num_classes},
         "attacks": {a: f"{a.upper()}Config(seed=0)" for a in attacks},
+        "attack_groups": {},
+        "votes": 1,
         "num_classes": num_classes,
         "class_names": [str(c) for c in range(num_classes)],
         "clean_acc": clean,
@@ -96,3 +100,43 @@ def make_record(
             "utc_time": "2026-11-21T23:59:59Z",
         },
     }
+
+
+def write_consistent(folder, defense: str = "pgd-at", seed: int = 0, *, robust: float = 0.6, flag_seed: int = 0,
+                     flips: dict | None = None, **kwargs):
+    """Write into `folder` a record whose accuracies are derived from per-example flags, and the
+    flags file beside it (what a board admits): points are robust at random (rate `robust` per
+    eps step, nested over eps), seeded by `flag_seed`. `flips` maps a flag name to point indices
+    whose flag is set to False before the numbers are derived. Returns the record's path."""
+    import io
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from leaderboard.derive import aggregate_record
+    from leaderboard.record import validate_record
+
+    record = make_record(defense, seed, **kwargs)
+    n, k = record["protocol"]["n_examples"], record["num_classes"]
+    labels = np.repeat(np.arange(k), n // k).astype(np.int64)
+    rng = np.random.default_rng(flag_seed)
+    flags = {"clean": rng.random(n) < 0.9}
+    for attack in record["attacks"]:
+        alive = flags["clean"]
+        for eps in record["protocol"]["eps"]:
+            alive = alive & (rng.random(n) < robust)
+            flags[f"{attack}@{eps}"] = alive
+    for name, points in (flips or {}).items():
+        flags[name][list(points)] = False
+    record.update(aggregate_record(record, flags, labels))
+    buf = io.BytesIO()
+    np.savez(buf, labels=labels, indices=np.arange(n, dtype=np.int64), **{key: flags[key] for key in sorted(flags)})
+    name = f"{defense}-seed{seed}"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.flags.npz").write_bytes(buf.getvalue())
+    record["flags"] = {"file": f"{name}.flags.npz", "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(validate_record(record), sort_keys=True, indent=2))
+    return path

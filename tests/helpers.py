@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data import load_dataset
-from benchmark.models import build_model
+from benchmark.models.architectures import build_model
+from benchmark.pipeline.data import load_dataset
 
 
 @functools.cache
@@ -32,14 +32,33 @@ def tiny_standard_model(epochs: int = 3) -> torch.nn.Module:
 def white_box_protocol(tmp_dir):
     """The synthetic-tiny protocol without its AutoAttack block, written into `tmp_dir`
     (for tests of evaluation bookkeeping that do not need AutoAttack's cost)."""
-    from benchmark.protocol import PROTOCOL_DIR, load_protocol
+    from benchmark.pipeline.protocol import PROTOCOL_DIR, load_protocol
 
     text = (PROTOCOL_DIR / "synthetic-tiny.toml").read_text()
     block = '[[attacks]]\nname = "autoattack"\nversion = "standard"\nseed = 0\n\n'
     assert block in text
     path = tmp_dir / "white-box.toml"
-    path.write_text(text.replace(block, ""))
+    path.write_text(text.replace(block, "").replace('id = "synthetic-tiny"', 'id = "synthetic-tiny-white-box"'))
     return load_protocol(path)
+
+
+def run_track(track: str, defenses, seeds=(0,), *, runs_dir, records_dir, boards_dir, progress: bool = False,
+              protocol: str | None = None, jobs: int | None = None, defense_files=(), stage: str = "train+eval",
+              data_dir: str | None = None):
+    """What `atbench run` does, as a library call: plan the jobs and execute them; returns the
+    runner's `Outcome` (records in the run folders and the board files)."""
+    from benchmark.core.plugins import load_defense_files
+    from benchmark.core.registry import TRACKS
+    from benchmark.pipeline.job import Options, Paths, plan
+    from benchmark.pipeline.protocol import protocol_for
+    from benchmark.pipeline.runner import Executor, execute
+
+    load_defense_files(defense_files)
+    chosen = TRACKS.get(track)
+    paths = Paths(str(runs_dir), str(records_dir), str(boards_dir), data_dir)
+    options = Options(progress=progress, defense_files=tuple(defense_files))
+    planned = plan(chosen, protocol_for(chosen, protocol), defenses, tuple(seeds), "cpu", paths, options)
+    return execute(planned, stage, Executor(workers=jobs))
 
 
 def tiny_mlp(n_test: int = 64, seed: int = 0, *, eval_layers: bool = True):

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attacks import PGD, TemperaturePGD
 from attacks.cw import margin
-from attacks.pgd import ExampleNoise, pgd_train_examples, random_start, sign_ascent
-from benchmark.errors import AtbenchError
-from benchmark.registry import ATTACKS
+from attacks.pgd import PGD, ExampleNoise, pgd_train_examples, random_start, sign_ascent
+from attacks.temperature_pgd import TemperaturePGD
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import ATTACKS
 from tests.helpers import tiny_mlp
 
 NAMES = ATTACKS.names()

@@ -10,7 +10,7 @@ import torch
 from pyautoattack import AutoAttack
 from torch import nn
 
-from attacks import AutoAttackAdapter
+from attacks.autoattack import AutoAttackAdapter
 from tests.helpers import tiny_mlp
 
 EPS = 0.05  # the tiny model keeps some but not all points robust at this Linf eps

@@ -11,17 +11,31 @@ import torch
 
 from attacks.autoattack import AutoAttackAdapter
 from attacks.pgd import PGD
-from benchmark.bench import Workload, markdown, peak_memory, run_cases, time_pair, to_json
-from benchmark.bench_eval import autoattack_adapter_vs_direct, multi_eps_vs_per_eps, pgd_vs_torchattacks
-from benchmark.bench_train import at_step_vs_plain_loop, step_flops_per_image
-from benchmark.cli import main
-from benchmark.data import load_dataset
-from benchmark.errors import AtbenchError
-from benchmark.evaluate import run_protocol
-from benchmark.fastpath import FastPath
-from benchmark.protocol import load_protocol
-from benchmark.registry import TRACKS
-from benchmark.train import apply_step, harness_loss, seeded_generator
+from benchmark.commands.bench import (
+    Workload,
+    markdown,
+    peak_memory,
+    run_cases,
+    time_pair,
+    to_json,
+)
+from benchmark.commands.bench_cases.evaluation import (
+    autoattack_adapter_vs_direct,
+    multi_eps_vs_per_eps,
+    pgd_vs_torchattacks,
+)
+from benchmark.commands.bench_cases.training import (
+    at_step_vs_plain_loop,
+    step_flops_per_image,
+)
+from benchmark.commands.cli import main
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import TRACKS
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.evaluate import run_protocol
+from benchmark.pipeline.fastpath import FastPath
+from benchmark.pipeline.protocol import load_protocol
+from benchmark.pipeline.train import apply_step, harness_loss, seeded_generator
 from defenses.base import TrainContext
 from defenses.pgd_at import PGDAT
 from tests.helpers import tiny_mlp, tiny_standard_model, white_box_protocol
@@ -90,7 +104,7 @@ def test_flop_model_matches_the_preact_resnet18_anchor():
     a PGD-10 AT step is then 23 forwards with input-only attack gradients, 33 without."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from benchmark.models import build_model
+    from benchmark.models.architectures import build_model
 
     model = build_model("preact-resnet18", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3).eval()
     with FlopCounterMode(display=False) as counter:
@@ -143,7 +157,7 @@ def test_benchmark_pgd_attack(benchmark, workload):
 
 def test_benchmark_harness_at_step(benchmark):
     """Timing of one harness PGD-AT step (PGD-3, batch 64) on the synthetic-tiny track (pytest-benchmark)."""
-    from benchmark.models import build_model
+    from benchmark.models.architectures import build_model
 
     bundle, track = load_dataset("synthetic"), TRACKS.get("synthetic-tiny")
     model = build_model(track.model, bundle)

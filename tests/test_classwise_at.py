@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from attacks.pgd import pgd_train_examples
-from benchmark.data import load_dataset
-from benchmark.models import build_model
+from benchmark.models.architectures import build_model
+from benchmark.pipeline.data import load_dataset
 from defenses.base import TrainContext
 from defenses.classwise_at import (
     ClasswiseAT,

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.evaluate import aggregate
-from benchmark.io import sha256_file
-from benchmark.protocol import load_protocol
-from benchmark.registry import DEFENSES
+from benchmark.core.io import sha256_file
+from benchmark.core.registry import DEFENSES
+from benchmark.pipeline.evaluate import aggregate
+from benchmark.pipeline.protocol import load_protocol
 from leaderboard.build import build
 from leaderboard.plot import plot_classwise, plot_robustness
+from leaderboard.record import load_record
 from leaderboard.records import find_records
-from leaderboard.schema import load_record
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "leaderboard" / "records"

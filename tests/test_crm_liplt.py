@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from attacks.pgd import PGD
-from benchmark.data import load_dataset
-from benchmark.errors import AtbenchError
-from benchmark.lipschitz import LipschitzBound, linear_layers, pairwise_lipschitz
-from benchmark.models import build_model
-from benchmark.registry import TRACKS
-from benchmark.train import train
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import TRACKS
+from benchmark.models.architectures import build_model
+from benchmark.models.lipschitz import LipschitzBound, linear_layers, pairwise_lipschitz
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.train import train
 from defenses.base import TrainContext
 from defenses.crm_liplt import CRMConfig, CRMLipLT, certified_radius, radius_loss
 from tests.test_lipschitz import assert_covers, explicit, pair_gradient_norms, spectral

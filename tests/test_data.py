@@ -13,7 +13,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.data import (
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import DATASETS
+from benchmark.pipeline.data import (
     DataBundle,
     Split,
     augment,
@@ -22,9 +24,7 @@ from benchmark.data import (
     load_dataset,
     stratified_split,
 )
-from benchmark.errors import AtbenchError
-from benchmark.local_data import load_cifar10
-from benchmark.registry import DATASETS
+from benchmark.pipeline.datasets.local import load_cifar10
 
 EXPECTED_DATASETS = {"mnist5k", "digits", "synthetic", "cifar10", "cifar100", "svhn"}
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from attacks.pgd import PGD
-from benchmark.data import load_dataset
-from benchmark.models import build_model
-from benchmark.registry import DEFENSES, TRACKS
-from benchmark.train import train
+from benchmark.core.registry import DEFENSES, TRACKS
+from benchmark.models.architectures import build_model
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.train import train
 from defenses.base import FIDELITIES, TrainContext
 from defenses.mart import boosted_ce
 from defenses.trades import trades_kl
@@ -72,7 +72,7 @@ def test_trades_loss_matches_the_formula():
     loss = defense.loss(model, x, y, _ctx(seed=3))
     from defenses.trades import kl_adversarial_examples
 
-    x_adv = kl_adversarial_examples(model, x, 0.1, 3, 0.025, torch.Generator().manual_seed(3))
+    x_adv = kl_adversarial_examples(model, x, _ctx(seed=3))
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6
     expected = F.cross_entropy(model(x), y) + 6.0 * F.kl_div(
         F.log_softmax(model(x_adv), 1), F.softmax(model(x), 1), reduction="batchmean")
@@ -107,8 +107,8 @@ def test_adversarial_training_beats_standard_training_under_attack(tmp_path):
 
 
 def test_track_settings_replace_defaults_are_disclosed_and_key_only_their_defense():
-    from benchmark.runner import defense_block
-    from benchmark.train import train_key
+    from benchmark.pipeline.runner import defense_block
+    from benchmark.pipeline.train import train_key
 
     track = TRACKS.get("mnist5k-cnn")
     crm = track.defense("crm-liplt")

@@ -91,7 +91,7 @@ def test_surrogate_gradient_points_along_the_closed_form_margin_gradient():
     model.zero_grad()
     radius = (x_hat - x).flatten(1).abs().amax(1).detach()
     closed_form = soft_margin(model(x), y, cfg.beta) / (model[1].weight[0] - model[1].weight[1]).abs().sum()
-    (torch.exp(-cfg.alpha * radius) * closed_form).sum().backward()
+    (torch.exp(-cfg.alpha_r0 / 1.0 * radius) * closed_form).sum().backward()
     exact = torch.cat([p.grad.flatten() for p in model.parameters()])
     assert torch.nn.functional.cosine_similarity(surrogate, exact, dim=0).item() > 0.999
     assert surrogate.norm().item() == pytest.approx(exact.norm().item(), rel=0.02)
@@ -101,9 +101,23 @@ def test_margin_weights_vanish_beyond_r0_and_decay_with_radius():
     x = torch.zeros(3, 1, 1, 4)
     x_hat = torch.tensor([0.1, 0.3, 0.7]).view(3, 1, 1, 1).expand(3, 1, 1, 4)
     grad = torch.ones(3, 1, 1, 4)
-    w = margin_weights(x, x_hat, grad, DyARTConfig(alpha=3.0), r0=0.5)
+    w = margin_weights(x, x_hat, grad, DyARTConfig(alpha_r0=1.5), r0=0.5)  # alpha = 1.5 / 0.5 = 3
     assert w[2] == 0 and w[0] > w[1] > 0
     assert w[0].item() == pytest.approx(np.exp(-0.3) / 4, rel=1e-6)
+
+
+def test_alpha_scales_with_the_radius_as_in_the_reference():
+    """The reference's alpha 3 at r0 = 16/255 is the default alpha_r0: at the reference's radii the
+    weights equal exp(-3 R); at a track's r0 (here 2 x 0.3) the same decay per unit of r0 applies."""
+    x = torch.zeros(2, 1, 1, 4)
+    grad = torch.ones(2, 1, 1, 4)
+    cfg = DyARTConfig()
+    ref_r0 = 16 / 255
+    x_hat = torch.tensor([0.25, 0.5]).view(2, 1, 1, 1).expand(2, 1, 1, 4) * ref_r0
+    w = margin_weights(x, x_hat, grad, cfg, r0=ref_r0)
+    assert w[0].item() * 4 == pytest.approx(np.exp(-3 * 0.25 * ref_r0), rel=1e-6)
+    scaled = margin_weights(x, x_hat / ref_r0 * 0.6, grad, cfg, r0=0.6)
+    assert torch.allclose(w, scaled)
 
 
 def test_kkt_filter_accepts_a_projection_and_rejects_a_misaligned_step():
@@ -115,8 +129,8 @@ def test_kkt_filter_accepts_a_projection_and_rejects_a_misaligned_step():
 def test_loss_adds_the_margin_term_only_for_found_points():
     import torch.nn.functional as F
 
-    from benchmark.data import load_dataset
-    from benchmark.models import build_model
+    from benchmark.models.architectures import build_model
+    from benchmark.pipeline.data import load_dataset
     from defenses.base import TrainContext
 
     bundle = load_dataset("synthetic")

@@ -3,11 +3,17 @@ rises with eps, class-wise numbers agree with the totals, finished pairs are not
 import numpy as np
 import pytest
 
-import benchmark.evaluate as evaluate
-from benchmark.data import load_dataset
-from benchmark.errors import AtbenchError
-from benchmark.evaluate import aggregate, flag_key, run_protocol, select_test_subset, worst_case_predictions
-from benchmark.protocol import load_protocol
+import benchmark.pipeline.evaluate as evaluate
+from benchmark.core.errors import AtbenchError
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.evaluate import (
+    aggregate,
+    flag_key,
+    run_protocol,
+    select_test_subset,
+    worst_case_predictions,
+)
+from benchmark.pipeline.protocol import load_protocol
 from tests.helpers import tiny_standard_model, white_box_protocol
 
 PROTOCOL = load_protocol("synthetic-tiny")

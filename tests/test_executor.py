@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.errors import AtbenchError
-from benchmark.executor import run_local, worker_count
-from benchmark.runner import run
+from benchmark.core.errors import AtbenchError
+from benchmark.pipeline.executor import run_local, worker_count
+from tests.helpers import run_track
 
 
 def test_worker_count_rules(monkeypatch):
@@ -37,8 +37,8 @@ def test_records_do_not_depend_on_the_number_of_workers(tmp_path):
     outputs = {}
     for jobs in (1, 2):
         root = tmp_path / f"jobs{jobs}"
-        run("synthetic-tiny", ["pgd-at"], (0, 1), runs_dir=str(root / "runs"),
-            records_dir=str(root / "records"), boards_dir=str(root / "boards"), progress=False, jobs=jobs)
+        run_track("synthetic-tiny", ["pgd-at"], (0, 1), runs_dir=root / "runs", records_dir=root / "records",
+                  boards_dir=root / "boards", jobs=jobs)
         outputs[jobs] = root / "records" / "synthetic-tiny"
     for name in ("pgd-at-seed0", "pgd-at-seed1"):
         a, b = (json.loads((outputs[j] / f"{name}.json").read_text()) for j in (1, 2))
@@ -51,7 +51,7 @@ def test_records_do_not_depend_on_the_number_of_workers(tmp_path):
 def test_every_user_error_survives_pickling():
     import pickle
 
-    from leaderboard.schema import RecordError
+    from leaderboard.record import RecordError
 
     for error in (AtbenchError("p", "f"), RecordError("a.json", "x.y", "must be a number")):
         copy = pickle.loads(pickle.dumps(error))

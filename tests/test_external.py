@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.cli import main
-from benchmark.io import sha256_file
-from leaderboard.schema import load_record
+from benchmark.commands.cli import main
+from benchmark.core.io import sha256_file
+from leaderboard.record import load_record
 from tests.helpers import tiny_standard_model
 
 MODULE = '''
-from benchmark.data import load_dataset
-from benchmark.models import build_model
+from benchmark.pipeline.data import load_dataset
+from benchmark.models.architectures import build_model
 
 
 def build():
@@ -48,13 +48,13 @@ def test_external_model_is_evaluated_and_joins_the_board(external):
     tmp, checkpoint, dirs = external
     assert main(["eval", "--model", "my_models:build", "--checkpoint", str(checkpoint), "--name", "mine"] + dirs) == 0
     assert main(["eval", "--model", "cnn-tiny", "--checkpoint", str(checkpoint), "--name", "same"] + dirs) == 0
-    mine, mine_flags = _flags(tmp / "records" / "synthetic-tiny" / "mine-seed0.json")
-    same, same_flags = _flags(tmp / "records" / "synthetic-tiny" / "same-seed0.json")
+    mine, mine_flags = _flags(tmp / "records" / "synthetic-tiny-white-box" / "mine-seed0.json")
+    same, same_flags = _flags(tmp / "records" / "synthetic-tiny-white-box" / "same-seed0.json")
     assert mine["provenance"]["checkpoint_sha256"] == sha256_file(checkpoint)
     assert mine["defense"]["config"] == {"model": "my_models:build", "checkpoint": "weights.pt"}
     assert mine["worst_case"] == same["worst_case"] and mine["clean_acc"] > 0.8
     assert all((mine_flags[k] == same_flags[k]).all() for k in mine_flags)
-    board = json.loads((tmp / "boards" / "synthetic-tiny.json").read_text())
+    board = json.loads((tmp / "boards" / "synthetic-tiny-white-box.json").read_text())
     assert {e["defense"] for e in board["entries"]} == {"mine", "same"}
 
 

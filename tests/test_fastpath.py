@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.data import load_dataset
-from benchmark.errors import AtbenchError
-from benchmark.evaluate import run_protocol
-from benchmark.fastpath import FastPath, search_model
-from benchmark.io import load_checkpoint
-from benchmark.registry import TRACKS
-from benchmark.train import bundle_on_device, train
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import load_checkpoint
+from benchmark.core.registry import TRACKS
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.evaluate import run_protocol
+from benchmark.pipeline.fastpath import FastPath, search_model
+from benchmark.pipeline.train import bundle_on_device, train
 from tests.helpers import tiny_standard_model, white_box_protocol
 
 
@@ -91,7 +91,7 @@ def test_unknown_precision_is_a_user_error():
 
 
 def test_a_bf16_evaluation_is_marked_in_its_record_and_never_reused_as_fp32(in_tmp):
-    from benchmark.cli import main
+    from benchmark.commands.cli import main
 
     base = ["run", "--track", "synthetic-tiny", "--defense", "standard", "-q", "--jobs", "1"]
     assert main([*base, "--eval-precision", "bf16"]) == 0

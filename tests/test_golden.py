@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.data import load_dataset
-from benchmark.models import build_model
-from benchmark.registry import DEFENSES
+from benchmark.core.registry import DEFENSES
+from benchmark.models.architectures import build_model
+from benchmark.pipeline.data import load_dataset
 from defenses.base import TrainContext
 
 GOLDEN = Path(__file__).parent / "golden" / "loss_trajectories.json"

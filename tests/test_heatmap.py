@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from benchmark.errors import AtbenchError
-from benchmark.io import dumps_json
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import dumps_json
 from leaderboard.build import build, write_board
 from leaderboard.plot import classwise_matrix, plot_classwise
 from leaderboard.records import find_records

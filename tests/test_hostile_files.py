@@ -13,13 +13,18 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.cli import main
-from benchmark.errors import AtbenchError
-from benchmark.io import load_checkpoint, load_verified_checkpoint, sha256_file, state_digest
-from benchmark.protocol import PROTOCOL_DIR, load_protocol
-from benchmark.registry import DEFENSES, TRACKS
-from benchmark.run_files import read_eval_state, read_train_result
-from benchmark.train import train
+from benchmark.commands.cli import main
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import (
+    load_checkpoint,
+    load_verified_checkpoint,
+    sha256_file,
+    state_digest,
+)
+from benchmark.core.registry import DEFENSES, TRACKS
+from benchmark.pipeline.protocol import PROTOCOL_DIR, load_protocol
+from benchmark.pipeline.run_files import read_eval_state, read_train_result
+from benchmark.pipeline.train import train
 from tests.fixtures_records import make_record
 from tests.fuzzing import damaged_json_text
 
@@ -211,7 +216,7 @@ BAD_MODELS = '''
 import torch
 from torch import nn
 
-from benchmark.models import build_model
+from benchmark.models.architectures import build_model
 
 
 class Changed(nn.Module):

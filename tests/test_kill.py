@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.io import load_verified_checkpoint
-from benchmark.protocol import PROTOCOL_DIR
+from benchmark.core.io import load_verified_checkpoint
+from benchmark.pipeline.protocol import PROTOCOL_DIR
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 TIMEOUT = 600
@@ -35,14 +35,15 @@ def smoke_protocol(folder: Path, steps: int) -> str:
     text = (PROTOCOL_DIR / "smoke.toml").read_text()
     assert AUTOATTACK in text and "steps = 20" in text
     path = folder / f"smoke-{steps}.toml"
-    path.write_text(text.replace(AUTOATTACK, "").replace("steps = 20", f"steps = {steps}"))
+    path.write_text(text.replace(AUTOATTACK, "").replace("steps = 20", f"steps = {steps}")
+                    .replace('id = "smoke"', f'id = "smoke-{steps}"'))
     return str(path)
 
 
 def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
     """`atbench <args>` in a new process, its output appended to `log`."""
     with open(log, "a") as out:
-        return subprocess.Popen([sys.executable, "-m", "benchmark.cli", *args], cwd=cwd, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "benchmark.commands.cli", *args], cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 
@@ -179,7 +180,7 @@ def test_two_runs_on_one_folder_take_turns_and_never_expose_a_half_written_file(
     lock = tmp_path / "runs" / ".atbench.lock"
     first = start(args, tmp_path, tmp_path / "first.log")
     assert wait_for(lambda: lock.is_file() and str(first.pid) in lock.read_text(), first, "the first run's lock")
-    refused = subprocess.run([sys.executable, "-m", "benchmark.cli", *args, "--no-wait"], cwd=tmp_path,
+    refused = subprocess.run([sys.executable, "-m", "benchmark.commands.cli", *args, "--no-wait"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=TIMEOUT)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert f"is in use by another atbench process (pid {first.pid}: atbench run" in refused.stderr

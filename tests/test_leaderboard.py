@@ -10,12 +10,12 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from benchmark.errors import AtbenchError
-from benchmark.io import dumps_json
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import dumps_json
 from leaderboard.build import build, write_board
 from leaderboard.plot import plot_classwise, plot_robustness
+from leaderboard.record import RecordError
 from leaderboard.records import find_records
-from leaderboard.schema import RecordError
 from tests.fixtures_records import make_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -83,7 +83,7 @@ def test_json_board_has_the_required_keys():
     assert board["class_names"] == ["0", "1", "2"]
     for e in board["entries"]:
         assert {"rank", "defense", "n_seeds", "seeds", "clean_acc", "robust_acc", "worst_case",
-                "worst_class_robust_acc", "per_class_worst_case", "architecture", "fidelity", "recipe_overrides", "paper",
+                "worst_class_robust_acc", "per_class_worst_case", "architecture", "external", "fidelity", "recipe_overrides", "paper",
                 "venue", "link", "median_input_margin", "frac_margin_below_half_primary",
                 "sanity_fired", "certified_l2"} == set(e)
         assert e["sanity_fired"] == {}

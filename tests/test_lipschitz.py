@@ -1,6 +1,6 @@
 """LipLT pairwise Lipschitz bounds: linear maps, power iteration, the recursion, certified radii.
 
-The bound is checked against quantities computed without `benchmark.lipschitz`: autograd
+The bound is checked against quantities computed without `benchmark.models.lipschitz`: autograd
 gradients of z_k - z_j at random and PGD-perturbed inputs and of the network with its ReLUs
 replaced by arbitrary fixed masks (every such Jacobian is covered by the slope-[0, 1] argument),
 spectral norms of explicit matrices, the hand-expanded recursion for three layers, and L2-PGD.
@@ -17,16 +17,16 @@ from hypothesis import strategies as st
 from torch import nn
 
 from attacks.pgd import PGD
-from benchmark.data import load_dataset
-from benchmark.errors import AtbenchError
-from benchmark.lipschitz import (
+from benchmark.core.errors import AtbenchError
+from benchmark.models.architectures import Normalize, build_model, plain_cnn
+from benchmark.models.lipschitz import (
     LipschitzBound,
     certified_accuracy,
     certified_radius,
     linear_layers,
     pairwise_lipschitz,
 )
-from benchmark.models import Normalize, build_model, plain_cnn
+from benchmark.pipeline.data import load_dataset
 
 REL = 1e-4  # power-iteration slack allowed when comparing with exact quantities
 PROPERTY = settings(max_examples=20, deadline=None, derandomize=True, database=None)

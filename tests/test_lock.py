@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from benchmark.errors import AtbenchError
-from benchmark.lock import LOCK_NAME, folder_lock
+from benchmark.core.errors import AtbenchError
+from benchmark.core.lock import LOCK_NAME, folder_lock
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from benchmark.lock import folder_lock
+    from benchmark.core.lock import folder_lock
     folder, seconds, released = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
     with folder_lock(folder):
         Path(folder, "held").write_text("yes")
@@ -70,7 +70,7 @@ def test_a_killed_holder_frees_the_folder(tmp_path):
 
 
 def test_the_same_process_may_take_a_lock_it_holds(tmp_path):
-    other = [sys.executable, "-c", f"from benchmark.lock import folder_lock\nwith folder_lock({str(tmp_path)!r}, "
+    other = [sys.executable, "-c", f"from benchmark.core.lock import folder_lock\nwith folder_lock({str(tmp_path)!r}, "
              "wait=False): pass"]
     with folder_lock(tmp_path):
         with folder_lock(tmp_path, wait=False):

@@ -8,8 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.models import Normalize, PreActResNet, WideResNet, build_model, is_plain, plain_cnn
-from benchmark.registry import MODELS
+from benchmark.core.registry import MODELS
+from benchmark.models.architectures import (
+    Normalize,
+    PreActResNet,
+    WideResNet,
+    build_model,
+    is_plain,
+    plain_cnn,
+)
 
 NUM_CLASSES = 10
 NATURAL_INPUT_SHAPES = {"cnn-mnist": (1, 28, 28), "cnn-tiny": (1, 8, 8)}  # default (3, 32, 32)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import benchmark.plugins as plugins
-from benchmark.cli import main
-from benchmark.errors import AtbenchError
-from benchmark.plugins import load_defense_file
-from benchmark.registry import DEFENSES, TRACKS
-from benchmark.runner import grid
+import benchmark.core.plugins as plugins
+from benchmark.commands.cli import main
+from benchmark.core.errors import AtbenchError
+from benchmark.core.plugins import load_defense_file
+from benchmark.core.registry import DEFENSES, TRACKS
+from benchmark.pipeline.job import plan
+from benchmark.pipeline.protocol import protocol_for
 from tests.fixtures_records import make_record
 from tests.helpers import white_box_protocol
 
@@ -87,7 +88,8 @@ def test_defense_file_errors_name_the_file_and_exit_2(tmp_path, capsys, name, te
                  "--runs-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert f"defense file {path}" in err and expected in err
+    assert str(path) in err and expected in err
+    assert f"defense file {path}" in err or "--defense-file" in err
     assert "file-first" not in DEFENSES.names()  # a failed file leaves the registry as it was
     assert not (tmp_path / "runs").exists()
 
@@ -112,8 +114,9 @@ def test_installed_defense_is_listed_but_imported_only_when_named(installed, cap
     assert main(["ls", "defenses"]) == 0
     assert "example-smooth-at (installed)" in capsys.readouterr().out
     assert "example-smooth-at" not in DEFENSES.names()
-    pairs = grid(TRACKS.get("synthetic-tiny"), None, (0,))  # `atbench run` without --defense
-    assert "example-smooth-at" not in {name for name, _ in pairs}
+    track = TRACKS.get("synthetic-tiny")
+    jobs = plan(track, protocol_for(track), None, (0,), "cpu")  # `atbench run` without --defense
+    assert "example-smooth-at" not in {job.defense for job in jobs}
     assert EXAMPLE_MODULE not in sys.modules
     cls = DEFENSES.get("example-smooth-at")
     assert EXAMPLE_MODULE in sys.modules and cls.__module__ == EXAMPLE_MODULE

@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-import benchmark.runner as runner
-from benchmark.errors import AtbenchError
-from benchmark.evaluate import predict
-from benchmark.protocol import load_protocol
-from benchmark.registry import TRACKS
-from leaderboard.schema import load_record
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import TRACKS
+from benchmark.pipeline.assemble import Subject
+from benchmark.pipeline.evaluate import predict
+from benchmark.pipeline.protocol import load_protocol
+from benchmark.pipeline.steps import evaluate_model
+from leaderboard.record import load_record
 from tests.helpers import tiny_standard_model
 
 
@@ -42,7 +43,7 @@ class Noisy(nn.Module):
 
 
 def test_majority_vote_outvotes_a_minority_of_wrong_passes():
-    from benchmark.data import load_dataset
+    from benchmark.pipeline.data import load_dataset
 
     x = load_dataset("synthetic").test.x[:50]
     base = tiny_standard_model()
@@ -64,14 +65,14 @@ def test_randomized_protocol_switches_autoattack_to_rand_only():
 def test_stochastic_model_is_evaluated_as_randomized(tmp_path):
     track = TRACKS.get("synthetic-tiny")
     protocol = load_protocol("synthetic-tiny")
-    subject = runner.Subject("noisy", {"id": "noisy", "config": {}, "paper": "", "venue": "", "link": "",
-                                       "fidelity": "reference", "randomized": False, "recipe_overrides": {}},
-                             "cnn-tiny", 0, 0.0, "0" * 64)
-    path = runner.evaluate_model(Noisy(tiny_standard_model(), 0.5), subject, track, protocol, tmp_path,
-                                 "cpu", None, False)
+    subject = Subject("noisy", {"id": "noisy", "external": True, "config": {}, "paper": "", "venue": "", "link": "",
+                                "fidelity": "reference", "randomized": False, "recipe_overrides": {}},
+                      "cnn-tiny", 0, 0.0, "0" * 64)
+    path = evaluate_model(Noisy(tiny_standard_model(), 0.5), subject, track, protocol, tmp_path, "cpu", None, False)
     record = load_record(path)
     assert record["sanity"]["stochastic_outputs"]["fired"]
-    assert "version='rand'" in record["attacks"]["autoattack"]
+    assert "version='rand'" in record["attacks"]["autoattack"] and "eot_samples=20" in record["attacks"]["autoattack"]
+    assert record["votes"] == protocol.analysis.votes == 5
     assert record["clean_acc"] > 0.8
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data import load_dataset
-from benchmark.models import build_model
+from benchmark.models.architectures import build_model
+from benchmark.pipeline.data import load_dataset
 from defenses.rat import RAT, RATConfig, last_linear, noisy_copy, rat_loss, soft_labels
 from defenses.trades import kl_adversarial_examples
 
@@ -99,7 +99,9 @@ def test_inner_attack_runs_on_the_noisy_copy_and_leaves_the_model_alone():
     def replay(attacker_of):
         g = torch.Generator().manual_seed(5)
         noisy = noisy_copy(model, 0.5, g)
-        x_adv = kl_adversarial_examples(attacker_of(noisy), x, 0.1, 3, 0.025, g)
+        replay_ctx = TrainContext(epoch=0, step=0, device=torch.device("cpu"), eps=0.1, attack_steps=3,
+                                  step_size=0.025, num_classes=10, generator=g)
+        x_adv = kl_adversarial_examples(attacker_of(noisy), x, replay_ctx)
         return rat_loss(model(x), model(x_adv), y, last_linear(model).weight, RATConfig(sigma=0.5)).item()
 
     assert loss.item() == pytest.approx(replay(lambda noisy: noisy), rel=1e-6)

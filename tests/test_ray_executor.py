@@ -1,15 +1,18 @@
 """The Ray executor: the same records and run directories as the local executor, user errors
 from tasks reaching the caller as themselves, and the CLI's checks of --executor/--address."""
+import dataclasses
 import json
 import logging
 import sys
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.errors import AtbenchError
-from benchmark.executor_ray import connect, run_ray
-from benchmark.runner import run
+from benchmark.commands.cli import main
+from benchmark.core.errors import AtbenchError
+from benchmark.pipeline.executor_ray import connect, run_ray
+from benchmark.pipeline.runner import Executor, execute
+from benchmark.pipeline.steps import eval_job, train_job
+from tests.helpers import run_track
 
 DEFENSES = ["standard", "pgd-at"]
 #: Provenance that differs between two runs of the same job: when and how long.
@@ -42,6 +45,19 @@ def without_time_fields(record: dict) -> dict:
     return record
 
 
+def tiny_jobs(defenses, root, device: str = "cpu", defense: str | None = None):
+    """Jobs of `defenses` on synthetic-tiny writing under `root` (`defense` replaces each job's
+    defense name afterwards, e.g. by an unregistered one)."""
+    from benchmark.core.registry import TRACKS
+    from benchmark.pipeline.job import Options, Paths, plan
+    from benchmark.pipeline.protocol import protocol_for
+
+    track = TRACKS.get("synthetic-tiny")
+    paths = Paths(str(root / "runs"), str(root / "records"), str(root / "boards"))
+    jobs = plan(track, protocol_for(track), defenses, (0,), device, paths, Options(progress=False))
+    return [dataclasses.replace(j, defense=defense) for j in jobs] if defense else jobs
+
+
 def files_under(folder) -> list[str]:
     """The files under `folder`, as sorted relative paths."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -51,8 +67,11 @@ def test_ray_run_writes_the_local_runs_records_and_run_directories(local_ray, tm
     roots = {}
     for executor in ("local", "ray"):
         root = roots[executor] = tmp_path / executor
-        run("synthetic-tiny", DEFENSES, (0,), runs_dir=str(root / "runs"), records_dir=str(root / "records"),
-            boards_dir=str(root / "boards"), progress=False, executor=executor)
+        if executor == "local":
+            run_track("synthetic-tiny", DEFENSES, (0,), runs_dir=root / "runs", records_dir=root / "records",
+                      boards_dir=root / "boards")
+        else:
+            execute(tiny_jobs(DEFENSES, root), "train+eval", Executor("ray"))
     local, ray = (roots[e] / "records" / "synthetic-tiny" for e in ("local", "ray"))
     assert files_under(local) == files_under(ray) == sorted(
         f"{d}-seed0.{suffix}" for d in DEFENSES for suffix in ("json", "flags.npz"))
@@ -68,12 +87,12 @@ def test_ray_run_writes_the_local_runs_records_and_run_directories(local_ray, tm
 
 def test_a_user_error_in_a_task_reaches_the_caller_as_itself(local_ray, tmp_path):
     with pytest.raises(AtbenchError, match="unknown defense 'no-such-defense'") as caught:
-        run_ray("synthetic-tiny", [("no-such-defense", 0)], "cpu", str(tmp_path / "runs"), None, None, None)
+        run_ray(tiny_jobs(["standard"], tmp_path, defense="no-such-defense"), train_job, eval_job, None)
     assert type(caught.value) is AtbenchError and caught.value.fix.startswith("known defenses:")
     assert local_ray.is_initialized()  # an instance run_ray did not start is left running
 
 
-def test_a_picked_gpu_and_an_unreachable_cluster_are_user_errors():
+def test_a_picked_gpu_and_an_unreachable_cluster_are_user_errors(tmp_path):
     class Unreachable:
         """A stand-in for the ray module when no cluster answers."""
 
@@ -84,7 +103,7 @@ def test_a_picked_gpu_and_an_unreachable_cluster_are_user_errors():
             raise ConnectionError("Could not find any running Ray instance.")
 
     with pytest.raises(AtbenchError, match="device 'cuda:1' cannot be used with the ray executor"):
-        run_ray("synthetic-tiny", [("standard", 0)], "cuda:1", "runs", None, None, None)
+        run_ray(tiny_jobs(["standard"], tmp_path, device="cuda:1"), train_job, eval_job, None)
     with pytest.raises(AtbenchError, match="cannot connect to a Ray cluster at auto: Could not find"):
         connect(Unreachable(), "auto")
 
@@ -101,11 +120,10 @@ def test_options_that_do_not_fit_the_executor_are_user_errors(argv, message, tmp
 
 
 def test_an_unknown_executor_is_a_user_error(capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["run", "--track", "synthetic-tiny", "--executor", "dask"])
-    assert exited.value.code == 2 and "invalid choice: 'dask'" in capsys.readouterr().err
+    assert main(["run", "--track", "synthetic-tiny", "--executor", "dask"]) == 2
+    assert "invalid choice: 'dask'" in capsys.readouterr().err
     with pytest.raises(AtbenchError, match="unknown executor 'dask'"):
-        run("synthetic-tiny", ["standard"], executor="dask")
+        Executor("dask")
 
 
 def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys):

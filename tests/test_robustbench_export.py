@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import AtbenchError
-from benchmark.io import dumps_json
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import dumps_json
 from leaderboard.flags import SANITY_FLAGS
-from leaderboard.robustbench import ROBUSTBENCH_FIELDS, export_robustbench, percent, robustbench_entry
-from leaderboard.schema import RecordError, load_record
+from leaderboard.record import RecordError, load_record
+from leaderboard.robustbench import (
+    ROBUSTBENCH_FIELDS,
+    export_robustbench,
+    percent,
+    robustbench_entry,
+)
 from tests.fixtures_records import make_record
 
 ROOT = Path(__file__).resolve().parent.parent

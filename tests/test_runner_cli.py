@@ -4,15 +4,16 @@ one message, never a traceback."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import benchmark.runner as runner
-from benchmark.cli import main
-from benchmark.io import sha256_file
-from benchmark.lock import LOCK_NAME
-from leaderboard.schema import load_record, validate_record
+import benchmark.pipeline.steps as steps
+from benchmark.commands.cli import main
+from benchmark.core.io import sha256_file
+from benchmark.core.lock import LOCK_NAME
+from benchmark.pipeline.protocol import PROTOCOL_DIR
+from leaderboard.record import load_record, validate_record
+from tests.helpers import run_track
 
 DEFENSES = ["standard", "pgd-at"]
 
@@ -20,9 +21,8 @@ DEFENSES = ["standard", "pgd-at"]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
-    kwargs = dict(runs_dir=str(root / "runs"), records_dir=str(root / "records"),
-                  boards_dir=str(root / "boards"), progress=False)
-    boards = runner.run("synthetic-tiny", DEFENSES, (0,), **kwargs)
+    kwargs = dict(runs_dir=root / "runs", records_dir=root / "records", boards_dir=root / "boards")
+    boards = run_track("synthetic-tiny", DEFENSES, (0,), **kwargs).boards
     return root, kwargs, boards
 
 
@@ -53,9 +53,9 @@ def test_rerun_retrains_nothing_and_rewrites_identical_boards(tiny_run, monkeypa
     def forbidden(*args, **kw):
         raise AssertionError("a finished step ran again")
 
-    monkeypatch.setattr(runner, "train", forbidden)
-    monkeypatch.setattr(runner, "run_protocol", forbidden)
-    again = runner.run("synthetic-tiny", DEFENSES, (0,), **kwargs)
+    monkeypatch.setattr(steps, "train", forbidden)
+    monkeypatch.setattr(steps, "run_protocol", forbidden)
+    again = run_track("synthetic-tiny", DEFENSES, (0,), **kwargs).boards
     assert {p: p.read_bytes() for p in again} == before
     assert {p: p.read_bytes() for p in (root / "records").rglob("*")
             if p.is_file() and p.name != LOCK_NAME} == records_before
@@ -92,8 +92,8 @@ def test_changed_checkpoint_fails_its_hash_check(tiny_run, tmp_path):
     (["leaderboard", "--track", "synthetic-tiny", "--records-dir", "{tmp}/empty"], "atbench run"),
 ])
 def test_user_errors_exit_2_with_one_message(tmp_path, capsys, argv, expected):
-    good = (Path(runner.__file__).parent / "protocols" / "synthetic-tiny.toml").read_text()
-    (tmp_path / "bad.toml").write_text(good.replace("version = 1", 'version = "one"'))
+    good = (PROTOCOL_DIR / "synthetic-tiny.toml").read_text()
+    (tmp_path / "bad.toml").write_text(good.replace("version = 2", 'version = "one"'))
     (tmp_path / "unknown_attack.toml").write_text(good.replace('name = "cw"', 'name = "fgsm-plus"'))
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--runs-dir", str(tmp_path / "runs")]
                 if argv[0] != "leaderboard" else [a.replace("{tmp}", str(tmp_path)) for a in argv])

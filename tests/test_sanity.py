@@ -10,12 +10,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data import load_dataset
-from benchmark.sanity import flag, large_eps, model_flags, result_flags
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.protocol import load_protocol
+from benchmark.pipeline.sanity import SweepPair, flag, large_eps, model_flags
+from benchmark.pipeline.sanity import result_flags as _result_flags
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from tests.helpers import tiny_standard_model
 
 MODEL_FLAGS = ("stochastic_outputs", "probability_outputs", "zero_gradients", "not_chance_at_large_eps")
+SETTINGS = load_protocol("mnist5k-cnn").analysis.sanity
+PAIRS = [SweepPair("tpgd", "Temperature-PGD", "pgd", "PGD")]
+
+
+def result_flags(robust, worst, eps, square):
+    """The result flags as the evaluation calls them, with the shipped thresholds."""
+    return _result_flags(robust, worst, eps, square, "Square", PAIRS if "tpgd" in robust else [], SETTINGS)
+
+
 EPS = ["0.05", "0.1", "0.2"]
 
 
@@ -54,7 +65,7 @@ def model():
 
 def flags_of(net, data, norm="Linf"):
     x, y = data
-    return model_flags(net, x, y, norm=norm, num_classes=10, device="cpu")
+    return model_flags(net, x, y, norm=norm, num_classes=10, device="cpu", settings=SETTINGS)
 
 
 def assert_well_formed(flags):
@@ -100,8 +111,8 @@ def test_not_chance_fires_on_a_model_that_stays_robust_at_a_huge_eps(model, data
 
 def test_large_eps_reaches_the_constant_half_image():
     x = torch.zeros(2, 3, 4, 4)
-    assert large_eps("Linf", x) == 0.5
-    assert large_eps("L2", x) == pytest.approx((0.5 - x[0]).norm().item())
+    assert large_eps("Linf", x, 0.5) == 0.5
+    assert large_eps("L2", x, 0.5) == pytest.approx((0.5 - x[0]).norm().item())
 
 
 def test_model_flags_leave_model_and_random_streams_alone(model, data):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import AtbenchError
-from leaderboard.schema import SCHEMA_VERSION, RecordError, load_record, validate_record
+from benchmark.core.errors import AtbenchError
+from leaderboard.record import SCHEMA_VERSION, RecordError, load_record, validate_record
 from tests.fixtures_records import make_record
 from tests.fuzzing import key_paths, mutate
 
@@ -42,7 +42,7 @@ def _mutated(fn: Callable[[dict], Any]) -> dict:
 def test_valid_record_is_accepted_and_returned():
     rec = make_record()
     assert validate_record(rec, "r.json") is rec
-    assert SCHEMA_VERSION == 1
+    assert SCHEMA_VERSION == 2
     assert issubclass(RecordError, AtbenchError)
 
 
@@ -51,7 +51,6 @@ def test_valid_record_is_accepted_and_returned():
     lambda r: r["provenance"].update(git_commit="0123abc"),
     lambda r: r["defense"].update(config={}, link="", venue=""),
     lambda r: r["defense"]["recipe_overrides"].update(lr=0.05, sched=[1, {"a": None}]),
-    lambda r: r["attacks"].update(extra="X()"),
 ])
 def test_valid_variants_are_accepted(mutate):
     validate_record(_mutated(mutate))
@@ -70,7 +69,11 @@ def test_single_eps_with_fraction_string_and_one_class():
     (lambda r: r.update(track=3), "track", "must be a string"),
     (lambda r: r.update(clean_acc="0.9"), "clean_acc", "must be a number"),
     (lambda r: r["robust_acc"]["pgd"].update({"0.3": 1.5}), "robust_acc.pgd.0.3", "[0, 1]"),
-    (lambda r: r["worst_case"].update({"0.1": -0.01}), "worst_case.0.1", "[0, 1]"),
+    (lambda r: r["worst_case"].update({"0.1": -0.01}), "worst_case.0.1", ">= 0"),
+    (lambda r: r["attacks"].update(extra="X()"), "robust_acc", "columns and groups"),
+    (lambda r: r["attack_groups"].update(tpgd=["tpgd-T2"]), "attack_groups.tpgd", "attack columns"),
+    (lambda r: r.update(votes=0), "votes", ">= 1"),
+    (lambda r: r.update(seed=2**31), "seed", "at most 2147483647"),
     (lambda r: r.update(clean_acc=True), "clean_acc", "boolean"),
     (lambda r: r.update(num_classes=True), "num_classes", "boolean"),
     (lambda r: r["per_class"]["n"].__setitem__(0, True), "per_class.n[0]", "boolean"),
@@ -82,7 +85,7 @@ def test_single_eps_with_fraction_string_and_one_class():
     (lambda r: r["per_class"]["clean_acc"].pop(), "per_class.clean_acc", "num_classes is 3"),
     (lambda r: r.update(class_names=["a"]), "class_names", "num_classes is 3"),
     (lambda r: r["per_class"]["robust_acc"].pop("pgd"), "per_class.robust_acc", "attacks"),
-    (lambda r: r.update(schema_version=2), "schema_version", "schema_version 1"),
+    (lambda r: r.update(schema_version=1), "schema_version", "schema_version 2"),
     (lambda r: r["protocol"].update(primary_eps="0.5"), "protocol.primary_eps", "not one of"),
     (lambda r: r["protocol"].update(eps=["0.1", "0.1", "0.3"]), "protocol.eps", "duplicate"),
     (lambda r: r["protocol"].update(eps=["0.1", "big", "0.3"]), "protocol.eps[1]", "positive number"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.cli import main
-from benchmark.registry import DEFENSES
+from benchmark.commands.cli import main
+from benchmark.core.registry import DEFENSES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent / "example_defense"
 REFERENCE = PACKAGE_ROOT / "reference" / "smoke"

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from benchmark.errors import AtbenchError
-from benchmark.io import load_checkpoint
-from benchmark.registry import DEFENSES, TRACKS
-from benchmark.train import lr_factor, train
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import load_checkpoint
+from benchmark.core.registry import DEFENSES, TRACKS
+from benchmark.pipeline.train import lr_factor, train
 
 TINY = TRACKS.get("synthetic-tiny")
 
@@ -103,7 +103,7 @@ def test_ema_and_sgd_paths_run(tmp_path):
 
 
 def test_ema_warm_up_decay_follows_the_reference():
-    from benchmark.train import update_ema
+    from benchmark.pipeline.train import update_ema
 
     ema, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
     with torch.no_grad():
@@ -127,7 +127,7 @@ def test_defenses_see_the_last_validation_per_class_robust_error(tmp_path):
     history = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert seen[0] is None
     assert [list(s) for s in seen[1:]] == [h["val_class_robust_error"] for h in history[:-1]]
-    from benchmark.data import load_dataset
+    from benchmark.pipeline.data import load_dataset
 
     labels = load_dataset(TINY.dataset).val.y[: TINY.val_size]
     counts = torch.bincount(labels, minlength=10).double()

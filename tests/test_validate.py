@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.plugins import load_defense_file
-from benchmark.validate import (
+from benchmark.commands.cli import main
+from benchmark.commands.validate import (
     CHECKS,
     CheckFailed,
     Workbench,
@@ -17,6 +16,7 @@ from benchmark.validate import (
     check_metadata,
     check_training,
 )
+from benchmark.core.plugins import load_defense_file
 
 EXAMPLE = Path(__file__).parent / "example_defense"
 BROKEN = '''

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch.nn.functional as F
 
-from benchmark.cli import main
-from benchmark.evaluate import aggregate
-from benchmark.io import sha256_bytes
-from benchmark.protocol import load_protocol
-from benchmark.regress import compare, junit_xml, load_results, markdown
+from benchmark.commands.cli import main
+from benchmark.commands.regress import compare, junit_xml, load_results, markdown
+from benchmark.core.io import sha256_bytes
+from benchmark.pipeline.evaluate import aggregate
+from benchmark.pipeline.protocol import load_protocol
 from defenses.pgd_at import PGDAT
 
 ROOT = Path(__file__).resolve().parents[1]

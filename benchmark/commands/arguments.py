@@ -1,0 +1,132 @@
+"""Typed command-line values: every number has bounds, every name is a slug, every path is of
+the kind the option needs. A bad value stops the command before any work, with exit code 2 and
+one message naming the option, the value and the rule (argparse's `type=` errors)."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn
+
+from benchmark.core.names import RULE, is_slug
+from benchmark.core.settings import SEED_MAX
+
+#: Bounds of the command-line numbers.
+MAX_JOBS = 1024
+MAX_POINTS = 1_000_000
+MAX_REPEATS = 1000
+MAX_SEEDS = 100
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with atbench's error format: one `atbench: error:` line and its fix, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the error as atbench prints every user error and exit with code 2."""
+        print(f"atbench: error: {self.prog}: {message}\n  fix: see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(2)
+
+
+def integer(lo: int, hi: int, what: str = "an integer") -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+seed = integer(0, SEED_MAX, "a seed (an integer)")
+jobs = integer(1, MAX_JOBS)
+points = integer(1, MAX_POINTS)
+repeats = integer(1, MAX_REPEATS)
+seed_count = integer(1, MAX_SEEDS)
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a finite number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number in [0, 1]")
+    return value
+
+
+def slug(kind: str) -> Callable[[str], str]:
+    """An argparse type: a name (`benchmark.core.names`)."""
+
+    def parse(text: str) -> str:
+        if not is_slug(text):
+            raise argparse.ArgumentTypeError(f"{kind} name {text[:80]!r} is not allowed: names must be {RULE}")
+        return text
+
+    parse.__name__ = f"{kind} name"
+    return parse
+
+
+def folder(text: str) -> str:
+    """An argparse type: a folder, existing or to be made; an existing file is refused."""
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError("the folder name is empty or has a NUL byte")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
+
+
+def output_path(text: str) -> str:
+    """An argparse type: a file or folder to write (what it must be is checked by the command)."""
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError("the path is empty or has a NUL byte")
+    return text
+
+
+def output_file(text: str) -> str:
+    """An argparse type: a file to write (its folder is made); an existing folder is refused."""
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError("the file name is empty or has a NUL byte")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    return text
+
+
+def existing_file(text: str) -> str:
+    """An argparse type: a file that exists."""
+    path = Path(text) if text and "\0" not in text else None
+    if path is None or not path.exists():
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    return text
+
+
+def existing_path(text: str) -> str:
+    """An argparse type: a file or folder that exists."""
+    if not text or "\0" in text or not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
+    return text
+
+
+def protocol(text: str) -> str:
+    """An argparse type: a protocol id (a name) or the path of an existing .toml file."""
+    if text.endswith(".toml"):
+        return existing_file(text)
+    return slug("protocol")(text)
+
+
+def device(text: str) -> str:
+    """An argparse type: cpu, cuda or cuda:N (whether it exists here is checked later)."""
+    base, _, index = text.partition(":")
+    if base not in ("cpu", "cuda") or (index and not index.isdigit()) or (base == "cpu" and index):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
+    return text

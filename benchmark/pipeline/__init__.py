@@ -1,0 +1,1 @@
+"""The pipeline: data, tracks, protocols, jobs, training, evaluation, analysis and the executors."""

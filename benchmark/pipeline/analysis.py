@@ -1,0 +1,171 @@
+"""What a record reports beyond accuracies: the confusion matrix of adversarial predictions,
+logit and input-space margins, and the sanity flags of the evaluation."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+from attacks.pgd import PGD
+from benchmark.models.architectures import is_plain
+from benchmark.models.lipschitz import certified_radius, pairwise_lipschitz
+from benchmark.pipeline.evaluate import (
+    CHUNK,
+    ProtocolResult,
+    flag_key,
+    predict,
+    worst_case_predictions,
+)
+from benchmark.pipeline.margins import (
+    confusion_matrix,
+    histogram,
+    input_margins,
+    logit_margins,
+    margin_edges,
+    margin_summary,
+)
+from benchmark.pipeline.protocol import Protocol
+from benchmark.pipeline.sanity import SweepPair, model_flags, result_flags
+from leaderboard.flags import SANITY_FLAGS
+
+INPUT_MARGIN_METHOD = "pgd-bisection"
+
+
+@dataclasses.dataclass
+class Analysis:
+    """The record blocks (`certified_l2`, `confusion_adversarial`, `margins`, `sanity`) and
+    the per-example arrays they come from (stored in the flags file)."""
+
+    record: dict
+    per_example: dict[str, np.ndarray]
+
+
+def margin_search_limit(protocol: Protocol) -> float:
+    """The largest eps the input-margin bisection tries: `search_factor` (2) times the
+    protocol's largest eps (at most 1 for Linf, where eps 1 reaches every image), so robust
+    points get a margin too."""
+    limit = protocol.analysis.margins.search_factor * protocol.eps_value(protocol.eps[-1])
+    return min(limit, 1.0) if protocol.norm == "Linf" else limit
+
+
+def black_box_fractions(flags: dict[str, np.ndarray], protocol: Protocol) -> tuple[dict[str, float] | None, str]:
+    """Per eps, the fraction of test points that an attack's black-box parts
+    (`Attack.black_box_parts`: AutoAttack's Square) broke after its gradient-based parts had
+    failed on them, and those parts' names; (None, "") when no attack of the protocol has any."""
+    parts = [(c.column, part) for c in protocol.columns for part in protocol.attack_class(c).black_box_parts]
+    if not parts:
+        return None, ""
+    label = " and ".join(sorted({part.capitalize() for _, part in parts}))
+    return {eps: max(float(flags.get(f"{flag_key(c, eps)}/{part}", np.zeros(1, bool)).mean()) for c, part in parts)
+            for eps in protocol.eps}, label
+
+
+def sweep_pairs(protocol: Protocol) -> list[SweepPair]:
+    """Each swept column group beside the column of the attack its sweep generalises
+    (`Sweep.baseline`), when the protocol has that column (Temperature-PGD beside PGD)."""
+    pairs = []
+    for group, members in protocol.groups().items():
+        cls = protocol.attack_class(next(c for c in protocol.columns if c.column == members[0]))
+        baseline = next((c for c in protocol.columns if not c.group and cls.sweep.baseline is not None
+                         and protocol.attack_class(c) is cls.sweep.baseline), None)
+        if baseline is not None:
+            pairs.append(SweepPair(group, cls.title, baseline.column, cls.sweep.baseline.title))
+    return pairs
+
+
+def attack_all(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+               device: torch.device) -> torch.Tensor:
+    """`attack`'s adversarial examples for all of (x, y), computed in chunks, on the CPU."""
+    return torch.cat([attack(model, xb.to(device), yb.to(device), eps).cpu()
+                      for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
+
+
+def pgd_examples(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, eps: float,
+                 device: torch.device) -> torch.Tensor:
+    """CE-PGD examples at `eps` for the adversarial logit margins ([analysis.margins])."""
+    settings = protocol.analysis.margins
+    attack = PGD(norm=protocol.norm, steps=settings.adversarial_steps, restarts=1,
+                 step_ratio=settings.adversarial_step_ratio, seed=settings.adversarial_seed)
+    return attack_all(attack, model, x, y, eps, device)
+
+
+def probe(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+          device: str | torch.device = "cpu") -> dict[str, dict]:
+    """The sanity flags that probe the model itself (run before the protocol: a model found
+    stochastic is evaluated as randomized)."""
+    return model_flags(model, x, y, norm=protocol.norm, num_classes=num_classes, device=torch.device(device),
+                       settings=protocol.analysis.sanity)
+
+
+def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
+            device: torch.device) -> tuple[dict | None, np.ndarray | None]:
+    """Certified L2 accuracy from the LipLT bound at the protocol's certified radii, beside the
+    L2-PGD robust accuracy at the same radii on the same points; None for a model that is not a
+    plain network (or a protocol without radii). Also returns each point's certified radius."""
+    if not protocol.certified_radii or not is_plain(model):
+        return None, None
+    model = model.to(device).eval()
+    labels = y.numpy()
+    correct = predict(model, x, device) == labels
+    lipschitz = pairwise_lipschitz(model, tuple(x.shape[1:]))
+    with torch.no_grad():
+        radius = torch.cat([certified_radius(model, xb.to(device), L=lipschitz).cpu() for xb in x.split(CHUNK)])
+    radius = np.where(correct, radius.numpy(), 0.0).astype(np.float64)
+    settings = protocol.analysis.certified
+    attack = PGD(norm="L2", steps=settings.pgd_steps, restarts=1, step_ratio=settings.pgd_step_ratio,
+                 seed=settings.pgd_seed)
+    certified, pgd = {}, {}
+    for r in protocol.certified_radii:
+        value = protocol.eps_value(r)
+        survives = predict(model, attack_all(attack, model, x, y, value, device), device) == labels
+        certified[r] = float(np.mean(radius >= value))
+        pgd[r] = float(np.mean(survives & correct))
+    block = {"radii": list(protocol.certified_radii), "certified_acc": certified, "pgd_l2_acc": pgd,
+             "pgd_l2_steps": settings.pgd_steps, "lipschitz_max": float(lipschitz.max()),
+             "median_radius": float(np.median(radius))}
+    return block, radius
+
+
+def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, result: ProtocolResult,
+            summary: dict, probed: dict[str, dict], num_classes: int, device: str | torch.device = "cpu") -> Analysis:
+    """Confusion matrix at the primary eps, margins and sanity flags for one evaluated model.
+
+    `summary` is `aggregate`'s output for `result` (its accuracies feed the result flags);
+    `probed` is `probe`'s output.
+    """
+    device = torch.device(device)
+    labels = y.numpy()
+    primary = protocol.primary_eps
+    primary_value = protocol.eps_value(primary)
+    adversarial = worst_case_predictions(result, protocol, primary)
+    x_pgd = pgd_examples(model, protocol, x, y, primary_value, device)
+    eps_max = margin_search_limit(protocol)
+    settings = protocol.analysis.margins
+    margins = input_margins(model, x, y, eps_max=eps_max, norm=protocol.norm, steps=settings.input_steps,
+                            bisections=settings.input_bisections, seed=settings.input_seed,
+                            step_ratio=settings.input_step_ratio, device=device)
+    flags = {**probed,
+             **result_flags(summary["robust_acc"], summary["worst_case"], list(protocol.eps),
+                            *black_box_fractions(result.flags, protocol), sweep_pairs(protocol),
+                            protocol.analysis.sanity)}
+    edges = margin_edges(settings.logit_low, settings.logit_high, settings.logit_bins)
+    clean_hist = histogram(logit_margins(model, x, y, device), edges)
+    adv_hist = histogram(logit_margins(model, x_pgd, y, device), edges)
+    certified, radius = certify(model, protocol, x, y, device)
+    record = {
+        "certified_l2": certified,
+        "confusion_adversarial": {"eps": primary, "matrix": confusion_matrix(labels, adversarial, num_classes)},
+        "margins": {
+            "logit": {"edges": clean_hist["edges"], "clean": clean_hist["counts"],
+                      "adversarial": adv_hist["counts"], "adversarial_eps": primary},
+            "input": {"norm": protocol.norm, "method": INPUT_MARGIN_METHOD, "eps_max": eps_max,
+                      **margin_summary(margins, labels, num_classes, primary_value)},
+        },
+        "sanity": {name: flags[name] for name in SANITY_FLAGS},
+    }
+    per_example = {"input_margin": margins, "adversarial_prediction": adversarial}
+    if radius is not None:
+        per_example["certified_radius"] = radius
+    return Analysis(record, per_example)

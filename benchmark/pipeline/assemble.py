@@ -1,0 +1,115 @@
+"""The one place a record is assembled: the evaluated subject, the protocol, the accuracies
+derived from the flags, the analysis blocks and the provenance, checked against the typed record
+(`leaderboard.record`) as it is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+
+import torch
+
+from benchmark.core.provenance import device_name, git_state, package_versions, utc_now
+from benchmark.pipeline.evaluate import EVALUATION_VERSION
+from benchmark.pipeline.protocol import Protocol, build_attack
+from benchmark.pipeline.tracks import Track
+from benchmark.pipeline.train import HARNESS_VERSION
+from defenses.base import Defense
+from leaderboard.record import build_record
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """What is evaluated and how its record describes it.
+
+    Attributes:
+        name: base name of its record files (the defense id, or the external model's name).
+        defense: the record's `defense` block.
+        architecture: the model's architecture id (or the spec of an external model).
+        seed: the training seed (0 for an external model).
+        train_seconds: training time (0 for an external model).
+        checkpoint_sha256: sha256 of the evaluated checkpoint.
+    """
+
+    name: str
+    defense: dict
+    architecture: str
+    seed: int
+    train_seconds: float
+    checkpoint_sha256: str
+
+
+def defense_block(defense: Defense, track: Track) -> dict:
+    """The record's description of a registered defense trained on `track`."""
+    return {
+        "id": defense.name, "external": False, "config": defense.config_dict(), "paper": defense.meta.paper,
+        "venue": defense.meta.venue, "link": defense.meta.link, "fidelity": defense.meta.fidelity,
+        "randomized": defense.meta.randomized,
+        "recipe_overrides": {**defense.overrides(track),
+                             **{f"config.{k}": v for k, v in track.defense_configs.get(defense.name, {}).items()}},
+    }
+
+
+def external_block(name: str, spec: str, checkpoint_name: str | None) -> dict:
+    """The record's description of an external model (`atbench eval --model`)."""
+    return {"id": name, "external": True, "config": {"model": spec, "checkpoint": checkpoint_name},
+            "paper": "", "venue": "", "link": "", "fidelity": "reference", "randomized": False,
+            "recipe_overrides": {}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What the evaluation measured, for `assemble`.
+
+    Attributes:
+        accuracies: `benchmark.pipeline.evaluate.aggregate`'s blocks.
+        analysis: `benchmark.pipeline.analysis.Analysis.record`'s blocks.
+        flags_file, flags_sha256: the per-example flags file and its hash.
+        eval_seconds: evaluation time.
+        data_sha256, subset_sha256: hashes of the data set and of the test indices.
+        class_names: the data set's class names.
+        precision: the attacks' search precision.
+        votes: forward passes deciding each prediction (1 unless evaluated as randomized).
+    """
+
+    accuracies: dict
+    analysis: dict
+    flags_file: str
+    flags_sha256: str
+    eval_seconds: float
+    data_sha256: str
+    subset_sha256: str
+    class_names: tuple[str, ...]
+    precision: str = "fp32"
+    votes: int = 1
+
+
+def assemble(track: Track, subject: Subject, protocol: Protocol, evidence: Evidence, device: str) -> dict:
+    """The record of `subject` evaluated under `protocol` (docs/record-format.md). An attack
+    that searched in reduced precision says so in its `attacks` entry.
+
+    Raises:
+        RecordError: the assembled record does not match `leaderboard.record.Record`.
+    """
+    search = "" if evidence.precision == "fp32" else f" [{evidence.precision} search, fp32 check]"
+    commit, dirty = git_state()
+    packages = package_versions()
+    return build_record(
+        versions={"evaluation": EVALUATION_VERSION, "harness": HARNESS_VERSION},
+        track=track.name, seed=subject.seed, defense=subject.defense, architecture=subject.architecture,
+        protocol=protocol.summary(),
+        attacks={c.column: repr(build_attack(c, protocol)) + search for c in protocol.columns},
+        attack_groups=protocol.groups(), votes=evidence.votes,
+        num_classes=len(evidence.class_names), class_names=list(evidence.class_names),
+        **evidence.accuracies, **evidence.analysis,
+        flags={"file": evidence.flags_file, "sha256": evidence.flags_sha256},
+        runtime_s={"train": round(subject.train_seconds, 3), "eval": round(evidence.eval_seconds, 3)},
+        provenance={
+            "atbench_version": packages["atbench"], "git_commit": commit, "git_dirty": dirty,
+            "packages": packages, "python": platform.python_version(),
+            "device": device_name(torch.device(device)),
+            "seeds": {"train": subject.seed, "test_subset": protocol.subset_seed},
+            "data_sha256": evidence.data_sha256, "test_subset_sha256": evidence.subset_sha256,
+            "checkpoint_sha256": subject.checkpoint_sha256, "utc_time": utc_now(),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Data-set loaders, one module per family; each registers its loaders in `DATASETS` on import."""

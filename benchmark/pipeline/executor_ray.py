@@ -1,0 +1,138 @@
+"""The Ray executor: the job grid as Ray tasks, on a local Ray instance or on a Ray cluster.
+
+Each job is one training task and one evaluation task that takes the training task's result as
+an argument, so Ray starts it only once that training has finished; the caller passes the two
+job functions (`benchmark.pipeline.steps.train_job`, `eval_job`), so this module imports no
+runner. A task sets up its worker process as the local executor's
+workers are (`configure_process`: one torch thread on the CPU, so the records are bit-identical
+to a local run; the CLI's log lines; the user's defense files imported) and writes its outputs
+into the same run directories. Paths are resolved on the driver: the runs folder, the data
+folder, a protocol file and the defense files must be visible at the same path on every node
+(a shared file system on a cluster).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from benchmark.core.errors import AtbenchError
+from benchmark.pipeline.data import default_data_dir
+from benchmark.pipeline.executor import configure_process
+from benchmark.pipeline.job import Job
+
+#: Devices a task can run on: Ray hands each CUDA task a GPU of its own (seen as `cuda`).
+RAY_DEVICES = ("cpu", "cuda")
+
+
+def run_ray(jobs: Sequence[Job], train_fn: Callable[[Job], Any], eval_fn: Callable[[Job, Any], Path],
+            address: str | None) -> list[Path]:
+    """Train and evaluate every job as Ray tasks (each reserving one GPU on `cuda`, one CPU on
+    `cpu`): `train_fn(job)`, then `eval_fn(job, its result)`; returns the record paths in the
+    order of `jobs`. The jobs' folders must be paths every Ray worker sees (a shared folder on
+    a cluster): they are made absolute here.
+
+    Connects to the Ray cluster at `address` (`auto`, `host:port` or `ray://host:port`), or,
+    without one, starts a local Ray instance with one CPU slot per core, shut down at the end;
+    a Ray already initialised in this process is used as it is and left running.
+
+    Raises:
+        AtbenchError: ray is not installed, the device is not `cpu` or `cuda`, the cluster
+            cannot be reached, or a task raised one (the other tasks are then cancelled;
+            finished outputs stay on disk and a re-run resumes).
+    """
+    device = jobs[0].device
+    if device not in RAY_DEVICES:
+        raise AtbenchError(f"device {device!r} cannot be used with the ray executor",
+                           "use --device cuda (Ray gives every task a GPU of its own) or --device cpu")
+    ray = import_ray()
+    connected_here = connect(ray, address)
+    try:
+        files = tuple(shared_path(f) for f in jobs[0].options.defense_files)
+        setup = (device, logging.getLogger().getEffectiveLevel(), files)
+        task = ray.remote(**task_resources(device))(run_in_configured_worker)
+        trainings, records = [], []
+        for job in map(shared_job, jobs):
+            job = dataclasses.replace(job, options=dataclasses.replace(job.options, progress=False,
+                                                                       defense_files=files))
+            trained = task.options(name=f"train {job.defense} seed{job.seed}").remote(setup, train_fn, None, (job,))
+            records.append(task.options(name=f"eval {job.defense} seed{job.seed}").remote(
+                setup, eval_fn, trained, (job,), True))
+            trainings.append(trained)
+        return gather(ray, records, trainings + records)
+    finally:
+        if connected_here:
+            ray.shutdown()
+
+
+def shared_job(job: Job) -> Job:
+    """The job with its folders made absolute on the driver, for workers elsewhere."""
+    paths = job.paths
+    shared = dataclasses.replace(paths, runs_dir=shared_path(paths.runs_dir),
+                                 data_dir=shared_path(paths.data_dir or default_data_dir()))
+    return dataclasses.replace(job, paths=shared)
+
+
+def import_ray():
+    """The `ray` module, or a user error saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise AtbenchError("the ray executor needs the ray package, which is not installed",
+                           "pip install 'atbench[ray]' (or pip install ray), or use the default --executor local") from exc
+    return ray
+
+
+def connect(ray, address: str | None) -> bool:
+    """Connect this process to the Ray cluster at `address`, or start a local instance sized
+    to this machine; returns whether it connected (False when Ray was initialised already)."""
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.ERROR)
+        else:
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR)
+    except (ConnectionError, ValueError) as exc:
+        raise AtbenchError(f"cannot connect to a Ray cluster at {address}: {exc}",
+                           "run `ray start --head` on the cluster's head node and pass --address auto there "
+                           "(or its host:port), or leave out --address to start a local Ray instance") from exc
+    return True
+
+
+def task_resources(device: str) -> dict[str, int]:
+    """What one task reserves: a GPU on cuda, else one CPU (its job is single-threaded)."""
+    return {"num_gpus": 1} if device == "cuda" else {"num_cpus": 1}
+
+
+def shared_path(path: str | Path) -> str:
+    """`path` made absolute on the driver, so that every worker finds the same file."""
+    return str(Path(path).expanduser().resolve())
+
+
+def run_in_configured_worker(setup: tuple, fn: Callable[..., Any], after: Any, args: tuple,
+                             pass_after: bool = False) -> Any:
+    """`fn(*args)` (`fn(*args, after)` with `pass_after`) in a Ray worker set up by
+    `configure_process(*setup)`. `after` is the result of the task this one depends on: Ray
+    runs this task only once that one has finished."""
+    configure_process(*setup)
+    return fn(*args, after) if pass_after else fn(*args)
+
+
+def gather(ray, results: list, tasks: list) -> list:
+    """The values of the `results` tasks, in order. On the first task that fails, cancel the
+    unfinished `tasks` and re-raise its error (a user error as the AtbenchError it is)."""
+    try:
+        waiting = list(results)
+        while waiting:
+            finished, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(finished)
+        return ray.get(results)
+    except ray.exceptions.RayTaskError as exc:
+        for task in tasks:
+            ray.cancel(task)
+        if isinstance(exc.cause, AtbenchError):
+            raise exc.cause from exc
+        raise

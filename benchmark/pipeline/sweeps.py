@@ -1,0 +1,47 @@
+"""Committed sweep records (`atbench tune`): where a track's per-defense hyperparameters come
+from. `leaderboard/sweeps/<track>/<defense>.json` holds every setting of the defense's declared
+search space, its validation score under the selection rule and the winner; the track's
+`defense_configs` are the winners (`sweep_winners`), so a defense's setting on a board always
+links to the sweep that chose it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmark.core.errors import AtbenchError
+
+SWEEPS_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "sweeps"
+
+
+def sweep_path(track: str, defense: str, root: Path = SWEEPS_DIR) -> Path:
+    """Where the sweep record of `defense` on `track` lives."""
+    return root / track / f"{defense}.json"
+
+
+def read_sweep(path: Path) -> dict:
+    """A sweep record, checked for the fields the tracks read.
+
+    Raises:
+        AtbenchError: the file is not a readable sweep record.
+    """
+    try:
+        record = json.loads(path.read_text())
+        winner = record["winner"]
+        if not isinstance(winner, dict) or not isinstance(record["settings"], list):
+            raise TypeError("winner must be an object and settings a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AtbenchError(f"sweep record {path} is not readable: {exc}",
+                           "restore it from git, or re-run `atbench tune` for that track and defense") from exc
+    return record
+
+
+def sweep_winners(track: str, borrowed: dict[str, str] | None = None, root: Path = SWEEPS_DIR) -> dict[str, Any]:
+    """Per defense, the winning setting of its committed sweep on `track` (or, for the
+    defenses in `borrowed`, on the track named there: a defense whose training ignores the
+    threat model is tuned once and keeps that setting on every track of the recipe)."""
+    sources = {p.stem: p for p in sorted((root / track).glob("*.json"))}
+    for defense, other in (borrowed or {}).items():
+        sources[defense] = sweep_path(other, defense, root)
+    return {defense: read_sweep(path)["winner"] for defense, path in sorted(sources.items()) if path.is_file()}

@@ -1,0 +1,126 @@
+"""`atbench tune`: an equal, disclosed tuning budget. Every tuned defense declares a search space
+of `TUNING_BUDGET` settings of its one or two key hyperparameters (`DefenseMeta.search_space`);
+each setting is trained by the harness on the training split and scored on the validation split
+(the harness's selection rule, which a masked model cannot win, or certified L2 accuracy for a
+certified-radius method); the test points are never read. The sweep record and its Markdown
+table go to `leaderboard/sweeps/<track>/<defense>.{json,md}`, and the track takes the winner.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.core.errors import AtbenchError
+from benchmark.core.io import atomic_write_json, atomic_write_text, sha256_json
+from benchmark.core.provenance import device_name, git_state, utc_now
+from benchmark.core.registry import DEFENSES
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.job import Job
+from benchmark.pipeline.protocol import parse_eps
+from benchmark.pipeline.steps import load_trained_model, train_job
+from benchmark.pipeline.sweeps import SWEEPS_DIR
+from benchmark.pipeline.tracks import Track
+from benchmark.pipeline.train import HARNESS_VERSION, SELECTION_RULE, TrainResult
+
+#: Settings every tuned defense gets (the issue's cap is 6; every defense gets the same number).
+TUNING_BUDGET = 4
+OBJECTIVES = {
+    "robust": "the selected checkpoint's validation robust accuracy under the selection rule",
+    "certified-l2": "the selected checkpoint's certified L2 accuracy (LipLT bound) on the validation points, the mean "
+                    "over the protocol's certified radii",
+}
+
+
+def recipe_sha256(track: Track) -> str:
+    """Hash of the track's recipe without its per-defense settings: a sweep is valid for it only."""
+    return sha256_json({k: v for k, v in track.to_dict().items() if k != "defense_configs"})
+
+
+def tune_jobs(job: Job) -> list[Job]:
+    """One job per setting of the defense's search space, each training into its own folder
+    under `<runs_dir>/tune/<track>/<defense>/setting<i>/`.
+
+    Raises:
+        AtbenchError: the defense declares no search space, or not exactly `TUNING_BUDGET` settings.
+    """
+    space = DEFENSES.get(job.defense).meta.search_space
+    if len(space) != TUNING_BUDGET:
+        raise AtbenchError(f"defense {job.defense!r} declares {len(space)} settings to tune, not {TUNING_BUDGET}",
+                           f"declare exactly {TUNING_BUDGET} settings in its meta.search_space (none: nothing to tune)")
+    out = []
+    for i, setting in enumerate(space):
+        track = dataclasses.replace(job.track, defense_configs={**job.track.defense_configs, job.defense: setting})
+        root = Path(job.paths.runs_dir) / "tune" / job.track.name / job.defense / f"setting{i}"
+        out.append(dataclasses.replace(job, track=track, paths=dataclasses.replace(job.paths, runs_dir=str(root))))
+    return out
+
+
+def certified_score(job: Job, result: TrainResult) -> float:
+    """Mean over the protocol's certified radii of the fraction of the first `val_size`
+    validation points classified correctly with a certified L2 radius at least that large."""
+    from benchmark.models.lipschitz import certified_radius, pairwise_lipschitz
+
+    radii = [parse_eps(r) for r in job.protocol.certified_radii]
+    if not radii:
+        raise AtbenchError(f"protocol {job.protocol.id} names no certified radii", "tune on a protocol that does")
+    model = load_trained_model(job.track, job.track.defense(job.defense), result.checkpoint, result.checkpoint_sha256,
+                               job.paths.data_dir, job.device)
+    val = load_dataset(job.track.dataset, job.paths.data_dir).val
+    x, y = val.x[: job.track.val_size].to(job.device), val.y[: job.track.val_size]
+    with torch.no_grad():
+        correct = (model(x).argmax(1).cpu() == y).numpy()
+        radius = certified_radius(model, x, L=pairwise_lipschitz(model, tuple(x.shape[1:]))).cpu().numpy()
+    return float(np.mean([np.mean(correct & (radius >= r)) for r in radii]))
+
+
+def tune_one(job: Job) -> dict:
+    """Train one setting and score it: its row of the sweep record."""
+    result = train_job(job)
+    objective = DEFENSES.get(job.defense).meta.tuning_objective
+    score = result.best_val_robust_acc if objective == "robust" else certified_score(job, result)
+    return {"config": job.track.defense_configs[job.defense], "score": round(score, 6),
+            "val_robust_acc": round(result.best_val_robust_acc, 6), "val_clean_acc": round(result.best_val_clean_acc, 6),
+            "best_epoch": result.best_epoch, "checkpoint_sha256": result.checkpoint_sha256}
+
+
+def sweep_record(job: Job, rows: list[dict]) -> dict:
+    """The sweep record: every setting's row and the winner (highest score, then validation
+    clean accuracy, then the earlier setting)."""
+    best = max(range(len(rows)), key=lambda i: (rows[i]["score"], rows[i]["val_clean_acc"], -i))
+    objective = DEFENSES.get(job.defense).meta.tuning_objective
+    commit, dirty = git_state()
+    return {
+        "track": job.track.name, "defense": job.defense, "protocol": job.protocol.id,
+        "harness_version": HARNESS_VERSION, "recipe_sha256": recipe_sha256(job.track), "seed": job.seed,
+        "budget": TUNING_BUDGET, "selection_rule": SELECTION_RULE, "objective": OBJECTIVES[objective],
+        "validation_points": job.track.val_size, "settings": rows, "winner": rows[best]["config"],
+        "provenance": {"git_commit": commit, "git_dirty": dirty, "device": device_name(torch.device(job.device)),
+                       "utc_time": utc_now()},
+    }
+
+
+def sweep_markdown(record: dict) -> str:
+    """The sweep record as a Markdown table."""
+    keys = sorted({k for row in record["settings"] for k in row["config"]})
+    lines = [f"# Sweep: {record['defense']} on {record['track']}", "",
+             f"{record['budget']} settings, each trained by the harness (seed {record['seed']}) on the training "
+             f"split and scored on {record['validation_points']} validation points by {record['objective']}. "
+             f"Checkpoints were selected by the {record['selection_rule']}. The test points were not used.", "",
+             "| " + " | ".join(keys) + " | score | val robust | val clean | best epoch | |",
+             "|" + "---|" * (len(keys) + 5)]
+    for row in record["settings"]:
+        mark = "**winner**" if row["config"] == record["winner"] else ""
+        lines.append("| " + " | ".join(f"{row['config'][k]:g}" for k in keys) + f" | {row['score']:.3f} | "
+                     f"{row['val_robust_acc']:.3f} | {row['val_clean_acc']:.3f} | {row['best_epoch']} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep(record: dict, root: Path = SWEEPS_DIR) -> list[Path]:
+    """Write the record and its table into `<root>/<track>/<defense>.{json,md}`."""
+    base = root / record["track"] / record["defense"]
+    atomic_write_json(base.with_suffix(".json"), record)
+    atomic_write_text(base.with_suffix(".md"), sweep_markdown(record))
+    return [base.with_suffix(".json"), base.with_suffix(".md")]
