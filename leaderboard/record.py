@@ -145,11 +145,20 @@ class Confusion(_Part):
     matrix: list[list[Count]] = _f("[i][j]: points of class i whose worst-case adversarial example is predicted j")
 
 
+class Percentiles(_Part):
+    p10: float = _f("10th percentile")
+    p50: float = _f("median")
+
+
 class LogitMargins(_Part):
     edges: list[float] = _f("histogram bin edges, increasing", min_length=2)
     clean: list[Count] = _f("counts of clean logit margins per bin")
     adversarial: list[Count] = _f("counts of adversarial logit margins per bin")
     adversarial_eps: Eps = _f("the primary eps")
+    adversarial_method: Name = _f("the attack whose final iterates give the adversarial margins (a full budget, "
+                                  "no early stop)")
+    clean_percentiles: Percentiles = _f("percentiles of the clean logit margins")
+    adversarial_percentiles: Percentiles = _f("percentiles of the adversarial logit margins")
 
 
 class InputMarginsPerClass(_Part):
@@ -166,16 +175,37 @@ class InputMargins(_Part):
     per_class: InputMarginsPerClass = _f("the same per class")
 
 
+class CrossCheck(_Part):
+    points: Count = _f("points both estimates break below eps_max")
+    fab_at_most_bisection: Frac = _f("of those, the fraction where the minimum-norm attack's margin is at most the "
+                                     "bisection's (plus its resolution)")
+    median_ratio: NonNeg = _f("the median ratio of the two estimates (minimum-norm / bisection)")
+
+
 class Margins(_Part):
     logit: LogitMargins = _f("logit margins z_y - max_{k != y} z_k, clean and adversarial")
-    input: InputMargins = _f("input-space margins")
+    input: InputMargins = _f("input-space margins from a minimum-norm attack (FAB): upper bounds on each point's "
+                             "margin")
+    input_bisection: InputMargins = _f("input-space margins from a bisection over PGD's eps: the cross-check")
+    input_cross_check: CrossCheck = _f("how the two input-margin estimates compare")
+
+
+class Training(_Part):
+    selection_rule: Name = _f("how the harness chose the checkpoint")
+    best_epoch: Positive = _f("the chosen epoch (1-based)")
+    epochs: Positive = _f("epochs trained")
+    val_robust_acc: Frac = _f("the chosen checkpoint's validation robust accuracy under the rule")
+    val_clean_acc: Frac = _f("its validation clean accuracy")
 
 
 class SanityFlag(_Part):
-    fired: bool = _f("whether the flag fired")
+    fired: bool = _f("the flag: evidence beyond chance at the protocol's number of points (or evidence chance "
+                     "cannot produce)")
+    noted: bool = _f("the note: any evidence at all (true whenever `fired` is)")
     value: float = _f("the measured value")
-    threshold: float = _f("the value above which it fires")
-    detail: str = _f("what was measured")
+    threshold: float = _f("the value (or the null rate) it is compared with")
+    p_value: float | None = _f("one-sided exact p-value of a counting flag's evidence; null for the others")
+    detail: str = _f("what was measured, with its count")
 
 
 class FlagsFile(_Part):
@@ -214,6 +244,7 @@ class Record(_Part):
     track: Name = _f("training track")
     seed: Seed = _f("training seed (0 for an external model)")
     defense: DefenseBlock = _f("what was evaluated")
+    training: Training | None = _f("how the checkpoint was chosen (null for an external model)")
     architecture: Name = _f("architecture id (an external model: its spec)")
     protocol: ProtocolBlock = _f("the evaluation protocol")
     attacks: dict[str, str] = _f("per attack column, the repr of its configuration")
@@ -243,7 +274,7 @@ CROSS_FIELD_RULES = (
     "per_class.robust_acc.<attack> are keyed by exactly protocol.eps",
     "per_class.robust_acc has exactly the attack keys of robust_acc, which are the attack columns and the groups",
     "every attack_groups member is an attack column",
-    "class_names, every list under per_class, margins.input.per_class lists and "
+    "class_names, every list under per_class, the margins.input and input_bisection per_class lists and "
     "confusion_adversarial.matrix (its rows and each row) have num_classes items",
     "classwise.<eps>.worst_class and best_class are less than num_classes",
     "the sum of per_class.n equals protocol.n_examples",
@@ -252,6 +283,8 @@ CROSS_FIELD_RULES = (
     "certified_l2.certified_acc and pgd_l2_acc are keyed by exactly certified_l2.radii, and "
     "certified_acc[r] <= pgd_l2_acc[r] for every radius r",
     "numbers inside defense.config and defense.recipe_overrides are finite",
+    "training.best_epoch is at most training.epochs",
+    "a sanity flag that fired is noted",
     "an integer field holds a JSON integer: the validator rejects 1.0 where JSON Schema's `integer` accepts it",
 )
 
@@ -373,6 +406,12 @@ class _Consistency:
         for i, row in enumerate(confusion["matrix"]):
             self.per_class(row, f"confusion_adversarial.matrix[{i}]")
         self.margins(r["margins"])
+        for name, entry in r["sanity"].items():
+            if entry["fired"] and not entry["noted"]:
+                self.fail(f"sanity.{name}.noted", "is false but the flag fired (a flag is always noted)")
+        training = r["training"]
+        if training is not None and training["best_epoch"] > training["epochs"]:
+            self.fail("training.best_epoch", f"is {training['best_epoch']}, beyond training.epochs {training['epochs']}")
         total = sum(r["per_class"]["n"])
         if total != p["n_examples"]:
             self.fail("per_class.n", f"sums to {total} but protocol.n_examples is {p['n_examples']}")
@@ -429,8 +468,9 @@ class _Consistency:
             if len(logit[key]) != len(edges) - 1:
                 self.fail(f"margins.logit.{key}", f"must be a list of {len(edges) - 1} bin counts")
         self.primary(logit["adversarial_eps"], "margins.logit.adversarial_eps")
-        for key, values in margins["input"]["per_class"].items():
-            self.per_class(values, f"margins.input.per_class.{key}")
+        for block in ("input", "input_bisection"):
+            for key, values in margins[block]["per_class"].items():
+                self.per_class(values, f"margins.{block}.per_class.{key}")
 
 
 # -- public API -------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ import pytest
 
 from benchmark.core.io import sha256_file
 from benchmark.core.registry import DEFENSES
-from benchmark.pipeline.evaluate import aggregate
+from benchmark.pipeline.evaluate import EVALUATION_VERSION, aggregate
 from benchmark.pipeline.protocol import load_protocol
+from benchmark.pipeline.train import HARNESS_VERSION
 from leaderboard.build import build
 from leaderboard.plot import plot_classwise, plot_robustness
-from leaderboard.record import load_record
+from leaderboard.record import SCHEMA_VERSION, load_record
 from leaderboard.records import find_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,31 @@ RECORDS = ROOT / "leaderboard" / "records"
 BOARDS = ROOT / "leaderboard" / "boards"
 RECORD_FILES = sorted(RECORDS.rglob("*.json"))
 PROTOCOLS = sorted(p.name for p in RECORDS.iterdir() if p.is_dir()) if RECORDS.is_dir() else []
+
+
+def stale(path: Path) -> list[str]:
+    """Why a committed record was not made by this code (format, evaluation and harness
+    versions, protocol version and content), read from the raw JSON so that any old format
+    is named rather than merely failing validation."""
+    record = json.loads(path.read_text())
+    versions = record.get("versions", {})
+    protocol = load_protocol(record.get("protocol", {}).get("id", path.parent.name))
+    checks = {"schema_version": (record.get("schema_version"), SCHEMA_VERSION),
+              "versions.evaluation": (versions.get("evaluation"), EVALUATION_VERSION),
+              "versions.harness": (versions.get("harness"), HARNESS_VERSION),
+              "protocol.version": (record.get("protocol", {}).get("version"), protocol.version),
+              "protocol.sha256": (record.get("protocol", {}).get("sha256"), protocol.sha256)}
+    if record.get("defense", {}).get("external"):
+        del checks["versions.harness"]  # an external model's training is not atbench's
+    return [f"{field} is {have!r}, the code's is {want!r}" for field, (have, want) in checks.items() if have != want]
+
+
+def test_committed_records_were_made_by_this_code():
+    """Stale results cannot land: a record made by another evaluation or harness version, or
+    under another version or content of its protocol, fails here (regenerate with `tox -e run`,
+    `tox -e run -- --track mnist5k-cnn-l2` and `atbench run --track smoke --seeds 3`)."""
+    problems = {path.relative_to(RECORDS).as_posix(): stale(path) for path in RECORD_FILES}
+    assert {p: why for p, why in problems.items() if why} == {}
 
 
 @pytest.mark.parametrize("path", RECORD_FILES, ids=lambda p: p.relative_to(RECORDS).as_posix())

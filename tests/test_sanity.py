@@ -5,29 +5,26 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from benchmark.pipeline.data import load_dataset
 from benchmark.pipeline.protocol import load_protocol
-from benchmark.pipeline.sanity import SweepPair, flag, large_eps, model_flags
-from benchmark.pipeline.sanity import result_flags as _result_flags
+from benchmark.pipeline.result_flags import SweepPair, result_flags
+from benchmark.pipeline.sanity import flag, large_eps, model_flags
+from leaderboard.derive import aggregate
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from tests.helpers import tiny_standard_model
 
 MODEL_FLAGS = ("stochastic_outputs", "probability_outputs", "zero_gradients", "not_chance_at_large_eps")
 SETTINGS = load_protocol("mnist5k-cnn").analysis.sanity
-PAIRS = [SweepPair("tpgd", "Temperature-PGD", "pgd", "PGD")]
-
-
-def result_flags(robust, worst, eps, square):
-    """The result flags as the evaluation calls them, with the shipped thresholds."""
-    return _result_flags(robust, worst, eps, square, "Square", PAIRS if "tpgd" in robust else [], SETTINGS)
-
-
+PAIRS = [SweepPair("tpgd", ("tpgd-T0.5", "tpgd-T2"), "Temperature-PGD", "pgd", "PGD")]
 EPS = ["0.05", "0.1", "0.2"]
+N = 200
 
 
 class Wrapped(nn.Module):
@@ -71,11 +68,13 @@ def flags_of(net, data, norm="Linf"):
 def assert_well_formed(flags):
     for name, f in flags.items():
         assert name in SANITY_FLAGS
-        assert set(f) == {"fired", "value", "threshold", "detail"}
+        assert set(f) == {"fired", "noted", "value", "threshold", "p_value", "detail"}
         assert isinstance(f["fired"], bool) and isinstance(f["detail"], str) and f["detail"]
         assert isinstance(f["value"], float) and isinstance(f["threshold"], float)
         assert math.isfinite(f["value"]) and math.isfinite(f["threshold"])
-        assert f["fired"] == (f["value"] > f["threshold"])
+        assert f["noted"] or not f["fired"]
+        if f["p_value"] is None:
+            assert f["fired"] == (f["value"] > f["threshold"])
 
 
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
@@ -126,56 +125,84 @@ def test_model_flags_leave_model_and_random_streams_alone(model, data):
     assert flags_of(net, (x, y)) == first  # seeded inside: reproducible
 
 
-def sound_numbers():
-    robust = {"pgd": dict(zip(EPS, [0.6, 0.4, 0.1])), "tpgd": dict(zip(EPS, [0.58, 0.39, 0.1])),
-              "tpgd-T0.5": dict(zip(EPS, [0.6, 0.4, 0.1]))}
-    return robust, dict(zip(EPS, [0.55, 0.35, 0.05]))
+def sound_flags(square: dict[str, int] | None = None, tpgd_extra: dict[str, int] | None = None,
+                rise: bool = False):
+    """Per-example flags of a sound evaluation on N points (robustness falling with eps, every
+    attack breaking the same points), with `square[eps]` points broken by Square alone and
+    `tpgd_extra[eps]` points broken by Temperature-PGD (T2) alone."""
+    rng = np.random.default_rng(0)
+    clean = rng.random(N) < 0.95
+    robust = {e: clean & (rng.random(N) < p) for e, p in zip(EPS, (0.8, 0.6, 0.3))}
+    for small, big in zip(EPS, EPS[1:]):
+        robust[big] &= robust[small]
+    flags = {"clean": clean}
+    for e in EPS:
+        aa = robust[e].copy()
+        broken_by_square = np.zeros(N, bool)
+        extra = np.flatnonzero(aa)[: (square or {}).get(e, 0)]
+        aa[extra], broken_by_square[extra] = False, True
+        flags[f"autoattack@{e}"] = aa
+        flags[f"autoattack@{e}/square"] = broken_by_square
+        for column in ("pgd", "tpgd-T0.5", "tpgd-T2"):
+            flags[f"{column}@{e}"] = robust[e].copy()
+        flags[f"tpgd-T2@{e}"][np.flatnonzero(robust[e])[: (tpgd_extra or {}).get(e, 0)]] = False
+    if rise:
+        flags["pgd@0.2"] = flags["pgd@0.1"].copy()
+        flags["pgd@0.1"][np.flatnonzero(flags["pgd@0.1"])[:5]] = False
+    return flags
+
+
+def evaluate_flags(flags):
+    labels = np.arange(N) % 10
+    summary = aggregate({k: v for k, v in flags.items() if "/" not in k}, labels, EPS,
+                        ["autoattack", "pgd", "tpgd-T0.5", "tpgd-T2"], {"tpgd": ["tpgd-T0.5", "tpgd-T2"]}, 10)
+    return result_flags(flags, summary["robust_acc"], summary["worst_case"], EPS, [("autoattack", "square")], PAIRS,
+                        SETTINGS)
 
 
 def test_result_flags_quiet_on_sound_numbers():
-    robust, worst = sound_numbers()
-    flags = result_flags(robust, worst, EPS, dict(zip(EPS, [0.0, 0.001, 0.002])))
+    flags = evaluate_flags(sound_flags())
     assert tuple(flags) == ("square_beats_white_box", "accuracy_rises_with_eps", "tpgd_much_stronger_than_pgd")
     assert_well_formed(flags)
-    assert not any(f["fired"] for f in flags.values()), flags
-    assert flags["accuracy_rises_with_eps"]["value"] == 0.0
+    assert not any(f["fired"] or f["noted"] for f in flags.values()), flags
 
 
 def test_accuracy_rises_with_eps_fires_on_a_rise():
-    robust, worst = sound_numbers()
-    robust["pgd"]["0.2"] = 0.45
-    flags = result_flags(robust, worst, EPS, None)
-    assert flags["accuracy_rises_with_eps"]["fired"]
-    assert flags["accuracy_rises_with_eps"]["value"] == pytest.approx(0.05)
-    assert "pgd" in flags["accuracy_rises_with_eps"]["detail"]
-    robust, worst = sound_numbers()
-    worst["0.1"] = 0.6
-    assert result_flags(robust, worst, EPS, None)["accuracy_rises_with_eps"]["value"] == pytest.approx(0.05)
-    # consecutive eps follow the given order, not the dicts' order
-    assert result_flags(*sound_numbers(), list(reversed(EPS)), None)["accuracy_rises_with_eps"]["fired"]
+    flags = evaluate_flags(sound_flags(rise=True))["accuracy_rises_with_eps"]
+    assert flags["fired"] and flags["value"] == pytest.approx(5 / N) and "pgd" in flags["detail"]
 
 
-def test_tpgd_much_stronger_than_pgd():
-    robust, worst = sound_numbers()
-    robust["tpgd"]["0.1"] = 0.3
-    flags = result_flags(robust, worst, EPS, None)["tpgd_much_stronger_than_pgd"]
-    assert flags["fired"] and flags["value"] == pytest.approx(0.1) and "0.1" in flags["detail"]
-    del robust["tpgd"]
-    skipped = result_flags(robust, worst, EPS, None)["tpgd_much_stronger_than_pgd"]
-    assert not skipped["fired"] and skipped["value"] == 0.0 and "skipped" in skipped["detail"]
+@pytest.mark.parametrize("extra, noted, fired", [(0, False, False), (6, True, False), (30, True, True)])
+def test_tpgd_much_stronger_than_pgd_needs_a_large_gap_beyond_chance(extra, noted, fired):
+    flags = evaluate_flags(sound_flags(tpgd_extra={"0.1": extra}))["tpgd_much_stronger_than_pgd"]
+    assert (flags["noted"], flags["fired"]) == (noted, fired), flags
+    assert flags["value"] == pytest.approx(extra / N)
+    if extra:
+        assert "0.1" in flags["detail"] and f"{extra} points only Temperature-PGD breaks" in flags["detail"]
 
 
-def test_square_beats_white_box():
-    robust, worst = sound_numbers()
-    flags = result_flags(robust, worst, EPS, dict(zip(EPS, [0.0, 0.01, 0.004])))["square_beats_white_box"]
-    assert flags["fired"] and flags["value"] == 0.01 and flags["threshold"] == 0.002 and "0.1" in flags["detail"]
-    skipped = result_flags(robust, worst, EPS, None)["square_beats_white_box"]
-    assert not skipped["fired"] and skipped["value"] == 0.0
+@pytest.mark.parametrize("count, noted, fired", [(0, False, False), (1, True, False), (2, True, False),
+                                                  (3, True, True), (10, True, True)])
+def test_square_beats_white_box_is_a_note_for_one_point_and_a_flag_beyond_chance(count, noted, fired):
+    """At 200 points against a 0.2% rate: 1 or 2 points are a note (p = 0.33, 0.06), 3 fire (p = 0.008)."""
+    flags = evaluate_flags(sound_flags(square={"0.1": count}))["square_beats_white_box"]
+    assert (flags["noted"], flags["fired"]) == (noted, fired), flags
+    assert flags["p_value"] == pytest.approx(scipy.stats.binomtest(count, N, 0.002, alternative="greater").pvalue
+                                             if count else 1.0)
+    if count:
+        assert f"Square broke {count} of {N} points the gradient attacks missed" in flags["detail"]
+
+
+def test_skipped_result_flags_are_quiet():
+    flags = sound_flags()
+    summary = aggregate({k: v for k, v in flags.items() if "/" not in k}, np.arange(N) % 10, EPS, ["pgd"], {}, 10)
+    quiet = result_flags(flags, summary["robust_acc"], summary["worst_case"], EPS, [], [], SETTINGS)
+    for name in ("square_beats_white_box", "tpgd_much_stronger_than_pgd"):
+        assert not quiet[name]["fired"] and not quiet[name]["noted"] and "skipped" in quiet[name]["detail"]
 
 
 def test_names_docs_and_non_finite_values():
-    robust, worst = sound_numbers()
-    names = set(result_flags(robust, worst, EPS, None)) | set(MODEL_FLAGS)
+    names = set(evaluate_flags(sound_flags())) | set(MODEL_FLAGS)
     assert set(SANITY_FLAGS) == names and len(SANITY_FLAGS) == 7
     assert set(FLAG_DOCS) == names and all(FLAG_DOCS[n] for n in names)
     nan = flag(float("nan"), 0.0, "logits are NaN")

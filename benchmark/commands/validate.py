@@ -36,7 +36,7 @@ from torch import nn
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import is_slug
 from benchmark.core.registry import DEFENSES, MODELS, TRACKS
-from benchmark.pipeline.analysis import black_box_fractions, probe, sweep_pairs
+from benchmark.pipeline.analysis import black_box_parts, probe, sweep_pairs
 from benchmark.pipeline.data import Split, load_dataset
 from benchmark.pipeline.evaluate import (
     aggregate,
@@ -46,7 +46,7 @@ from benchmark.pipeline.evaluate import (
     select_test_subset,
 )
 from benchmark.pipeline.protocol import NORMS, Protocol, build_attack, load_protocol
-from benchmark.pipeline.sanity import result_flags
+from benchmark.pipeline.result_flags import result_flags
 from benchmark.pipeline.train import (
     _Run,
     _train_epoch,
@@ -257,9 +257,8 @@ def check_sanity(bench: Workbench) -> str:
     outcome, summary = bench.evaluation
     protocol = bench.protocol
     flags = {**probe(bench.deployed, protocol, bench.x, bench.y, bench.bundle.num_classes, bench.device),
-             **result_flags(summary["robust_acc"], summary["worst_case"], list(protocol.eps),
-                            *black_box_fractions(outcome.flags, protocol), sweep_pairs(protocol),
-                            protocol.analysis.sanity)}
+             **result_flags(outcome.flags, summary["robust_acc"], summary["worst_case"], list(protocol.eps),
+                            black_box_parts(protocol), sweep_pairs(protocol), protocol.analysis.sanity)}
     checked = [name for name in flags if name not in COMPARING_FLAGS
                and not (bench.randomized and name == "stochastic_outputs")]
     fired = [name for name in checked if flags[name]["fired"]]

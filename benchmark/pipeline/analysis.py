@@ -14,7 +14,6 @@ from benchmark.models.lipschitz import certified_radius, pairwise_lipschitz
 from benchmark.pipeline.evaluate import (
     CHUNK,
     ProtocolResult,
-    flag_key,
     predict,
     worst_case_predictions,
 )
@@ -26,8 +25,16 @@ from benchmark.pipeline.margins import (
     margin_edges,
     margin_summary,
 )
+from benchmark.pipeline.min_norm import (
+    FAB_METHOD,
+    adversarial_logit_margins,
+    cross_check,
+    fab_margins,
+    percentiles,
+)
 from benchmark.pipeline.protocol import Protocol
-from benchmark.pipeline.sanity import SweepPair, model_flags, result_flags
+from benchmark.pipeline.result_flags import SweepPair, result_flags
+from benchmark.pipeline.sanity import model_flags
 from leaderboard.flags import SANITY_FLAGS
 
 INPUT_MARGIN_METHOD = "pgd-bisection"
@@ -50,16 +57,10 @@ def margin_search_limit(protocol: Protocol) -> float:
     return min(limit, 1.0) if protocol.norm == "Linf" else limit
 
 
-def black_box_fractions(flags: dict[str, np.ndarray], protocol: Protocol) -> tuple[dict[str, float] | None, str]:
-    """Per eps, the fraction of test points that an attack's black-box parts
-    (`Attack.black_box_parts`: AutoAttack's Square) broke after its gradient-based parts had
-    failed on them, and those parts' names; (None, "") when no attack of the protocol has any."""
-    parts = [(c.column, part) for c in protocol.columns for part in protocol.attack_class(c).black_box_parts]
-    if not parts:
-        return None, ""
-    label = " and ".join(sorted({part.capitalize() for _, part in parts}))
-    return {eps: max(float(flags.get(f"{flag_key(c, eps)}/{part}", np.zeros(1, bool)).mean()) for c, part in parts)
-            for eps in protocol.eps}, label
+def black_box_parts(protocol: Protocol) -> list[tuple[str, str]]:
+    """(column, part) for every black-box part (`Attack.black_box_parts`: AutoAttack's Square)
+    of the protocol's attack columns."""
+    return [(c.column, part) for c in protocol.columns for part in protocol.attack_class(c).black_box_parts]
 
 
 def sweep_pairs(protocol: Protocol) -> list[SweepPair]:
@@ -71,7 +72,7 @@ def sweep_pairs(protocol: Protocol) -> list[SweepPair]:
         baseline = next((c for c in protocol.columns if not c.group and cls.sweep.baseline is not None
                          and protocol.attack_class(c) is cls.sweep.baseline), None)
         if baseline is not None:
-            pairs.append(SweepPair(group, cls.title, baseline.column, cls.sweep.baseline.title))
+            pairs.append(SweepPair(group, tuple(members), cls.title, baseline.column, cls.sweep.baseline.title))
     return pairs
 
 
@@ -82,13 +83,40 @@ def attack_all(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
                       for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
 
 
-def pgd_examples(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, eps: float,
-                 device: torch.device) -> torch.Tensor:
-    """CE-PGD examples at `eps` for the adversarial logit margins ([analysis.margins])."""
-    settings = protocol.analysis.margins
-    attack = PGD(norm=protocol.norm, steps=settings.adversarial_steps, restarts=1,
-                 step_ratio=settings.adversarial_step_ratio, seed=settings.adversarial_seed)
-    return attack_all(attack, model, x, y, eps, device)
+def margin_blocks(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                  device: torch.device) -> tuple[dict, dict[str, np.ndarray]]:
+    """The record's `margins` block and its per-example arrays: logit margins on the clean points
+    and after a full-budget margin-loss PGD at the primary eps (histograms and percentiles), and
+    input margins from FAB with the PGD bisection beside it as a cross-check ([analysis.margins])."""
+    settings, labels = protocol.analysis.margins, y.numpy()
+    primary = protocol.eps_value(protocol.primary_eps)
+    eps_max = margin_search_limit(protocol)
+    clean = logit_margins(model, x, y, device)
+    adversarial = adversarial_logit_margins(model, x, y, eps=primary, norm=protocol.norm,
+                                            steps=settings.adversarial_steps, step_ratio=settings.adversarial_step_ratio,
+                                            seed=settings.adversarial_seed, device=device)
+    fab = fab_margins(model, x, y, norm=protocol.norm, eps_max=eps_max, iterations=settings.fab_iterations,
+                      seed=settings.fab_seed, device=device)
+    bisection = input_margins(model, x, y, eps_max=eps_max, norm=protocol.norm, steps=settings.input_steps,
+                              bisections=settings.input_bisections, seed=settings.input_seed,
+                              step_ratio=settings.input_step_ratio, device=device)
+    edges = margin_edges(settings.logit_low, settings.logit_high, settings.logit_bins)
+    clean_hist, adv_hist = histogram(clean, edges), histogram(adversarial, edges)
+    block = {
+        "logit": {"edges": clean_hist["edges"], "clean": clean_hist["counts"], "adversarial": adv_hist["counts"],
+                  "adversarial_eps": protocol.primary_eps,
+                  "adversarial_method": f"margin-loss PGD, {settings.adversarial_steps} steps, no early stop",
+                  "clean_percentiles": percentiles(clean), "adversarial_percentiles": percentiles(adversarial)},
+        "input": {"norm": protocol.norm, "method": f"{FAB_METHOD} (pyautoattack, untargeted, "
+                                                   f"{settings.fab_iterations} iterations)", "eps_max": eps_max,
+                  **margin_summary(fab, labels, num_classes, primary)},
+        "input_bisection": {"norm": protocol.norm, "method": INPUT_MARGIN_METHOD, "eps_max": eps_max,
+                            **margin_summary(bisection, labels, num_classes, primary)},
+        "input_cross_check": cross_check(fab, bisection, eps_max, eps_max / 2 ** settings.input_bisections),
+    }
+    per_example = {"input_margin": fab, "input_margin_bisection": bisection, "logit_margin_clean": clean,
+                   "logit_margin_adversarial": adversarial}
+    return block, per_example
 
 
 def probe(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, num_classes: int,
@@ -138,34 +166,19 @@ def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
     device = torch.device(device)
     labels = y.numpy()
     primary = protocol.primary_eps
-    primary_value = protocol.eps_value(primary)
     adversarial = worst_case_predictions(result, protocol, primary)
-    x_pgd = pgd_examples(model, protocol, x, y, primary_value, device)
-    eps_max = margin_search_limit(protocol)
-    settings = protocol.analysis.margins
-    margins = input_margins(model, x, y, eps_max=eps_max, norm=protocol.norm, steps=settings.input_steps,
-                            bisections=settings.input_bisections, seed=settings.input_seed,
-                            step_ratio=settings.input_step_ratio, device=device)
+    margins, per_example = margin_blocks(model, protocol, x, y, num_classes, device)
     flags = {**probed,
-             **result_flags(summary["robust_acc"], summary["worst_case"], list(protocol.eps),
-                            *black_box_fractions(result.flags, protocol), sweep_pairs(protocol),
-                            protocol.analysis.sanity)}
-    edges = margin_edges(settings.logit_low, settings.logit_high, settings.logit_bins)
-    clean_hist = histogram(logit_margins(model, x, y, device), edges)
-    adv_hist = histogram(logit_margins(model, x_pgd, y, device), edges)
+             **result_flags(result.flags, summary["robust_acc"], summary["worst_case"], list(protocol.eps),
+                            black_box_parts(protocol), sweep_pairs(protocol), protocol.analysis.sanity)}
     certified, radius = certify(model, protocol, x, y, device)
     record = {
         "certified_l2": certified,
         "confusion_adversarial": {"eps": primary, "matrix": confusion_matrix(labels, adversarial, num_classes)},
-        "margins": {
-            "logit": {"edges": clean_hist["edges"], "clean": clean_hist["counts"],
-                      "adversarial": adv_hist["counts"], "adversarial_eps": primary},
-            "input": {"norm": protocol.norm, "method": INPUT_MARGIN_METHOD, "eps_max": eps_max,
-                      **margin_summary(margins, labels, num_classes, primary_value)},
-        },
+        "margins": margins,
         "sanity": {name: flags[name] for name in SANITY_FLAGS},
     }
-    per_example = {"input_margin": margins, "adversarial_prediction": adversarial}
+    per_example["adversarial_prediction"] = adversarial
     if radius is not None:
         per_example["certified_radius"] = radius
     return Analysis(record, per_example)

@@ -13,7 +13,7 @@ from benchmark.core.provenance import device_name, git_state, package_versions, 
 from benchmark.pipeline.evaluate import EVALUATION_VERSION
 from benchmark.pipeline.protocol import Protocol, build_attack
 from benchmark.pipeline.tracks import Track
-from benchmark.pipeline.train import HARNESS_VERSION
+from benchmark.pipeline.train import HARNESS_VERSION, SELECTION_RULE, TrainResult
 from defenses.base import Defense
 from leaderboard.record import build_record
 
@@ -29,6 +29,8 @@ class Subject:
         seed: the training seed (0 for an external model).
         train_seconds: training time (0 for an external model).
         checkpoint_sha256: sha256 of the evaluated checkpoint.
+        training: the record's `training` block (how the checkpoint was chosen), None for an
+            external model.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Subject:
     seed: int
     train_seconds: float
     checkpoint_sha256: str
+    training: dict | None = None
 
 
 def defense_block(defense: Defense, track: Track) -> dict:
@@ -48,6 +51,12 @@ def defense_block(defense: Defense, track: Track) -> dict:
         "recipe_overrides": {**defense.overrides(track),
                              **{f"config.{k}": v for k, v in track.defense_configs.get(defense.name, {}).items()}},
     }
+
+
+def training_block(result: TrainResult) -> dict:
+    """The record's description of how the harness chose the evaluated checkpoint."""
+    return {"selection_rule": SELECTION_RULE, "best_epoch": result.best_epoch, "epochs": result.epochs,
+            "val_robust_acc": result.best_val_robust_acc, "val_clean_acc": result.best_val_clean_acc}
 
 
 def external_block(name: str, spec: str, checkpoint_name: str | None) -> dict:
@@ -96,7 +105,8 @@ def assemble(track: Track, subject: Subject, protocol: Protocol, evidence: Evide
     packages = package_versions()
     return build_record(
         versions={"evaluation": EVALUATION_VERSION, "harness": HARNESS_VERSION},
-        track=track.name, seed=subject.seed, defense=subject.defense, architecture=subject.architecture,
+        track=track.name, seed=subject.seed, defense=subject.defense, training=subject.training,
+        architecture=subject.architecture,
         protocol=protocol.summary(),
         attacks={c.column: repr(build_attack(c, protocol)) + search for c in protocol.columns},
         attack_groups=protocol.groups(), votes=evidence.votes,

@@ -3,14 +3,16 @@
 AutoAttack's checks (stochastic outputs, probability outputs, zero input gradients, the
 black-box Square attack beating the white-box attacks) and more (robust accuracy not falling
 to chance at a huge eps, robust accuracy rising with eps, Temperature-PGD much stronger than
-PGD). A flag is a dict `{"fired": bool, "value": float, "threshold": float, "detail": str}`;
-it fires when `value > threshold`. `model_flags` probes the model, `result_flags` reads the
-evaluation's numbers. Every threshold and probe budget is the protocol's (`[analysis.sanity]`,
-`benchmark.pipeline.analysis_settings.SanitySettings`).
+PGD). A flag is a dict `{"fired", "noted", "value", "threshold", "p_value", "detail"}` with two
+levels: `noted` for any evidence, `fired` only when the evidence is beyond chance at the
+protocol's number of points (a one-sided exact binomial test at `flag_alpha`, for the flags that
+count points), or for a check whose evidence cannot arise by chance (a zero gradient, an output
+that changes between passes). `model_flags` probes the model here; `benchmark.pipeline.result_flags`
+reads the evaluation's per-example flags. Every threshold and probe budget is the protocol's
+(`[analysis.sanity]`, `benchmark.pipeline.analysis_settings.SanitySettings`; docs/sanity-flags.md).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 
@@ -21,15 +23,21 @@ from torch import nn
 from attacks.base import frozen_eval
 from attacks.pgd import PGD
 from benchmark.pipeline.analysis_settings import SanitySettings
+from leaderboard.stats import binomial_excess
 
 
-def flag(value: float, threshold: float, detail: str) -> dict:
-    """One sanity flag: fired when `value > threshold`. A non-finite value (NaN logits, say)
-    becomes the largest float, so the flag fires and stays JSON-safe."""
+def flag(value: float, threshold: float, detail: str, *, noted: bool | None = None, fired: bool | None = None,
+         p_value: float | None = None) -> dict:
+    """One sanity flag. By default it fires when `value > threshold` and is noted when it fires;
+    a statistical flag passes `noted` (any evidence) and `fired` (beyond chance) with the
+    evidence's `p_value`. A non-finite value (NaN logits, say) becomes the largest float, so the
+    flag fires and stays JSON-safe."""
     value = float(value)
     if not math.isfinite(value):
         value = sys.float_info.max if math.isnan(value) or value > 0 else -sys.float_info.max
-    return {"fired": bool(value > threshold), "value": value, "threshold": float(threshold), "detail": detail}
+    fired = bool(value > threshold) if fired is None else bool(fired)
+    return {"fired": fired, "noted": fired if noted is None else bool(noted or fired), "value": value,
+            "threshold": float(threshold), "p_value": None if p_value is None else float(p_value), "detail": detail}
 
 
 def large_eps(norm: str, x: torch.Tensor, linf: float) -> float:
@@ -81,11 +89,13 @@ def _not_chance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, n
                  step_ratio=settings.large_eps_pgd_step_ratio, seed=settings.large_eps_pgd_seed)
     x_adv = attack(model, x, y, eps)
     with torch.no_grad(), frozen_eval(model):
-        acc = (model(x_adv).argmax(dim=1) == y).float().mean().item() if len(y) else 0.0
-    threshold = 1 / num_classes + settings.chance_margin
-    detail = (f"robust accuracy {acc:.3f} under {norm} PGD-{settings.large_eps_pgd_steps} at eps {eps:.3g} on "
-              f"{len(y)} points")
-    return flag(acc, threshold, detail)
+        count = int((model(x_adv).argmax(dim=1) == y).sum()) if len(y) else 0
+    rate = min(1.0, 1 / num_classes + settings.chance_margin)
+    test = binomial_excess(count, len(y), rate, settings.flag_alpha)
+    detail = (f"{count} of {len(y)} points stay correct under {norm} PGD-{settings.large_eps_pgd_steps} at eps "
+              f"{eps:.3g}; chance plus the margin is {rate:.2f} (binomial p = {test.p_value:.2g})")
+    return flag(count / len(y) if len(y) else 0.0, rate, detail, noted=count > rate * len(y),
+                fired=test.significant, p_value=test.p_value)
 
 
 def model_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, num_classes: int,
@@ -113,70 +123,3 @@ def model_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str
             }
         flags["not_chance_at_large_eps"] = _not_chance(model, x, y, norm, num_classes, settings)
     return flags
-
-
-def _rises(robust_acc: dict[str, dict[str, float]], worst_case: dict[str, float], eps_order: list[str]) -> dict:
-    best, where = 0.0, ""
-    for name, series in [*robust_acc.items(), ("worst case", worst_case)]:
-        present = [e for e in eps_order if e in series]
-        for small, big in zip(present, present[1:]):
-            rise = series[big] - series[small]
-            if rise > best:
-                best, where = rise, f"{name} rises by {rise:.3f} from eps {small} to eps {big}"
-    return flag(best, 0.0, where or "robust accuracy never rises with eps")
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepPair:
-    """A swept column group and the column of the attack it generalises, with their titles
-    (`Attack.title`), e.g. "tpgd" (Temperature-PGD) and "pgd" (PGD)."""
-
-    group: str
-    group_title: str
-    baseline: str
-    baseline_title: str
-
-
-def _sweep_gap(robust_acc: dict[str, dict[str, float]], eps_order: list[str], sweeps: list[SweepPair],
-               threshold: float) -> dict:
-    gaps = [(robust_acc[p.baseline][e] - robust_acc[p.group][e], e, p.group, p) for p in sweeps
-            for e in eps_order if e in robust_acc.get(p.baseline, {}) and e in robust_acc.get(p.group, {})]
-    if not gaps:
-        return flag(0.0, threshold, "skipped: the protocol sweeps no attack beside its baseline's column")
-    gap, eps, _, pair = max(gaps)
-    return flag(gap, threshold, f"{pair.baseline_title}'s robust accuracy exceeds {pair.group_title}'s by {gap:.3f} "
-                                f"at eps {eps}")
-
-
-def _black_box(fractions: dict[str, float] | None, label: str, threshold: float) -> dict:
-    if not fractions:
-        return flag(0.0, threshold, "skipped: no attack with black-box parts ran")
-    eps = max(fractions, key=fractions.__getitem__)
-    value = fractions[eps]
-    return flag(value, threshold,
-                f"{label} broke {value:.2%} of the test points after the gradient-based attacks failed, at eps {eps}")
-
-
-def result_flags(robust_acc: dict[str, dict[str, float]], worst_case: dict[str, float], eps_order: list[str],
-                 black_box_fraction: dict[str, float] | None, black_box_label: str, sweeps: list[SweepPair],
-                 settings: SanitySettings) -> dict[str, dict]:
-    """The flags read from the evaluation's numbers.
-
-    Args:
-        robust_acc: attack column or group ("pgd", "tpgd", ...) -> eps -> robust accuracy.
-        worst_case: eps -> worst-case robust accuracy over attacks.
-        eps_order: the protocol's eps strings in increasing order.
-        black_box_fraction: eps -> fraction of the test points that an attack's black-box
-            parts (AutoAttack's Square) broke after its gradient-based parts failed on them;
-            None when no such attack ran; `black_box_label` names those parts ("Square").
-        sweeps: the swept column groups beside the column of the attack each generalises.
-        settings: the protocol's thresholds.
-
-    Returns:
-        `square_beats_white_box`, `accuracy_rises_with_eps`, `tpgd_much_stronger_than_pgd`.
-    """
-    return {
-        "square_beats_white_box": _black_box(black_box_fraction, black_box_label, settings.square_threshold),
-        "accuracy_rises_with_eps": _rises(robust_acc, worst_case, eps_order),
-        "tpgd_much_stronger_than_pgd": _sweep_gap(robust_acc, eps_order, sweeps, settings.tpgd_threshold),
-    }

@@ -31,6 +31,7 @@ from benchmark.pipeline.assemble import (
     assemble,
     defense_block,
     external_block,
+    training_block,
 )
 from benchmark.pipeline.data import load_dataset
 from benchmark.pipeline.evaluate import (
@@ -179,7 +180,7 @@ def eval_job(job: Job, trained: TrainResult | None = None) -> Path:
     defense = job.track.defense(job.defense)
     log.info("%s seed %d on %s: evaluating", job.defense, job.seed, job.track.name)
     subject = Subject(defense.name, defense_block(defense, job.track), effective_track(job.track, defense).model,
-                      job.seed, result.runtime_s, result.checkpoint_sha256)
+                      job.seed, result.runtime_s, result.checkpoint_sha256, training_block(result))
     model = load_trained_model(job.track, defense, result.checkpoint, result.checkpoint_sha256, job.paths.data_dir,
                                job.device)
     return evaluate_model(model, subject, job.track, job.protocol, job.run_dir, job.device, job.paths.data_dir,
