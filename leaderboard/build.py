@@ -1,20 +1,31 @@
-"""The leaderboard: a pure function of the records, written as Markdown, JSON and a PNG plot."""
+"""The leaderboard: a pure function of the admitted records and their flags, written as JSON,
+Markdown (`leaderboard.markdown`) and PNG plots."""
 from __future__ import annotations
 
 import copy
-import json
 import math
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from tabulate import tabulate
+import numpy as np
 
 from benchmark.core.errors import AtbenchError
-from benchmark.core.io import atomic_write_bytes, atomic_write_text, dumps_json
+from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
-from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
-from leaderboard.plot import plot_classwise, plot_robustness
+from leaderboard.evidence import (
+    ALPHA,
+    BOOTSTRAP_SEED,
+    REPLICATES,
+    Admitted,
+    attack_gain,
+    check_same_points,
+    entry_evidence,
+    significance,
+    tied_ranks,
+    worst_flags,
+)
+from leaderboard.flags import SANITY_FLAGS
+from leaderboard.markdown import render_markdown
+from leaderboard.plot import plot_classwise, plot_robustness, plot_significance
 from leaderboard.record import validate_record
 from leaderboard.records import find_records
 
@@ -34,7 +45,7 @@ def _meta(rec: dict) -> dict:
     d = rec["defense"]
     return {"architecture": rec["architecture"], "fidelity": d["fidelity"], "config": d["config"],
             "recipe_overrides": d["recipe_overrides"], "paper": d["paper"], "venue": d["venue"],
-            "link": d["link"], "external": d["external"]}
+            "link": d["link"], "external": d["external"], "sweep": d["sweep"]}
 
 
 def _check_one_board(records: list[dict]) -> dict:
@@ -72,13 +83,20 @@ def _check_one_board(records: list[dict]) -> dict:
     return first["protocol"]
 
 
-def _entry(defense: str, recs: list[dict], eps: list[str], attacks: list[str]) -> dict:
-    """One defense's board entry: every number is the mean over its seeds."""
-    seeds = sorted(r["seed"] for r in recs)
+def _entry(defense: str, items: list[Admitted], eps: list[str], attacks: list[str]) -> dict:
+    """One defense's board entry: every number is the mean over its seeds, with its evidence
+    (`leaderboard.evidence`)."""
+    items = sorted(items, key=lambda it: it.record["seed"])
+    recs = [it.record for it in items]
+    seeds = [r["seed"] for r in recs]
     if len(set(seeds)) != len(seeds):
         raise AtbenchError(f"defense {defense} has several records for one seed (seeds {seeds})",
                            "keep one record per (track, defense, seed)")
     meta = _meta(recs[0])
+    evidence_of = entry_evidence(items, eps, attacks, recs[0]["num_classes"])
+    labels = items[0].flags.labels
+    evidence_of["worst_class_acc"] = {e: float(np.mean([worst_flags(it, e)[labels == evidence_of["worst_class"][e]].mean()
+                                                        for it in items])) for e in eps}
     for r in recs:
         if _meta(r) != meta:
             raise AtbenchError(
@@ -91,24 +109,30 @@ def _entry(defense: str, recs: list[dict], eps: list[str], attacks: list[str]) -
         "clean_acc": _r(_mean([r["clean_acc"] for r in recs])),
         "robust_acc": {a: {e: _r(_mean([r["robust_acc"][a][e] for r in recs])) for e in eps} for a in attacks},
         "worst_case": {e: _r(_mean([r["worst_case"][e] for r in recs])) for e in eps},
-        "worst_class_robust_acc": {e: _r(_mean([r["classwise"][e]["worst_class_acc"] for r in recs]))
-                                   for e in eps},
+        "worst_class_robust_acc": {e: _r(evidence_of["worst_class_acc"][e]) for e in eps},
         "per_class_worst_case": {e: [_r(_mean([r["per_class"]["worst_case"][e][c] for r in recs]))
                                      for c in range(recs[0]["num_classes"])] for e in eps},
         "median_input_margin": _r(_mean([r["margins"]["input"]["median"] for r in recs])),
+        "logit_margin_percentiles": {side: {p: _r(_mean([r["margins"]["logit"][f"{side}_percentiles"][p] for r in recs]))
+                                            for p in ("p10", "p50")} for side in ("clean", "adversarial")},
         "frac_margin_below_half_primary": _r(_mean([r["margins"]["input"]["frac_below_half_primary"] for r in recs])),
-        "sanity_fired": _fired(recs),
+        "sanity_fired": _fired(recs, "fired"),
+        "sanity_noted": {k: v for k, v in _fired(recs, "noted").items() if k not in _fired(recs, "fired")},
         "certified_l2": _certified(recs),
+        "attack_gain": attack_gain(items, recs[0]["protocol"]["primary_eps"], "pgd", attacks, recs[0]["num_classes"]),
+        **{k: v for k, v in evidence_of.items() if k != "worst_class_acc"},
+        "training": [r["training"] for r in recs],
         **copy.deepcopy({k: v for k, v in meta.items() if k != "config"}),
     }
 
 
-def _fired(recs: list[dict]) -> dict[str, str]:
-    """Sanity flags fired in any seed of a defense -> the detail of the first seed that fired it."""
+def _fired(recs: list[dict], level: str) -> dict[str, str]:
+    """Sanity flags at `level` ("fired" or "noted") in any seed of a defense -> the detail of
+    the first seed at that level."""
     fired: dict[str, str] = {}
     for r in sorted(recs, key=lambda r: r["seed"]):
         for name in SANITY_FLAGS:
-            if r["sanity"][name]["fired"] and name not in fired:
+            if r["sanity"][name][level] and name not in fired:
                 fired[name] = f"seed {r['seed']}: {r['sanity'][name]['detail']}"
     return fired
 
@@ -123,155 +147,64 @@ def _certified(recs: list[dict]) -> dict | None:
             for radius in blocks[0]["radii"]}
 
 
-def build_json(records: list[dict]) -> dict:
-    """The JSON board of `records` (one track and protocol version); see `build`."""
-    if not records:
+def build_json(admitted: list[Admitted]) -> dict:
+    """The JSON board of admitted records (one track and protocol version); see `build`."""
+    if not admitted:
         raise AtbenchError("no records to build a leaderboard from", "run `atbench run` first")
+    records = [item.record for item in admitted]
     for i, r in enumerate(records):
         validate_record(r, source=f"records[{i}]")
     proto = _check_one_board(records)
+    check_same_points(admitted)
     eps, primary = proto["eps"], proto["primary_eps"]
     attacks = sorted(records[0]["robust_acc"])
-    by_defense: dict[str, list[dict]] = {}
-    for r in records:
-        by_defense.setdefault(r["defense"]["id"], []).append(r)
-    entries = [_entry(d, recs, eps, attacks) for d, recs in by_defense.items()]
+    groups: dict[str, list[Admitted]] = {}
+    for item in sorted(admitted, key=lambda it: it.record["seed"]):
+        groups.setdefault(item.record["defense"]["id"], []).append(item)
+    entries = [_entry(d, items, eps, attacks) for d, items in groups.items()]
     entries.sort(key=lambda x: (-x["worst_case"][primary], -x["clean_acc"], x["defense"]))
-    for i, x in enumerate(entries):
-        prev = entries[i - 1] if i else None
-        tied = prev is not None and (prev["worst_case"][primary], prev["clean_acc"]) == (
-            x["worst_case"][primary], x["clean_acc"])
-        x["rank"] = prev["rank"] if tied else i + 1
+    order = [x["defense"] for x in entries]
+    pairs = significance(groups, order, primary)
+    ranks = tied_ranks(order, pairs)
+    for x in entries:
+        x["rank"] = ranks[x["defense"]]
+    one_seed = all(x["n_seeds"] == 1 for x in entries)
     return {
         "track": records[0]["track"],
         "protocol": {k: proto[k] for k in ("id", "version", "sha256", "norm", "n_examples")},
         "primary_eps": primary, "eps": list(eps), "attacks": attacks,
         "class_names": list(records[0]["class_names"]), "entries": entries,
+        "statistics": statistics_block(one_seed, len(pairs)),
+        "significance": pairs,
     }
 
 
-def _pct(x: float) -> str:
-    """A fraction (already rounded to DIGITS) as an exact percentage with DIGITS-2 decimals."""
-    return f"{Decimal(repr(x)).scaleb(2):.{DIGITS - 2}f}"
+def statistics_block(one_seed: bool, pairs: int) -> dict:
+    """What the board's intervals, tests and ranks are (docs/statistics.md)."""
+    if one_seed:
+        interval = "95% Wilson score interval over the test points (one training seed per defense)"
+        test = "exact McNemar test on the paired per-example worst-case flags at the primary eps"
+    else:
+        interval = (f"95% two-level percentile bootstrap (training seeds, then test points; {REPLICATES} replicates, "
+                    f"seed {BOOTSTRAP_SEED})")
+        test = (f"paired bootstrap over seeds and test points of the worst-case flags at the primary eps "
+                f"({REPLICATES} replicates, seed {BOOTSTRAP_SEED}; exact McNemar for two single-seed defenses)")
+    return {"interval": interval, "comparison": test, "correction": f"Holm over all {pairs} pairs", "alpha": ALPHA,
+            "rank_rule": "rank = 1 + the number of defenses significantly better at the primary eps; ties share a rank",
+            "training_variance": ("not measured: one training seed per defense, so the intervals cover the test "
+                                  "points only" if one_seed else "measured: the intervals take the seeds' spread in")}
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def build(admitted: list[Admitted]) -> tuple[str, dict]:
+    """Build the leaderboard of admitted records (with their flags): a pure function (no I/O,
+    no clock).
 
-
-def _defense_cell(x: dict) -> str:
-    if x["external"]:
-        return _cell(f"{x['defense']} (external model)")
-    if not x["link"]:
-        return _cell(x["defense"])
-    link = x["link"].replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-    return _cell(f"[{x['defense']}]({link})")
-
-
-_FLAG_MARK = {name: chr(ord("a") + i) for i, name in enumerate(SANITY_FLAGS)}
-
-
-def _flag_marks(fired: dict[str, str]) -> str:
-    return " ".join(f"[{_FLAG_MARK[n]}]" for n in SANITY_FLAGS if n in fired) or "-"
-
-
-def _overrides(overrides: dict[str, Any]) -> str:
-    if not overrides:
-        return "-"
-    items = (f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True, separators=(',', ':'))}"
-             for k, v in sorted(overrides.items()))
-    return _cell(", ".join(items))
-
-
-def _table(headers: list[str], rows: list[list[str]], align: str) -> str:
-    """A GitHub table; `align` has one letter per column: l(eft) or r(ight)."""
-    colalign = ["left" if a == "l" else "right" for a in align]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=colalign)
-
-
-def render_markdown(board: dict) -> str:
-    """The Markdown form of a JSON board (from `build_json`)."""
-    p, primary, eps, attacks = board["protocol"], board["primary_eps"], board["eps"], board["attacks"]
-    entries = board["entries"]
-    main_headers = (["rank", "defense", "seeds", "clean (%)"] + [f"{a} (%)" for a in attacks]
-                    + ["worst case (%)", "worst class (%)", "median margin", "flags", "fidelity",
-                       "recipe overrides", "architecture"])
-    main_rows = [
-        [str(x["rank"]), _defense_cell(x), str(x["n_seeds"]), _pct(x["clean_acc"])]
-        + [_pct(x["robust_acc"][a][primary]) for a in attacks]
-        + [_pct(x["worst_case"][primary]), _pct(x["worst_class_robust_acc"][primary]),
-           f"{x['median_input_margin']:.4f}", _flag_marks(x["sanity_fired"]),
-           _cell(x["fidelity"]), _overrides(x["recipe_overrides"]), _cell(x["architecture"])]
-        for x in entries
-    ]
-    main = _table(main_headers, main_rows, "rlrr" + "r" * len(attacks) + "rrrllll")
-    certified = [x for x in entries if x["certified_l2"]]
-    radii = list(certified[0]["certified_l2"]) if certified else []
-    certified_table = _table(
-        ["rank", "defense"] + [f"L2 r={r}: certified / PGD (%)" for r in radii],
-        [[str(x["rank"]), _cell(x["defense"])]
-         + [f"{_pct(x['certified_l2'][r]['certified'])} / {_pct(x['certified_l2'][r]['pgd_l2'])}" for r in radii]
-         for x in certified], "rl" + "r" * len(radii)) if certified else ""
-    flagged = [f"- **{x['defense']}**: [{_FLAG_MARK[name]}] `{name}`: {_cell(detail)}"
-               for x in entries for name, detail in x["sanity_fired"].items()]
-    eps_rows = [[str(x["rank"]), _cell(x["defense"]), _pct(x["clean_acc"])]
-                + [_pct(x["worst_case"][e]) for e in eps] for x in entries]
-    per_eps = _table(["rank", "defense", "clean"] + [f"eps={e}" for e in eps], eps_rows, "rlr" + "r" * len(eps))
-    n = p["n_examples"]
-    return "\n".join([
-        f"# Leaderboard: {board['track']} (protocol {p['id']} v{p['version']})",
-        "",
-        f"Ranked by worst-case robust accuracy at eps={primary} ({p['norm']}), then clean accuracy, "
-        f"then defense id. Accuracies in % of the protocol's {n} test points; robust columns at "
-        f"eps={primary}; each number is the mean over the defense's seeds. "
-        f"Protocol sha256 `{p['sha256']}`.",
-        "",
-        main,
-        "",
-        "## Sanity flags",
-        "",
-        *(flagged or ["No sanity flag fired."]),
-        "",
-        *(["## Certified L2 accuracy (LipLT bound) beside L2-PGD robust accuracy", "", certified_table, ""]
-          if certified else []),
-        "## Worst-case robust accuracy (%) per eps",
-        "",
-        per_eps,
-        "",
-        "## Class-wise worst-case robust accuracy",
-        "",
-        f"![Class-wise worst-case robust accuracy at eps={primary}]({p['id']}.classwise.png)",
-        "",
-        f"One row per defense in rank order, one column per class: the percentage of that class's test "
-        f"points that survive every attack at eps={primary} (mean over seeds); a dark cell is a class the "
-        "defense leaves exposed even when its overall number looks good.",
-        "",
-        "## How to read this board",
-        "",
-        "*Worst case*: a test point counts as robust only if it survives every attack column at "
-        "that eps. *Worst class*: the lowest per-class worst-case robust accuracy (the class the "
-        "defense protects least; with several seeds, the mean of each seed's worst class). "
-        f"Accuracies are percentages of the protocol's {n} test points (the worst class: of that "
-        "class's points), all taken from the committed records, which derive them from per-example "
-        "flags; *seeds* is the number of training seeds averaged. *Fidelity* says how closely the "
-        "implementation follows the paper; "
-        "*recipe overrides* are the defense's departures from the track's training recipe. "
-        f"*Median margin*: the median over test points of the smallest {p['norm']} eps at which PGD "
-        "breaks a point (bisection; 0 for misclassified points, capped at twice the largest eps), an upper "
-        "bound on the true margin. *Flags* mark suspicious evaluations: "
-        + "; ".join(f"[{_FLAG_MARK[n]}] `{n}`: {FLAG_DOCS[n]}" for n in SANITY_FLAGS) + ".",
-        "",
-    ])
-
-
-def build(records: list[dict]) -> tuple[str, dict]:
-    """Build the leaderboard of `records`: a pure function (no I/O, no clock).
-
-    All records must share one track and one protocol (id, version and content). The seeds of a
-    defense are averaged; entries are ranked by worst-case robust accuracy at the primary eps
-    (descending), then clean accuracy (descending), then defense id, on the numbers as shown
-    (rounded to 4 decimals); entries equal on both numbers share a rank. The output does not
-    depend on the order of `records`.
+    All records must share one track, one protocol (id, version and content), one code version
+    and the same test points. The seeds of a defense are averaged; entries are ordered by
+    worst-case robust accuracy at the primary eps (descending), then clean accuracy, then
+    defense id; a defense's rank is 1 + the number of defenses significantly better than it
+    (paired tests, Holm-corrected), so ties share a rank. The output does not depend on the
+    order of `admitted`.
 
     Returns:
         (markdown, board): the Markdown text and the JSON board (a dict of plain values).
@@ -280,28 +213,38 @@ def build(records: list[dict]) -> tuple[str, dict]:
         AtbenchError: no records, mixed tracks or protocols, two records for one (defense, seed),
             seeds of one defense with different configurations, or an invalid record.
     """
-    board = build_json(records)
+    board = build_json(admitted)
     return render_markdown(board), board
 
 
-def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path) -> list[Path]:
-    """Build the board of `protocol` (a track's default protocol has the track's name) from
-    `<records_dir>/<protocol>/`, each record admitted first (`leaderboard.admission.admit`: its
-    flags file's hash and every number re-derived from it; nothing is written when one fails),
-    and atomically write `<boards_dir>/<protocol>.md`, `.json`,
-    `.png` (robust accuracy against eps) and `.classwise.png` (per-class heatmap). Returns those paths."""
+def board_files(markdown: str, board: dict) -> dict[str, bytes]:
+    """Every file of a board, by suffix: the Markdown, the JSON, and the plots (robust accuracy
+    against eps, the class-wise heatmap, the significance heatmap)."""
+    return {".md": markdown.encode(), ".json": dumps_json(board).encode(), ".png": plot_robustness(board),
+            ".classwise.png": plot_classwise(board), ".significance.png": plot_significance(board)}
+
+
+def admitted_records(records_dir: str | Path, protocol: str) -> list[Admitted]:
+    """The records of `protocol` under `records_dir`, each admitted (`leaderboard.admission.admit`).
+
+    Raises:
+        AtbenchError: there are none, or one fails its admission (named with its field).
+    """
     found = find_records(records_dir, protocol)
     if not found:
         raise AtbenchError(f"no records for protocol {protocol!r} under {Path(records_dir) / protocol}",
                            f"run `atbench run` on its track (with `--protocol {protocol}` for a variant) first")
-    for path, record in found:
-        admit(record, path)
-    markdown, board = build([rec for _, rec in found])
-    boards_dir = Path(boards_dir)
-    paths = [boards_dir / f"{protocol}.md", boards_dir / f"{protocol}.json", boards_dir / f"{protocol}.png",
-             boards_dir / f"{protocol}.classwise.png"]
-    atomic_write_text(paths[0], markdown)
-    atomic_write_text(paths[1], dumps_json(board))
-    atomic_write_bytes(paths[2], plot_robustness(board))
-    atomic_write_bytes(paths[3], plot_classwise(board))
+    return [Admitted(record, admit(record, path)) for path, record in found]
+
+
+def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path) -> list[Path]:
+    """Build the board of `protocol` (a track's default protocol has the track's name) from
+    `<records_dir>/<protocol>/`, each record admitted first (its flags file's hash and every
+    number re-derived from it; nothing is written when one fails), and atomically write
+    `<boards_dir>/<protocol><suffix>` for every file of `board_files`. Returns their paths."""
+    markdown, board = build(admitted_records(records_dir, protocol))
+    paths = []
+    for suffix, data in board_files(markdown, board).items():
+        paths.append(Path(boards_dir) / f"{protocol}{suffix}")
+        atomic_write_bytes(paths[-1], data)
     return paths

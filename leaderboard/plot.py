@@ -95,3 +95,46 @@ def plot_classwise(board_json: dict) -> bytes:
         fig.colorbar(image, ax=ax, label="worst-case robust accuracy (%)")
         fig.tight_layout()
         return _png(fig)
+
+
+def significance_matrix(board_json: dict) -> tuple[list[str], list[list[float]], list[list[float]]]:
+    """What the significance heatmap draws: (defenses in board order, the effect row minus column
+    in worst-case accuracy points, the Holm-adjusted p-values; the diagonal is 0 and 1)."""
+    order = [e["defense"] for e in board_json["entries"]]
+    index = {d: i for i, d in enumerate(order)}
+    effect = [[0.0] * len(order) for _ in order]
+    p_adjusted = [[1.0] * len(order) for _ in order]
+    for row in board_json["significance"]:
+        i, j = index[row["a"]], index[row["b"]]
+        effect[i][j], effect[j][i] = 100 * row["effect"], -100 * row["effect"]
+        p_adjusted[i][j] = p_adjusted[j][i] = row["p_adjusted"]
+    return order, effect, p_adjusted
+
+
+def plot_significance(board_json: dict) -> bytes:
+    """PNG bytes of the pairwise significance heatmap: cell (row, column) colours the difference
+    in worst-case robust accuracy (points) at the primary eps and shows the Holm-adjusted p-value,
+    bold where significant. Deterministic like `plot_robustness`."""
+    order, effect, p_adjusted = significance_matrix(board_json)
+    alpha = board_json["statistics"]["alpha"]
+    bound = max([abs(v) for row in effect for v in row] + [1.0])
+    size = max(4.0, 0.6 * len(order) + 2.5)
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(size + 1.5, size), dpi=DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        image = ax.imshow(effect, cmap="RdBu", vmin=-bound, vmax=bound, interpolation="nearest")
+        for i in range(len(order)):
+            for j in range(len(order)):
+                if i != j:
+                    ax.text(j, i, f"{effect[i][j]:+.1f}\np={p_adjusted[i][j]:.2g}", ha="center", va="center",
+                            fontsize="xx-small", fontweight="bold" if p_adjusted[i][j] < alpha else "normal")
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(order, rotation=90, fontsize="small")
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels(order, fontsize="small")
+        ax.set_title(f"{board_json['track']}: row minus column, worst case at eps={board_json['primary_eps']} "
+                     f"(bold: Holm p < {alpha})", fontsize="medium")
+        fig.colorbar(image, ax=ax, label="difference (points)")
+        fig.tight_layout()
+        return _png(fig)

@@ -57,7 +57,7 @@ def make_record(
         "training": {"selection_rule": "worst case of CE-PGD and CW-PGD", "best_epoch": 18, "epochs": 20,
                      "val_robust_acc": robust, "val_clean_acc": clean},
         "defense": {
-            "id": defense, "external": False, "config": {"beta": 6.0, "steps": 10, "nested": {"a": [1, None]}},
+            "id": defense, "external": False, "sweep": None, "config": {"beta": 6.0, "steps": 10, "nested": {"a": [1, None]}},
             "paper": f"Paper about {defense}", "venue": "ICLR 2018",
             "link": f"https://example.org/{defense}", "fidelity": "reference", "randomized": False,
             "recipe_overrides": dict(recipe_overrides or {}),
@@ -111,20 +111,19 @@ def make_record(
     }
 
 
-def write_consistent(folder, defense: str = "pgd-at", seed: int = 0, *, robust: float = 0.6, flag_seed: int = 0,
-                     flips: dict | None = None, **kwargs):
-    """Write into `folder` a record whose accuracies are derived from per-example flags, and the
-    flags file beside it (what a board admits): points are robust at random (rate `robust` per
-    eps step, nested over eps), seeded by `flag_seed`. `flips` maps a flag name to point indices
-    whose flag is set to False before the numbers are derived. Returns the record's path."""
+def consistent(defense: str = "pgd-at", seed: int = 0, *, robust: float = 0.6, flag_seed: int = 0,
+               flips: dict | None = None, **kwargs):
+    """A record whose accuracies are derived from per-example flags, with those flags, as a board
+    admits it (`leaderboard.evidence.Admitted`): points are robust at random (rate `robust` per eps
+    step, nested over eps), seeded by `flag_seed`; `flips` maps a flag name to point indices whose
+    flag is set to False before the numbers are derived."""
     import io
-    import json
-    from pathlib import Path
 
     import numpy as np
 
+    from leaderboard.admission import FlagsFile
     from leaderboard.derive import aggregate_record
-    from leaderboard.record import validate_record
+    from leaderboard.evidence import Admitted
 
     record = make_record(defense, seed, **kwargs)
     n, k = record["protocol"]["n_examples"], record["num_classes"]
@@ -140,12 +139,23 @@ def write_consistent(folder, defense: str = "pgd-at", seed: int = 0, *, robust: 
         flags[name][list(points)] = False
     record.update(aggregate_record(record, flags, labels))
     buf = io.BytesIO()
-    np.savez(buf, labels=labels, indices=np.arange(n, dtype=np.int64), **{key: flags[key] for key in sorted(flags)})
-    name = f"{defense}-seed{seed}"
+    indices = np.arange(n, dtype=np.int64)
+    np.savez(buf, labels=labels, indices=indices, **{key: flags[key] for key in sorted(flags)})
+    record["flags"] = {"file": f"{defense}-seed{seed}.flags.npz", "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
+    return Admitted(record, FlagsFile(buf.getvalue(), flags, labels, indices, {}))
+
+
+def write_consistent(folder, defense: str = "pgd-at", seed: int = 0, **kwargs):
+    """Write a `consistent` record and its flags file into `folder`; returns the record's path."""
+    import json
+    from pathlib import Path
+
+    from leaderboard.record import validate_record
+
+    item = consistent(defense, seed, **kwargs)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.flags.npz").write_bytes(buf.getvalue())
-    record["flags"] = {"file": f"{name}.flags.npz", "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(validate_record(record), sort_keys=True, indent=2))
+    (folder / item.record["flags"]["file"]).write_bytes(item.flags.data)
+    path = folder / f"{defense}-seed{seed}.json"
+    path.write_text(json.dumps(validate_record(item.record), sort_keys=True, indent=2))
     return path

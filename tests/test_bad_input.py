@@ -30,16 +30,19 @@ INVALID = {
     "choice": ["", "nope"],
     "output": ["{folder}"],
 }
-COMMON = {"--track": "name", "--defense": "name", "--defense-file": "file", "--seed": "int", "--device": "device",
+COMMON = {"--track": "name", "--defense": "name", "--defense-file": "file", "--seed": "int", "--seeds": "int",
+          "--device": "device",
           "--data-dir": "folder", "--runs-dir": "folder", "--jobs": "int", "--protocol": "protocol",
           "--records-dir": "folder", "--boards-dir": "folder"}
 #: command -> (arguments that make the rest of the line valid, {option: type}); "" is a positional.
 COMMANDS = {
     "run": ([], {**COMMON, "--executor": "choice", "--eval-precision": "choice"}),
+    "tune": ([], {**COMMON, "--sweeps-dir": "folder"}),
     "train": ([], COMMON),
     "eval": ([], {**COMMON, "--checkpoint": "file", "--name": "name", "--eval-precision": "choice"}),
     "regress": (["--current", "{folder}", "--against", "{folder}"],
-                {**COMMON, "--against": "path", "--current": "path", "--tolerance": "fraction", "--junit": "output"}),
+                {**COMMON, "--against": "path", "--current": "path", "--tolerance": "fraction", "--alpha": "fraction",
+                 "--junit": "output"}),
     "leaderboard": ([], {"--track": "name", "--protocol": "protocol", "--records-dir": "folder",
                          "--boards-dir": "folder"}),
     "bench": ([], {"--track": "name", "--defense": "name", "--seed": "int", "--points": "int", "--device": "device",
@@ -48,6 +51,7 @@ COMMANDS = {
     "verify": (["{file}"], {"--checkpoint": "file", "--runs-dir": "folder", "--points": "int", "--tolerance": "fraction",
                             "--device": "device", "--data-dir": "folder", "--defense-file": "file"}),
     "validate": (["pgd-at"], {"--defense-file": "file"}),
+    "compare": (["a", "b"], {"--track": "name", "--protocol": "protocol", "--records-dir": "folder", "--format": "choice"}),
     "export": (["json-schema"], {"--out": "output", "": "path"}),
     "ls": ([], {"": "choice"}),
 }
@@ -115,7 +119,7 @@ def test_bad_value_exits_2_with_one_message_and_writes_nothing_outside(scratch_r
 
 
 def test_the_table_covers_every_typed_option_of_every_command():
-    from benchmark.commands.cli import build_parser
+    from benchmark.commands.parser import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for command, subparser in sub.choices.items():

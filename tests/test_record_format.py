@@ -16,15 +16,8 @@ import pytest
 
 from benchmark.core.io import dumps_json
 from leaderboard.flags import SANITY_FLAGS
-from leaderboard.record import (
-    DOC_PATH,
-    SCHEMA_PATH,
-    Record,
-    RecordError,
-    doc_with_table,
-    json_schema,
-    validate_record,
-)
+from leaderboard.record import Record, RecordError, validate_record
+from leaderboard.record_docs import DOC_PATH, SCHEMA_PATH, doc_with_table, json_schema
 from tests.fixtures_records import make_record
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -32,7 +25,7 @@ jsonschema = pytest.importorskip("jsonschema")
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "leaderboard" / "records"
 RECORD_FILES = sorted(RECORDS.rglob("*.json"))
-STALE = "is stale: regenerate it with `python -m leaderboard.record`"
+STALE = "is stale: regenerate it with `python -m leaderboard.record_docs`"
 
 
 def _validator():
@@ -168,7 +161,7 @@ def test_eps_pattern_accepts_exactly_what_the_validator_accepts(eps):
 
 def test_a_new_field_is_one_edit_of_the_record_module_and_the_generated_files_must_follow(tmp_path):
     """In a scratch copy, add a field to `Record` only: the staleness tests fail until
-    `python -m leaderboard.record` regenerates the schema and the doc table, which then name it."""
+    `python -m leaderboard.record_docs` regenerates the schema and the doc table, which then name it."""
     for part in ("leaderboard", "benchmark", "docs"):
         shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("records", "boards", "__pycache__"))
     module = tmp_path / "leaderboard" / "record.py"
@@ -176,7 +169,7 @@ def test_a_new_field_is_one_edit_of_the_record_module_and_the_generated_files_mu
     anchor = '    track: Name = _f("training track")\n'
     assert anchor in text
     module.write_text(text.replace(anchor, anchor + '    mood: str = _f("how the run felt")\n'))
-    check = ("import sys; from leaderboard import record as r; from benchmark.core.io import dumps_json; "
+    check = ("import sys; from leaderboard import record_docs as r; from benchmark.core.io import dumps_json; "
              "stale = r.SCHEMA_PATH.read_text() != dumps_json(r.json_schema()); "
              "doc = r.DOC_PATH.read_text(); stale_doc = doc != r.doc_with_table(doc); "
              "print(stale, stale_doc, '`mood`' in doc, 'mood' in r.SCHEMA_PATH.read_text())")
@@ -186,7 +179,7 @@ def test_a_new_field_is_one_edit_of_the_record_module_and_the_generated_files_mu
                               check=True).stdout.strip()
 
     assert run(check) == "True True False False"
-    subprocess.run([sys.executable, "-m", "leaderboard.record"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "leaderboard.record_docs"], cwd=tmp_path, check=True, capture_output=True)
     assert run(check) == "False False True True"
     changed = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
                if p.is_file() and (ROOT / p.relative_to(tmp_path)).read_bytes() != p.read_bytes()]

@@ -2,19 +2,32 @@
 
 Results are read from a records folder, a single record, or a board JSON. Each becomes, per
 defense, the metrics `clean`, `<attack>@<eps>` and `worst_case@<eps>` (means over the defense's
-seeds). A metric that drops by more than the tolerance, or a defense or metric of the reference
-missing from the current results, is a regression. The comparison is printed as a Markdown
-table and written as JUnit XML for CI systems.
+seeds). Two modes decide what a regression is:
+
+- `--tolerance` (the default, 0.02): a drop of more than the tolerance;
+- `--alpha`: a drop that a paired test on both sides' per-example flags finds significant (exact
+  McNemar for one seed on each side, a paired bootstrap otherwise; Holm-corrected over every
+  compared metric), so that noise at the protocol's number of points is not a regression. It
+  needs records (with their flags) on both sides.
+
+A defense or metric of the reference missing from the current results is always a regression.
+Both sides must be of one protocol (id, version and content). The comparison is printed as a
+Markdown table and written as JUnit XML for CI systems.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from xml.etree import ElementTree
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes
+from leaderboard import stats
+from leaderboard.admission import admit
+from leaderboard.evidence import Admitted, column_flags, worst_flags
+from leaderboard.evidence import compare as paired
 from leaderboard.record import load_record
 
 #: Default largest allowed drop of any accuracy (absolute).
@@ -44,11 +57,13 @@ class Results:
         source: where they were read from.
         protocol: (id, version, content sha256) of their protocol.
         metrics: defense -> metric -> value (means over seeds).
+        items: defense -> its admitted records with their flags (None for a board JSON).
     """
 
     source: str
     protocol: tuple[str, int, str]
     metrics: Metrics
+    items: dict[str, list[Admitted]] | None = None
 
 
 def _protocol_of(block: dict, path: Path) -> tuple[str, int, str]:
@@ -59,24 +74,29 @@ def _protocol_of(block: dict, path: Path) -> tuple[str, int, str]:
                            "rebuild the board with `atbench leaderboard`") from exc
 
 
+def _from_records(source: Path, files: list[Path]) -> Results:
+    items: dict[str, list[Admitted]] = {}
+    protocols = set()
+    for f in files:
+        record = load_record(f)
+        protocols.add(_protocol_of(record["protocol"], f))
+        items.setdefault(record["defense"]["id"], []).append(Admitted(record, admit(record, f)))
+    if len(protocols) > 1:
+        raise AtbenchError(f"the records in {source} mix protocols: {sorted(protocols)}",
+                           "keep one protocol version per records folder")
+    metrics = _mean_over_seeds({d: [metrics_of(it.record) for it in its] for d, its in items.items()})
+    return Results(str(source), protocols.pop(), metrics, items)
+
+
 def load_results(path: str | Path) -> Results:
-    """Per-defense metrics from a records folder (`*.json` records, validated, of one
-    protocol), one record file, or a board JSON (`leaderboard/boards/<protocol>.json`)."""
+    """Per-defense metrics from a records folder (`*.json` records of one protocol, each admitted
+    with its flags), one record file, or a board JSON (`leaderboard/boards/<protocol>.json`)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.glob("*.json"))
         if not files:
             raise AtbenchError(f"{path} holds no records (*.json)", "pass a records folder, a record or a board JSON")
-        per_seed: dict[str, list[dict[str, float]]] = {}
-        protocols = set()
-        for f in files:
-            record = load_record(f)
-            protocols.add(_protocol_of(record["protocol"], f))
-            per_seed.setdefault(record["defense"]["id"], []).append(metrics_of(record))
-        if len(protocols) > 1:
-            raise AtbenchError(f"the records in {path} mix protocols: {sorted(protocols)}",
-                               "keep one protocol version per records folder")
-        return Results(str(path), protocols.pop(), _mean_over_seeds(per_seed))
+        return _from_records(path, files)
     if not path.is_file():
         raise AtbenchError(f"{path} does not exist", "pass a records folder, a record or a board JSON")
     try:
@@ -90,8 +110,7 @@ def load_results(path: str | Path) -> Results:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise AtbenchError(f"{path}: a board entry lacks clean_acc, robust_acc or worst_case ({exc!r})",
                                "rebuild the board with `atbench leaderboard`") from exc
-    record = load_record(path)
-    return Results(str(path), _protocol_of(record["protocol"], path), {record["defense"]["id"]: metrics_of(record)})
+    return _from_records(path, [path])
 
 
 def same_protocol(reference: Results, current: Results) -> None:
@@ -110,13 +129,16 @@ def same_protocol(reference: Results, current: Results) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """One (defense, metric) comparison; `current` is None when the current results lack it."""
+    """One (defense, metric) comparison; `current` is None when the current results lack it.
+    In the `--alpha` mode, `p_value` is the Holm-adjusted p-value of the paired test."""
 
     defense: str
     metric: str
     reference: float
     current: float | None
     tolerance: float
+    alpha: float | None = None
+    p_value: float | None = None
 
     @property
     def delta(self) -> float | None:
@@ -125,36 +147,74 @@ class Change:
 
     @property
     def regressed(self) -> bool:
-        """Missing, or dropped by more than the tolerance."""
-        return self.current is None or self.reference - self.current > self.tolerance + 1e-12
+        """Missing; or dropped significantly (`--alpha`) or by more than the tolerance."""
+        if self.current is None:
+            return True
+        if self.alpha is not None:
+            return self.delta < 0 and self.p_value is not None and self.p_value < self.alpha
+        return self.reference - self.current > self.tolerance + 1e-12
 
 
-def compare(reference: Metrics, current: Metrics, tolerance: float = TOLERANCE) -> list[Change]:
-    """Every (defense, metric) of `reference` compared with `current`."""
+def _flags_of(metric: str):
+    name, _, eps = metric.partition("@")
+    if name == "clean":
+        return lambda item: item.flags.flags["clean"]
+    if name == "worst_case":
+        return lambda item: worst_flags(item, eps)
+    return lambda item: column_flags(item, name, eps)
+
+
+def compare(reference: Results, current: Results, tolerance: float = TOLERANCE,
+            alpha: float | None = None, defenses: list[str] | None = None) -> list[Change]:
+    """Every (defense, metric) of the reference (or of `defenses`) compared with the current
+    results: by `tolerance`, or, with `alpha`, by Holm-corrected paired tests on the flags.
+
+    Raises:
+        AtbenchError: a tolerance or alpha outside [0, 1] (NaN included), or `alpha` without
+            records on both sides.
+    """
     if not 0 <= tolerance <= 1:  # also refuses NaN
         raise AtbenchError(f"--tolerance {tolerance} is not a number in [0, 1]", "pass a tolerance such as 0.02")
-    return [Change(d, m, v, current.get(d, {}).get(m), tolerance)
-            for d in sorted(reference) for m, v in sorted(reference[d].items())]
+    if alpha is not None and not (0 < alpha < 1 and math.isfinite(alpha)):
+        raise AtbenchError(f"--alpha {alpha} is not a number in (0, 1)", "pass an alpha such as 0.05")
+    if alpha is not None and (reference.items is None or current.items is None):
+        raise AtbenchError("--alpha compares per-example flags, and a board JSON has none",
+                           "pass records folders (or records) on both sides, or use --tolerance")
+    chosen = sorted(d for d in reference.metrics if defenses is None or d in defenses)
+    rows = [(d, m, v, current.metrics.get(d, {}).get(m)) for d in chosen for m, v in sorted(reference.metrics[d].items())]
+    if alpha is None:
+        return [Change(d, m, v, c, tolerance) for d, m, v, c in rows]
+    tested = [i for i, (d, m, v, c) in enumerate(rows) if c is not None]
+    raw = [paired(current.items[rows[i][0]], reference.items[rows[i][0]], _flags_of(rows[i][1]))["p_value"]
+           for i in tested]
+    adjusted = dict(zip(tested, stats.holm(raw)))
+    return [Change(d, m, v, c, tolerance, alpha, adjusted.get(i)) for i, (d, m, v, c) in enumerate(rows)]
 
 
 def markdown(changes: list[Change], show_all: bool = False) -> str:
     """A Markdown table of the changed (or, with `show_all`, every) metrics and a summary line."""
     shown = [c for c in changes if show_all or c.regressed or (c.delta is not None and abs(c.delta) > 1e-12)]
-    lines = ["| defense | metric | reference | current | change | status |", "|---|---|---|---|---|---|"]
+    tests = any(c.alpha is not None for c in changes)
+    lines = ["| defense | metric | reference | current | change |" + (" p (Holm) |" if tests else "") + " status |",
+             "|---|---|---|---|---|" + ("---|" if tests else "") + "---|"]
     for c in shown:
         current = "missing" if c.current is None else f"{c.current:.4f}"
         delta = "" if c.delta is None else f"{c.delta:+.4f}"
+        p = ("" if c.p_value is None else f" {c.p_value:.3g} |") if tests else ""
         status = "REGRESSION" if c.regressed else ("improved" if c.delta and c.delta > 0 else "ok")
-        lines.append(f"| {c.defense} | {c.metric} | {c.reference:.4f} | {current} | {delta} | {status} |")
+        lines.append(f"| {c.defense} | {c.metric} | {c.reference:.4f} | {current} | {delta} |{p} {status} |")
     failed = sum(c.regressed for c in changes)
-    tolerance = changes[0].tolerance if changes else TOLERANCE
-    lines += ["", f"{len(changes)} metrics compared, {len(shown)} changed, {failed} regressions "
-                  f"(a drop of more than {tolerance} or a missing result)."]
+    rule = (f"a drop significant at alpha {changes[0].alpha} (paired test on the per-example flags, Holm over "
+            f"{len(changes)} metrics)" if tests else
+            f"a drop of more than {changes[0].tolerance if changes else TOLERANCE}")
+    lines += ["", f"{len(changes)} metrics compared, {len(shown)} changed, {failed} regressions ({rule} or a missing "
+                  "result)."]
     return "\n".join(lines)
 
 
 def junit_xml(changes: list[Change], suite: str = "atbench regress") -> bytes:
-    """JUnit XML: one test case per (defense, metric), a failure for each regression."""
+    """JUnit XML: one test case per (defense, metric), a failure for each regression naming the
+    test that decided it and its p-value."""
     root = ElementTree.Element("testsuites")
     failures = sum(c.regressed for c in changes)
     node = ElementTree.SubElement(root, "testsuite", name=suite, tests=str(len(changes)), failures=str(failures),
@@ -162,9 +222,14 @@ def junit_xml(changes: list[Change], suite: str = "atbench regress") -> bytes:
     for c in changes:
         case = ElementTree.SubElement(node, "testcase", classname=f"{suite}.{c.defense}", name=c.metric)
         if c.regressed:
-            message = (f"{c.defense} {c.metric}: missing from the current results" if c.current is None else
-                       f"{c.defense} {c.metric} dropped from {c.reference:.4f} to {c.current:.4f} "
-                       f"({c.delta:+.4f}, tolerance {c.tolerance})")
+            if c.current is None:
+                message = f"{c.defense} {c.metric}: missing from the current results"
+            elif c.alpha is not None:
+                message = (f"{c.defense} {c.metric} dropped from {c.reference:.4f} to {c.current:.4f} ({c.delta:+.4f}); "
+                           f"paired test on the per-example flags, Holm-adjusted p = {c.p_value:.3g} < alpha {c.alpha}")
+            else:
+                message = (f"{c.defense} {c.metric} dropped from {c.reference:.4f} to {c.current:.4f} "
+                           f"({c.delta:+.4f}, tolerance {c.tolerance})")
             ElementTree.SubElement(case, "failure", message=message, type="regression").text = message
     return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
 

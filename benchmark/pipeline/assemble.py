@@ -12,6 +12,7 @@ import torch
 from benchmark.core.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.pipeline.evaluate import EVALUATION_VERSION
 from benchmark.pipeline.protocol import Protocol, build_attack
+from benchmark.pipeline.sweeps import sweep_source
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import HARNESS_VERSION, SELECTION_RULE, TrainResult
 from defenses.base import Defense
@@ -44,8 +45,10 @@ class Subject:
 
 def defense_block(defense: Defense, track: Track) -> dict:
     """The record's description of a registered defense trained on `track`."""
+    configured = defense.name in track.defense_configs
     return {
-        "id": defense.name, "external": False, "config": defense.config_dict(), "paper": defense.meta.paper,
+        "id": defense.name, "external": False, "sweep": sweep_source(track.name, defense.name) if configured else None,
+        "config": defense.config_dict(), "paper": defense.meta.paper,
         "venue": defense.meta.venue, "link": defense.meta.link, "fidelity": defense.meta.fidelity,
         "randomized": defense.meta.randomized,
         "recipe_overrides": {**defense.overrides(track),
@@ -61,7 +64,7 @@ def training_block(result: TrainResult) -> dict:
 
 def external_block(name: str, spec: str, checkpoint_name: str | None) -> dict:
     """The record's description of an external model (`atbench eval --model`)."""
-    return {"id": name, "external": True, "config": {"model": spec, "checkpoint": checkpoint_name},
+    return {"id": name, "external": True, "sweep": None, "config": {"model": spec, "checkpoint": checkpoint_name},
             "paper": "", "venue": "", "link": "", "fidelity": "reference", "randomized": False,
             "recipe_overrides": {}}
 

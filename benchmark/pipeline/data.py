@@ -257,18 +257,6 @@ def train_val_parts(images: np.ndarray, labels: np.ndarray, val_size: int | None
 # ----------------------------------------------------------------------------- file reading
 
 
-def require_files(dataset: str, folder: Path, files: tuple[str, ...], how_to_get: str) -> None:
-    """Raise an `AtbenchError` naming the folder, the missing files and how to get them."""
-    missing = [f for f in files if not (folder / f).is_file()]
-    if missing:
-        where = f"missing in {folder}: {', '.join(missing)}" if folder.is_dir() else f"{folder} does not exist"
-        raise AtbenchError(
-            f"data set {dataset} not found: {where} (expected files: {', '.join(files)})",
-            f"{how_to_get} so that {folder} holds those files; the data folder is set with "
-            f"--data-dir or the {DATA_DIR_ENV} environment variable (default ./data)",
-        )
-
-
 def malformed(path: Path, what: str) -> AtbenchError:
     """The error for a data file that exists but cannot be read as the data set it should hold."""
     return AtbenchError(

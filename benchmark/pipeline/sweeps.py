@@ -13,6 +13,9 @@ from typing import Any
 from benchmark.core.errors import AtbenchError
 
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "sweeps"
+#: Per track, per defense, the sweep its setting came from ("<track>/<defense>"), filled as the
+#: tracks read their winners.
+SOURCES: dict[str, dict[str, str]] = {}
 
 
 def sweep_path(track: str, defense: str, root: Path = SWEEPS_DIR) -> Path:
@@ -44,4 +47,11 @@ def sweep_winners(track: str, borrowed: dict[str, str] | None = None, root: Path
     sources = {p.stem: p for p in sorted((root / track).glob("*.json"))}
     for defense, other in (borrowed or {}).items():
         sources[defense] = sweep_path(other, defense, root)
-    return {defense: read_sweep(path)["winner"] for defense, path in sorted(sources.items()) if path.is_file()}
+    found = {defense: path for defense, path in sorted(sources.items()) if path.is_file()}
+    SOURCES[track] = {defense: f"{path.parent.name}/{defense}" for defense, path in found.items()}
+    return {defense: read_sweep(path)["winner"] for defense, path in found.items()}
+
+
+def sweep_source(track: str, defense: str) -> str | None:
+    """The sweep ("<track>/<defense>") whose winner the track sets for the defense, if any."""
+    return SOURCES.get(track, {}).get(defense)

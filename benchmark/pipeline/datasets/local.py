@@ -15,14 +15,13 @@ from benchmark.pipeline.data import (
     build_bundle,
     checked_labels,
     malformed,
-    require_files,
     train_val_parts,
 )
+from benchmark.pipeline.datasets.download import missing_data_error
 
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 CIFAR100_FILES = ("train", "test", "meta")
 SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
-_CIFAR_SOURCE = "download the 'python version' from https://www.cs.toronto.edu/~kriz/cifar.html and extract it"
 _SAFE_PICKLE_GLOBALS = frozenset(  # what numpy arrays in Python 2 and 3 pickles need, nothing more
     {(f"numpy.{core}.{module}", name) for core in ("core", "_core")
      for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
@@ -74,13 +73,20 @@ def _read_label_names(path: Path, key: str) -> tuple[str, ...]:
     return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
 
 
+def _require(name: str, folder: Path, files: tuple[str, ...], data_dir: Path) -> None:
+    """Raise the missing data set's error (naming the exact download command) unless `folder`
+    holds every one of `files`."""
+    if not all((folder / f).is_file() for f in files):
+        raise missing_data_error(name, data_dir)
+
+
 @DATASETS.register(name="cifar10")
 def load_cifar10(data_dir: Path, *, val_size: int | None = None) -> DataBundle:
     """CIFAR-10 from `<data_dir>/cifar-10-batches-py/` (the python pickles), 3x32x32. The five
     training batches give train and a stratified validation part of `val_size` images (default
     min(1000, 10% of the training images): 1000 on the real data); test = test_batch."""
     folder = Path(data_dir) / "cifar-10-batches-py"
-    require_files("cifar10", folder, CIFAR10_FILES, f"{_CIFAR_SOURCE} (CIFAR-10) into the data folder")
+    _require("cifar10", folder, CIFAR10_FILES, data_dir)
     class_names = _read_label_names(folder / "batches.meta", "label_names")
     batches = [_read_cifar_file(folder / f, "labels", len(class_names)) for f in CIFAR10_FILES[:5]]
     images, labels = (np.concatenate(arrays) for arrays in zip(*batches))
@@ -94,7 +100,7 @@ def load_cifar100(data_dir: Path, *, val_size: int | None = None) -> DataBundle:
     """CIFAR-100 (fine labels) from `<data_dir>/cifar-100-python/`, 3x32x32; validation part
     carved from `train` as in `load_cifar10`."""
     folder = Path(data_dir) / "cifar-100-python"
-    require_files("cifar100", folder, CIFAR100_FILES, f"{_CIFAR_SOURCE} (CIFAR-100) into the data folder")
+    _require("cifar100", folder, CIFAR100_FILES, data_dir)
     class_names = _read_label_names(folder / "meta", "fine_label_names")
     parts = train_val_parts(*_read_cifar_file(folder / "train", "fine_labels", len(class_names)), val_size)
     parts["test"] = _read_cifar_file(folder / "test", "fine_labels", len(class_names))
@@ -123,8 +129,7 @@ def load_svhn(data_dir: Path, *, val_size: int | None = None) -> DataBundle:
     """SVHN (cropped digits) from `<data_dir>/svhn/{train,test}_32x32.mat`, 3x32x32; validation
     part carved from the training file as in `load_cifar10`."""
     folder = Path(data_dir) / "svhn"
-    require_files("svhn", folder, SVHN_FILES,
-                   "download train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/")
+    _require("svhn", folder, SVHN_FILES, data_dir)
     parts = train_val_parts(*_read_svhn_file(folder / "train_32x32.mat"), val_size)
     parts["test"] = _read_svhn_file(folder / "test_32x32.mat")
     return build_bundle("svhn", parts, DIGIT_NAMES, 255.0)

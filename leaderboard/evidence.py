@@ -1,0 +1,167 @@
+"""The evidence behind every number on a board, from the records' per-example flags: a 95%
+interval on every accuracy, the seed spread, paired comparisons of every pair of defenses with
+tied ranks, the class-disparity test and where the strongest attack gains over PGD.
+
+One seed: Wilson intervals over the test points, exact McNemar tests on the paired worst-case
+flags. Several seeds: a two-level bootstrap (seeds, then points) and a paired bootstrap, with a
+fixed seed. p-values of the comparisons are Holm-corrected over all pairs. docs/statistics.md
+says why.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+from benchmark.core.errors import AtbenchError
+from leaderboard import stats
+from leaderboard.admission import FlagsFile
+from leaderboard.derive import flag_key
+
+#: The significance level of every test on a board.
+ALPHA = 0.05
+#: Bootstrap replicates and seed (several training seeds).
+REPLICATES, BOOTSTRAP_SEED = 2000, 0
+#: The weakest classes the attack-gain concentration looks at.
+WEAKEST = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Admitted:
+    """A record admitted to a board (`leaderboard.admission.admit`) and its flags."""
+
+    record: dict
+    flags: FlagsFile
+
+
+def check_same_points(admitted: list[Admitted]) -> None:
+    """Records of one protocol must share their test points (indices and labels).
+
+    Raises:
+        AtbenchError: naming a record whose points differ from the first one's.
+    """
+    first = admitted[0]
+    for item in admitted[1:]:
+        if not (np.array_equal(item.flags.indices, first.flags.indices)
+                and np.array_equal(item.flags.labels, first.flags.labels)):
+            r, f = item.record, first.record
+            raise AtbenchError(f"{r['defense']['id']} seed {r['seed']} was evaluated on other test points than "
+                               f"{f['defense']['id']} seed {f['seed']} under protocol {r['protocol']['id']}: paired "
+                               "comparisons need the same points", "re-run both under the protocol as shipped")
+
+
+def worst_flags(item: Admitted, eps: str) -> np.ndarray:
+    """Per point: correct clean and robust under every attack column at `eps`."""
+    columns = [flag_key(c, eps) for c in item.record["attacks"]]
+    return np.logical_and.reduce([item.flags.flags["clean"]] + [item.flags.flags[c] for c in columns])
+
+
+def column_flags(item: Admitted, column: str, eps: str) -> np.ndarray:
+    """Per point, robust under an attack column or (a group) under every member at `eps`."""
+    members = item.record["attack_groups"].get(column, [column])
+    return np.logical_and.reduce([item.flags.flags[flag_key(m, eps)] for m in members])
+
+
+def interval(matrix: np.ndarray) -> list[float]:
+    """The 95% interval of the mean of a (seeds, points) flag matrix, rounded to 4 decimals."""
+    if matrix.shape[0] == 1:
+        low, high = stats.wilson_interval(int(matrix.sum()), matrix.shape[1])
+    else:
+        low, high = stats.two_level_bootstrap(matrix, REPLICATES, BOOTSTRAP_SEED)
+    return [round(low, 4), round(high, 4)]
+
+
+def _sig(p: float) -> float:
+    """A p-value to 6 significant digits (so small ones keep their size in the JSON)."""
+    return float(f"{p:.6g}")
+
+
+def _sd(values: list[float]) -> float:
+    return round(stats.seed_summary(values)[1], 4)
+
+
+def entry_evidence(items: list[Admitted], eps: list[str], attacks: list[str], num_classes: int) -> dict:
+    """One defense's intervals, seed spread, worst class, class-disparity test and attack gain."""
+    labels = items[0].flags.labels
+    stack = lambda fn: np.stack([fn(item) for item in items])  # noqa: E731  (seeds x points)
+    worst = {e: stack(lambda it, e=e: worst_flags(it, e)) for e in eps}
+    per_class = {e: [worst[e][:, labels == k].mean() if (labels == k).any() else 0.0 for k in range(num_classes)]
+                 for e in eps}
+    worst_class = {e: int(np.argmin(per_class[e])) for e in eps}
+    return {
+        "intervals": {
+            "clean_acc": interval(stack(lambda it: it.flags.flags["clean"])),
+            "robust_acc": {a: {e: interval(stack(lambda it, a=a, e=e: column_flags(it, a, e))) for e in eps}
+                           for a in attacks},
+            "worst_case": {e: interval(worst[e]) for e in eps},
+            "worst_class": {e: interval(worst[e][:, labels == worst_class[e]]) for e in eps},
+        },
+        "seed_sd": {"clean_acc": _sd([float(it.flags.flags["clean"].mean()) for it in items]),
+                    "worst_case": {e: _sd(list(worst[e].mean(axis=1))) for e in eps}},
+        "worst_class": worst_class,
+        "class_disparity": disparity(worst[eps[-1]], labels, num_classes),
+    }
+
+
+def disparity(worst: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    """Is the worst-case robustness the same for every class? A permutation test of the
+    class x robust table (`stats.class_homogeneity`; several seeds pooled)."""
+    test = stats.class_homogeneity(worst.reshape(-1), np.tile(labels, worst.shape[0]), num_classes,
+                                   permutations=REPLICATES, seed=BOOTSTRAP_SEED)
+    return {"statistic": round(test.statistic, 4), "p_value": _sig(test.p_value), "real": test.p_value < ALPHA}
+
+
+def attack_gain(items: list[Admitted], primary: str, baseline: str, attacks: list[str], num_classes: int) -> dict:
+    """Where the strongest attack at the primary eps (the lowest robust accuracy, the baseline
+    `pgd` excluded) gains over the baseline: the points robust under the baseline that it breaks,
+    per class, and whether they fall on the `WEAKEST` classes of the baseline beyond their share
+    of baseline-robust points (a one-sided binomial test)."""
+    labels = items[0].flags.labels
+    others = [a for a in attacks if a != baseline]
+    if baseline not in attacks or not others:
+        return {"attack": None}
+    base = np.stack([column_flags(it, baseline, primary) for it in items])
+    strongest = min(others, key=lambda a: (np.mean([column_flags(it, a, primary).mean() for it in items]), a))
+    strong = np.stack([column_flags(it, strongest, primary) for it in items])
+    gained = base & ~strong
+    count = lambda m, k: int(m[:, labels == k].sum())  # noqa: E731
+    gain = np.array([count(gained, k) for k in range(num_classes)], dtype=float)
+    base_acc = np.array([base[:, labels == k].mean() if (labels == k).any() else 0.0 for k in range(num_classes)])
+    weakest = sorted(range(num_classes), key=lambda k: (base_acc[k], k))[:WEAKEST]
+    robust_in_weak = sum(count(base, k) for k in weakest)
+    expected = robust_in_weak / max(1, int(base.sum()))
+    on_weak = int(sum(gain[k] for k in weakest))
+    test = stats.binomial_excess(on_weak, int(gain.sum()), min(1.0, max(expected, 1e-9)), ALPHA)
+    return {"attack": strongest, "points": int(gain.sum()), "per_class": [int(g) for g in gain],
+            "weakest_classes": weakest, "share_on_weakest": round(on_weak / gain.sum(), 4) if gain.sum() else 0.0,
+            "expected_share": round(expected, 4), "p_value": _sig(test.p_value),
+            "concentrated": test.significant}
+
+
+def compare(a: list[Admitted], b: list[Admitted], flags_of) -> dict:
+    """The paired comparison of two defenses on flags `flags_of(item)`: the effect
+    mean(a) - mean(b), its 95% interval (paired bootstrap) and the p-value (exact McNemar for one
+    seed each, the paired bootstrap's otherwise)."""
+    ma, mb = np.stack([flags_of(it) for it in a]), np.stack([flags_of(it) for it in b])
+    boot = stats.paired_bootstrap(ma, mb, REPLICATES, BOOTSTRAP_SEED)
+    p = stats.mcnemar_exact(ma[0], mb[0]).p_value if len(a) == len(b) == 1 else boot.p_value
+    return {"effect": round(boot.effect, 4), "low": round(boot.low, 4), "high": round(boot.high, 4),
+            "p_value": _sig(p)}
+
+
+def significance(groups: dict[str, list[Admitted]], order: list[str], primary: str) -> list[dict]:
+    """Every pair of defenses (in board order) compared on the worst-case flags at the primary
+    eps, Holm-corrected over all pairs; `significant` when the adjusted p is below ALPHA."""
+    pairs = [(x, y) for x, y in itertools.combinations(order, 2)]
+    rows = [{"a": x, "b": y, **compare(groups[x], groups[y], lambda it: worst_flags(it, primary))} for x, y in pairs]
+    for row, adjusted in zip(rows, stats.holm([r["p_value"] for r in rows])):
+        row["p_adjusted"] = _sig(adjusted)
+        row["significant"] = adjusted < ALPHA
+    return rows
+
+
+def tied_ranks(order: list[str], pairs: list[dict]) -> dict[str, int]:
+    """Rank = 1 + the number of defenses significantly better (ties share a rank)."""
+    better = {(r["a"], r["b"]) if r["effect"] > 0 else (r["b"], r["a"]) for r in pairs if r["significant"]}
+    return {d: 1 + sum((o, d) in better for o in order) for d in order}
