@@ -23,8 +23,9 @@ from leaderboard.derive import flag_key
 ALPHA = 0.05
 #: Bootstrap replicates and seed (several training seeds).
 REPLICATES, BOOTSTRAP_SEED = 2000, 0
-#: The weakest classes the attack-gain concentration looks at.
-WEAKEST = 3
+#: The share of the classes (the weakest ones under PGD) the attack-gain concentration looks at:
+#: 3 of 10 classes.
+WEAKEST_SHARE = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +116,8 @@ def disparity(worst: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
 def attack_gain(items: list[Admitted], primary: str, baseline: str, attacks: list[str], num_classes: int) -> dict:
     """Where the strongest attack at the primary eps (the lowest robust accuracy, the baseline
     `pgd` excluded) gains over the baseline: the points robust under the baseline that it breaks,
-    per class, and whether they fall on the `WEAKEST` classes of the baseline beyond their share
-    of baseline-robust points (a one-sided binomial test)."""
+    per class, and whether they fall on the baseline's weakest classes (`WEAKEST_SHARE` of them)
+    beyond those classes' share of baseline-robust points (a one-sided binomial test)."""
     labels = items[0].flags.labels
     others = [a for a in attacks if a != baseline]
     if baseline not in attacks or not others:
@@ -128,7 +129,7 @@ def attack_gain(items: list[Admitted], primary: str, baseline: str, attacks: lis
     count = lambda m, k: int(m[:, labels == k].sum())  # noqa: E731
     gain = np.array([count(gained, k) for k in range(num_classes)], dtype=float)
     base_acc = np.array([base[:, labels == k].mean() if (labels == k).any() else 0.0 for k in range(num_classes)])
-    weakest = sorted(range(num_classes), key=lambda k: (base_acc[k], k))[:WEAKEST]
+    weakest = sorted(range(num_classes), key=lambda k: (base_acc[k], k))[:max(1, round(WEAKEST_SHARE * num_classes))]
     robust_in_weak = sum(count(base, k) for k in weakest)
     expected = robust_in_weak / max(1, int(base.sum()))
     on_weak = int(sum(gain[k] for k in weakest))

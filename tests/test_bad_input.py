@@ -30,7 +30,7 @@ INVALID = {
     "choice": ["", "nope"],
     "output": ["{folder}"],
 }
-COMMON = {"--track": "name", "--defense": "name", "--defense-file": "file", "--seed": "int", "--seeds": "int",
+COMMON = {"--track": "name", "--track-file": "file", "--defense": "name", "--defense-file": "file", "--seed": "int", "--seeds": "int",
           "--device": "device",
           "--data-dir": "folder", "--runs-dir": "folder", "--jobs": "int", "--protocol": "protocol",
           "--records-dir": "folder", "--boards-dir": "folder"}
@@ -43,7 +43,7 @@ COMMANDS = {
     "regress": (["--current", "{folder}", "--against", "{folder}"],
                 {**COMMON, "--against": "path", "--current": "path", "--tolerance": "fraction", "--alpha": "fraction",
                  "--junit": "output"}),
-    "leaderboard": ([], {"--track": "name", "--protocol": "protocol", "--records-dir": "folder",
+    "leaderboard": ([], {"--track": "name", "--track-file": "file", "--protocol": "protocol", "--records-dir": "folder",
                          "--boards-dir": "folder"}),
     "bench": ([], {"--track": "name", "--defense": "name", "--seed": "int", "--points": "int", "--device": "device",
                    "--data-dir": "folder", "--runs-dir": "folder", "--repeats": "int", "--train-model": "name",
@@ -51,7 +51,8 @@ COMMANDS = {
     "verify": (["{file}"], {"--checkpoint": "file", "--runs-dir": "folder", "--points": "int", "--tolerance": "fraction",
                             "--device": "device", "--data-dir": "folder", "--defense-file": "file"}),
     "validate": (["pgd-at"], {"--defense-file": "file"}),
-    "compare": (["a", "b"], {"--track": "name", "--protocol": "protocol", "--records-dir": "folder", "--format": "choice"}),
+    "compare": (["a", "b"], {"--track": "name", "--track-file": "file", "--protocol": "protocol",
+                             "--records-dir": "folder", "--format": "choice"}),
     "export": (["json-schema"], {"--out": "output", "": "path"}),
     "ls": ([], {"": "choice"}),
 }

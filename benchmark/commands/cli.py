@@ -20,14 +20,13 @@ log = logging.getLogger("atbench")
 def _jobs(args, stage: str):
     """The jobs the arguments name (defense files imported first), checked before any work."""
     from benchmark.core.plugins import load_defense_files
-    from benchmark.core.registry import TRACKS
     from benchmark.pipeline.data import load_dataset
     from benchmark.pipeline.job import Options, Paths, plan
     from benchmark.pipeline.protocol import protocol_for
     from benchmark.pipeline.runner import check_device
 
     load_defense_files(args.defense_files)
-    track = TRACKS.get(args.track)
+    track = _track(args)
     protocol = protocol_for(track, args.protocol)
     check_device(args.device)
     if stage != "train":
@@ -54,6 +53,15 @@ def check_test_split(protocol, bundle) -> None:
         raise AtbenchError(f"protocol {protocol.id} asks for {protocol.n_examples} test points but data set "
                            f"{bundle.name} has {len(bundle.test)}",
                            "lower test_subset.n in the protocol file (and bump its version)")
+
+
+def _track(args):
+    """The track the arguments name (track files imported first)."""
+    from benchmark.core.plugins import load_track_files
+    from benchmark.core.registry import TRACKS
+
+    load_track_files(getattr(args, "track_files", ()))
+    return TRACKS.get(args.track)
 
 
 def _executor(args):
@@ -91,7 +99,7 @@ def cmd_train(args) -> None:
 
 
 def _external_jobs(args):
-    from benchmark.core.registry import MODELS, TRACKS
+    from benchmark.core.registry import MODELS
     from benchmark.pipeline.data import load_dataset
     from benchmark.pipeline.external import external_name
     from benchmark.pipeline.job import ExternalModel, Options, Paths, external_job
@@ -105,7 +113,7 @@ def _external_jobs(args):
         MODELS.get(args.model)
         raise AtbenchError(f"--model {args.model} is an architecture: without --checkpoint it would evaluate and "
                            "publish random weights", "pass --checkpoint PATH with the trained weights")
-    track = TRACKS.get(args.track)
+    track = _track(args)
     protocol = protocol_for(track, args.protocol)
     check_device(args.device)
     check_test_split(protocol, load_dataset(track.dataset, args.data_dir))
@@ -153,11 +161,10 @@ def cmd_tune(args) -> None:
 
 def cmd_leaderboard(args) -> None:
     from benchmark.core.lock import folder_lock
-    from benchmark.core.registry import TRACKS
     from benchmark.pipeline.protocol import protocol_for
     from leaderboard.build import write_board
 
-    protocol = protocol_for(TRACKS.get(args.track), args.protocol)
+    protocol = protocol_for(_track(args), args.protocol)
     with folder_lock(args.records_dir):
         paths = write_board(args.records_dir, protocol.id, args.boards_dir)
     print("\n".join(str(p) for p in paths))
@@ -224,10 +231,9 @@ def cmd_regress(args) -> int:
 
 def cmd_compare(args) -> int:
     from benchmark.commands.compare import comparison, markdown, resolve
-    from benchmark.core.registry import TRACKS
     from benchmark.pipeline.protocol import protocol_for
 
-    protocol = protocol_for(TRACKS.get(args.track), args.protocol).id
+    protocol = protocol_for(_track(args), args.protocol).id
     result = comparison(resolve(args.a, args.records_dir, protocol), resolve(args.b, args.records_dir, protocol))
     print(json.dumps(result, indent=2, sort_keys=True) if args.format == "json" else markdown(result))
     return 1 if args.require_better and not result["a_significantly_better"] else 0

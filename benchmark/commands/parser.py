@@ -16,9 +16,15 @@ def _defense_file(p: argparse.ArgumentParser) -> None:
                    help="a .py file whose @register-ed defenses become available by name, repeatable")
 
 
-def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
+def _track(p: argparse.ArgumentParser) -> None:
     p.add_argument("--track", default=DEFAULT_TRACK, type=arg.slug("track"),
                    help=f"track id (default: {DEFAULT_TRACK}); see `atbench ls tracks`")
+    p.add_argument("--track-file", action="append", dest="track_files", default=[], metavar="PATH",
+                   type=arg.existing_file, help="a .py file whose TRACKS.register-ed tracks become available, repeatable")
+
+
+def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
+    _track(p)
     if defenses:
         p.add_argument("--defense", action="append", dest="defenses", metavar="NAME", type=arg.slug("defense"),
                        help="defense id, repeatable (default: every registered defense)")
@@ -147,8 +153,7 @@ def _commands(sub) -> None:
                                              "protocol: per attack and eps, the difference, its interval and p-value")
     compare.add_argument("a", metavar="A", help="a defense name, a record file, or BOARD.json:NAME")
     compare.add_argument("b", metavar="B", help="the same kinds")
-    compare.add_argument("--track", default=DEFAULT_TRACK, type=arg.slug("track"),
-                         help=f"the track whose protocol names are looked up under (default: {DEFAULT_TRACK})")
+    _track(compare)
     compare.add_argument("--protocol", default=None, metavar="ID_OR_PATH", type=arg.protocol,
                          help="the protocol (default: the track's)")
     compare.add_argument("--records-dir", default="leaderboard/records", type=arg.folder,

@@ -249,6 +249,18 @@ def _wrn_28_10(num_classes: int, input_shape: tuple[int, int, int], mean, std) -
     return WideResNet(28, 10, num_classes, input_shape[0], mean, std)
 
 
+@MODELS.register(name="madry-mnist")
+def _madry_mnist(num_classes: int, input_shape: tuple[int, int, int], mean, std) -> nn.Module:
+    # The MNIST challenge model of Madry et al. (ICLR 2018; github.com/MadryLab/mnist_challenge,
+    # model.py): 5x5 conv 32 + 2x2 max-pool, 5x5 conv 64 + 2x2 max-pool, fc 1024, fc 10 (3.3M
+    # parameters). Max-pooling makes it no plain network, so it gets no certified L2 column.
+    channels, height, width = input_shape
+    return nn.Sequential(
+        Normalize(mean, std),
+        nn.Conv2d(channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), 1024), nn.ReLU(), nn.Linear(1024, num_classes),
+    )
 
 
 def build_model(
