@@ -3,6 +3,7 @@ Markdown (`leaderboard.markdown`) and PNG plots."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from leaderboard.evidence import (
     worst_flags,
 )
 from leaderboard.flags import SANITY_FLAGS
+from leaderboard.html import render_board_page, render_index
 from leaderboard.markdown import render_markdown
 from leaderboard.plot import plot_classwise, plot_robustness, plot_significance
 from leaderboard.record import validate_record
@@ -217,10 +219,12 @@ def build(admitted: list[Admitted]) -> tuple[str, dict]:
     return render_markdown(board), board
 
 
-def board_files(markdown: str, board: dict) -> dict[str, bytes]:
-    """Every file of a board, by suffix: the Markdown, the JSON, and the plots (robust accuracy
-    against eps, the class-wise heatmap, the significance heatmap)."""
-    return {".md": markdown.encode(), ".json": dumps_json(board).encode(), ".png": plot_robustness(board),
+def board_files(markdown: str, board: dict, records: list[dict]) -> dict[str, bytes]:
+    """Every file of a board, by suffix: the Markdown, the JSON, the web page (with every
+    record's detail) and the plots (robust accuracy against eps, the class-wise heatmap, the
+    significance heatmap)."""
+    return {".md": markdown.encode(), ".json": dumps_json(board).encode(),
+            ".html": render_board_page(board, records).encode(), ".png": plot_robustness(board),
             ".classwise.png": plot_classwise(board), ".significance.png": plot_significance(board)}
 
 
@@ -240,11 +244,28 @@ def admitted_records(records_dir: str | Path, protocol: str) -> list[Admitted]:
 def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path) -> list[Path]:
     """Build the board of `protocol` (a track's default protocol has the track's name) from
     `<records_dir>/<protocol>/`, each record admitted first (its flags file's hash and every
-    number re-derived from it; nothing is written when one fails), and atomically write
-    `<boards_dir>/<protocol><suffix>` for every file of `board_files`. Returns their paths."""
-    markdown, board = build(admitted_records(records_dir, protocol))
+    number re-derived from it; nothing is written when one fails), atomically write
+    `<boards_dir>/<protocol><suffix>` for every file of `board_files`, and rewrite the boards
+    folder's `index.html`. Returns the board's paths."""
+    admitted = admitted_records(records_dir, protocol)
+    markdown, board = build(admitted)
     paths = []
-    for suffix, data in board_files(markdown, board).items():
+    for suffix, data in board_files(markdown, board, [item.record for item in admitted]).items():
         paths.append(Path(boards_dir) / f"{protocol}{suffix}")
         atomic_write_bytes(paths[-1], data)
+    write_index(records_dir, boards_dir)
     return paths
+
+
+def write_index(records_dir: str | Path, boards_dir: str | Path) -> Path:
+    """Rewrite `<boards_dir>/index.html`: every board JSON there, with the date of its newest
+    record (the day it was last evaluated)."""
+    boards = []
+    for path in sorted(Path(boards_dir).glob("*.json")):
+        board = json.loads(path.read_text())
+        found = find_records(records_dir, board["protocol"]["id"])
+        date = max((record["provenance"]["utc_time"][:10] for _, record in found), default="")
+        boards.append((board, date))
+    index = Path(boards_dir) / "index.html"
+    atomic_write_bytes(index, render_index(boards).encode())
+    return index

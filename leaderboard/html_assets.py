@@ -27,7 +27,6 @@ padding:1px 4px;border-radius:4px;overflow-wrap:anywhere}
 .toc{display:flex;flex-wrap:wrap;gap:4px 16px;margin:12px 0 0;padding:10px 0;border-bottom:1px solid var(--line)}
 .toc a{text-decoration:none;font-weight:500}
 .toc a:hover{text-decoration:underline}
-.lede{color:var(--fg)}
 .filters{display:flex;flex-wrap:wrap;gap:12px 20px;align-items:flex-end;margin:8px 0 12px;padding:12px;
 background:var(--soft);border:1px solid var(--line);border-radius:8px}
 .filters[hidden]{display:none}
@@ -59,6 +58,8 @@ box-shadow:1px 0 0 var(--line)}
 .sort::after{content:"\\2195";color:#afb8c1;font-size:.8em}
 [aria-sort=ascending] .sort::after{content:"\\25B2";color:var(--accent)}
 [aria-sort=descending] .sort::after{content:"\\25BC";color:var(--accent)}
+.board:not(.sortable) .sort{cursor:default}
+.board:not(.sortable) [aria-sort=none] .sort::after{content:none}
 .tie{color:var(--muted);font-weight:400;font-size:.8em;margin-left:2px}
 .ext{display:block;font-size:.78rem;color:var(--muted)}
 .more{font-size:.78rem;margin-left:6px}
@@ -109,7 +110,7 @@ dl.facts dd{margin:0;min-width:0;overflow-wrap:anywhere}
 .key{display:inline-block;padding:0 8px;border-radius:4px;border:1px solid var(--line);margin-right:6px}
 .key.better{background:var(--good)}
 .key.worse{background:var(--bad)}
-.index td:first-child a{font-weight:600}
+.legend-line{font-size:.82rem;margin:4px 0}
 footer{margin-top:40px;padding:16px 20px 32px;color:var(--muted);font-size:.85rem;border-top:1px solid var(--line)}
 @media (max-width:600px){
 body{font-size:14px}
@@ -158,6 +159,7 @@ JS = """
     });
   }
 
+  table.classList.add("sortable");
   heads.forEach(function (th, i) {
     var button = th.querySelector("button.sort");
     if (button) { button.addEventListener("click", function () { sortBy(i); }); }

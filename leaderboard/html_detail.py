@@ -16,7 +16,14 @@ from leaderboard.html_parts import (
     safe_href,
     simple_table,
 )
-from leaderboard.html_svg import PALETTE, WORST_COLOUR, Series, class_bars, eps_chart, legend
+from leaderboard.html_svg import (
+    PALETTE,
+    WORST_COLOUR,
+    Series,
+    class_bars,
+    eps_chart,
+    legend,
+)
 from leaderboard.markdown import pct
 
 

@@ -216,3 +216,15 @@ def test_a_committed_page_is_the_rendering_of_its_board():
     folder = ROOT / "leaderboard" / "records" / board["protocol"]["id"]
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*-seed*.json"))]
     assert page_path.read_text() == render_board_page(board, records), "stale: rebuild it (atbench leaderboard)"
+
+
+def test_certified_accuracy_is_shown_per_radius_in_increasing_order(built):
+    board, records, _ = built
+    x = board["entries"][0]
+    x["certified_l2"] = {"10.0": {"certified": 0.0, "pgd_l2": 0.05}, "0.5": {"certified": 0.25, "pgd_l2": 0.5}}
+    page = render_board_page(board, records)
+    certified = page[page.index('id="certified"'):page.index('id="details"')]
+    assert certified.index("r=0.5") < certified.index("r=10.0")
+    assert "25.00 / 50.00" in certified and "0.00 / 5.00" in certified
+    panel = page[page.index(f'data-defense="{x["defense"]}">'):]
+    assert "Certified L2 accuracy" in panel[:panel.index("</details>")]

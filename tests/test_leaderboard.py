@@ -148,13 +148,14 @@ def test_build_rejects_no_records_and_invalid_records():
 
 
 def test_pngs_are_valid_and_deterministic():
-    md, board = build(_mixed())
+    items = _mixed()
+    md, board = build(items)
     backend = matplotlib.get_backend()
-    files = board_files(md, board)
+    files = board_files(md, board, [it.record for it in items])
     for suffix in (".png", ".classwise.png", ".significance.png"):
         assert files[suffix].startswith(PNG_MAGIC) and b"Software" not in files[suffix]
     assert plot_robustness(json.loads(dumps_json(board))) == files[".png"]
-    assert board_files(md, board) == files
+    assert board_files(md, board, [it.record for it in items]) == files
     assert matplotlib.get_backend() == backend
 
 
@@ -178,8 +179,9 @@ def test_write_board_writes_every_file_and_rewrites_identical_bytes(tmp_path):
     items = [write_consistent(tmp_path / "records" / "mnist5k-cnn", d, robust=r, flag_seed=i)
              for i, (d, r) in enumerate((("a", 0.7), ("b", 0.4), ("c", 0.65)))]
     paths = write_board(tmp_path / "records", "mnist5k-cnn", tmp_path / "boards")
-    assert [p.name for p in paths] == ["mnist5k-cnn.md", "mnist5k-cnn.json", "mnist5k-cnn.png",
+    assert [p.name for p in paths] == ["mnist5k-cnn.md", "mnist5k-cnn.json", "mnist5k-cnn.html", "mnist5k-cnn.png",
                                        "mnist5k-cnn.classwise.png", "mnist5k-cnn.significance.png"]
+    assert "mnist5k-cnn.html" in (tmp_path / "boards" / "index.html").read_text()
     first = [p.read_bytes() for p in paths]
     write_board(tmp_path / "records", "mnist5k-cnn", tmp_path / "boards")
     assert [p.read_bytes() for p in paths] == first and len(items) == 3

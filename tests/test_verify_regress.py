@@ -13,7 +13,14 @@ import pytest
 import torch.nn.functional as F
 
 from benchmark.commands.cli import main
-from benchmark.commands.regress import compare, junit_xml, load_results, markdown
+from benchmark.commands.regress import (
+    Results,
+    compare,
+    junit_xml,
+    load_results,
+    markdown,
+)
+from benchmark.core.errors import AtbenchError
 from benchmark.core.io import sha256_bytes
 from benchmark.pipeline.evaluate import aggregate
 from benchmark.pipeline.protocol import load_protocol
@@ -109,55 +116,76 @@ def test_verify_fails_another_checkpoint(smoke_run, tmp_path, capsys):
     assert code == 1 and "FAIL  checkpoint hash" in out and "re-evaluation" not in out
 
 
-def test_regress_reproduces_the_committed_smoke_record(smoke_run, tmp_path, capsys):
+@pytest.mark.parametrize("mode", [[], ["--alpha", "0.05"]])
+def test_regress_reproduces_the_committed_smoke_record(smoke_run, tmp_path, capsys, mode):
     junit = tmp_path / "junit.xml"
-    code = main(["regress", "--against", str(COMMITTED / "pgd-at-seed0.json"),
-                 "--current", str(smoke_run / "records" / "smoke"), "--defense", "pgd-at", "--junit", str(junit)])
+    code = main(["regress", "--against", str(COMMITTED / "pgd-at-seed0.json"), *mode,
+                 "--current", str(smoke_run / "records" / "smoke" / "pgd-at-seed0.json"), "--junit", str(junit)])
     out = capsys.readouterr().out
     assert code == 0, out
     suite = ElementTree.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "0" and int(suite.get("tests")) > 10
 
 
-def test_regress_catches_a_loss_that_ignores_the_adversarial_examples(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("mode, words", [([], "tolerance 0.02"), (["--alpha", "0.05"], "Holm-adjusted p = ")])
+def test_regress_catches_a_loss_that_ignores_the_adversarial_examples(tmp_path, monkeypatch, capsys, mode, words):
     def clean_loss(self, model, x, y, ctx):  # the planted bug: trains on clean inputs only
         return F.cross_entropy(model(x), y)
 
     monkeypatch.setattr(PGDAT, "loss", clean_loss)
     junit = tmp_path / "junit.xml"
-    code = main(["regress", "--track", "smoke", "--defense", "pgd-at", "--jobs", "1", "-q",
-                 "--against", str(COMMITTED), "--runs-dir", str(tmp_path / "runs"),
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for f in COMMITTED.glob("pgd-at-seed0.*"):
+        shutil.copy(f, reference / f.name)
+    code = main(["regress", "--track", "smoke", "--defense", "pgd-at", "--seed", "0", "--jobs", "1", "-q", *mode,
+                 "--against", str(reference), "--runs-dir", str(tmp_path / "runs"),
                  "--records-dir", str(tmp_path / "records"), "--boards-dir", str(tmp_path / "boards"),
                  "--junit", str(junit)])
     out = capsys.readouterr().out
     assert code == 1
     assert "| pgd-at | worst_case@0.2 |" in out and "REGRESSION" in out
     failures = [f.get("message") for f in ElementTree.parse(junit).getroot().iter("failure")]
-    assert any("pgd-at worst_case@0.2 dropped" in m for m in failures)
+    assert any("pgd-at worst_case@0.2 dropped" in m and words in m for m in failures), failures
 
 
 # -- the comparison itself ----------------------------------------------------------------
 
 
+def _results(metrics: dict) -> Results:
+    return Results("x", ("p", 1, "0" * 64), metrics)
+
+
 def test_compare_tolerance_missing_results_and_improvements():
-    reference = {"a": {"clean": 0.9, "pgd@0.3": 0.5}, "b": {"clean": 0.8}}
-    current = {"a": {"clean": 0.88, "pgd@0.3": 0.47}}
+    reference = _results({"a": {"clean": 0.9, "pgd@0.3": 0.5}, "b": {"clean": 0.8}})
+    current = _results({"a": {"clean": 0.88, "pgd@0.3": 0.47}})
     changes = {(c.defense, c.metric): c for c in compare(reference, current, 0.02)}
     assert not changes["a", "clean"].regressed  # a drop of exactly the tolerance passes
     assert changes["a", "pgd@0.3"].regressed
     assert changes["b", "clean"].regressed and changes["b", "clean"].current is None
-    improved = compare({"a": {"clean": 0.5}}, {"a": {"clean": 0.9}})
+    improved = compare(_results({"a": {"clean": 0.5}}), _results({"a": {"clean": 0.9}}))
     assert not improved[0].regressed and "improved" in markdown(improved)
     xml = ElementTree.fromstring(junit_xml(list(changes.values())))
     assert xml.find("testsuite").get("failures") == "2"
 
 
-def test_results_from_a_board_equal_those_from_its_records():
-    board = load_results(ROOT / "leaderboard" / "boards" / "smoke.json")
-    records = load_results(COMMITTED)
-    assert board.keys() == records.keys()
-    for defense, metrics in records.items():
-        assert board[defense] == pytest.approx(metrics)
+def test_alpha_mode_separates_noise_from_a_real_drop_and_needs_flags(tmp_path):
+    from tests.fixtures_records import write_consistent
+
+    reference = write_consistent(tmp_path / "ref", "pgd-at", robust=0.7, flag_seed=1).parent
+    noisy = write_consistent(tmp_path / "noisy", "pgd-at", robust=0.7, flag_seed=1,
+                             flips={"pgd@0.3": range(0, 300, 100)}).parent  # 3 points lost
+    broken = write_consistent(tmp_path / "broken", "pgd-at", robust=0.7, flag_seed=1,
+                              flips={"pgd@0.3": range(300)}).parent  # every point lost
+    ref = load_results(reference)
+    by_metric = lambda current: {c.metric: c for c in compare(ref, load_results(current), 0.0, 0.05)}  # noqa: E731
+    noise, drop = by_metric(noisy)["pgd@0.3"], by_metric(broken)["pgd@0.3"]
+    assert noise.delta < 0 and not noise.regressed  # 3 points: within noise at alpha 0.05
+    assert drop.regressed and drop.p_value < 1e-6
+    assert compare(ref, load_results(noisy), 0.0)[0].regressed or any(
+        c.regressed for c in compare(ref, load_results(noisy), 0.0))  # the tolerance 0 mode calls it a regression
+    with pytest.raises(AtbenchError, match="board JSON has none"):
+        compare(_results({"pgd-at": {"clean": 0.9}}), ref, alpha=0.05)
 
 
 @pytest.mark.parametrize("make, expected", [
