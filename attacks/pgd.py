@@ -95,11 +95,8 @@ class ExampleNoise:
         rows = x.detach().to("cpu", torch.float32).flatten(1).contiguous().numpy()
         key = int(seed).to_bytes(8, "little", signed=True)
         self.shape = x.shape[1:]
-        self.generators = [
-            torch.Generator().manual_seed(int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8, key=key).digest(),
-                                                         "little") >> 1)
-            for row in rows
-        ]
+        digests = [hashlib.blake2b(row.tobytes(), digest_size=8, key=key).digest() for row in rows]
+        self.generators = [torch.Generator().manual_seed(int.from_bytes(d, "little") >> 1) for d in digests]
 
     def offsets(self, norm: str = "Linf") -> torch.Tensor:
         """The next draw of every example's unit-ball offset (`unit_offsets`), shape (B, ...)."""

@@ -97,8 +97,9 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], attacks: list[st
     meta = _meta(recs[0])
     evidence_of = entry_evidence(items, eps, attacks, recs[0]["num_classes"])
     labels = items[0].flags.labels
-    evidence_of["worst_class_acc"] = {e: float(np.mean([worst_flags(it, e)[labels == evidence_of["worst_class"][e]].mean()
-                                                        for it in items])) for e in eps}
+    evidence_of["worst_class_acc"] = {
+        e: float(np.mean([worst_flags(it, e)[labels == evidence_of["worst_class"][e]].mean() for it in items]))
+        for e in eps}
     for r in recs:
         if _meta(r) != meta:
             raise AtbenchError(
@@ -115,8 +116,10 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], attacks: list[st
         "per_class_worst_case": {e: [_r(_mean([r["per_class"]["worst_case"][e][c] for r in recs]))
                                      for c in range(recs[0]["num_classes"])] for e in eps},
         "median_input_margin": _r(_mean([r["margins"]["input"]["median"] for r in recs])),
-        "logit_margin_percentiles": {side: {p: _r(_mean([r["margins"]["logit"][f"{side}_percentiles"][p] for r in recs]))
-                                            for p in ("p10", "p50")} for side in ("clean", "adversarial")},
+        "logit_margin_percentiles": {
+            side: {p: _r(_mean([r["margins"]["logit"][f"{side}_percentiles"][p] for r in recs]))
+                   for p in ("p10", "p50")}
+            for side in ("clean", "adversarial")},
         "frac_margin_below_half_primary": _r(_mean([r["margins"]["input"]["frac_below_half_primary"] for r in recs])),
         "sanity_fired": _fired(recs, "fired"),
         "sanity_noted": {k: v for k, v in _fired(recs, "noted").items() if k not in _fired(recs, "fired")},

@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 
 from benchmark.core.errors import AtbenchError
-from leaderboard import stats
+from leaderboard import class_stats, stats
 from leaderboard.admission import FlagsFile
 from leaderboard.derive import flag_key
 
@@ -85,7 +85,7 @@ def _sd(values: list[float]) -> float:
 def entry_evidence(items: list[Admitted], eps: list[str], attacks: list[str], num_classes: int) -> dict:
     """One defense's intervals, seed spread, worst class, class-disparity test and attack gain."""
     labels = items[0].flags.labels
-    stack = lambda fn: np.stack([fn(item) for item in items])  # noqa: E731  (seeds x points)
+    stack = lambda fn: np.stack([fn(item) for item in items])
     worst = {e: stack(lambda it, e=e: worst_flags(it, e)) for e in eps}
     per_class = {e: [worst[e][:, labels == k].mean() if (labels == k).any() else 0.0 for k in range(num_classes)]
                  for e in eps}
@@ -107,8 +107,8 @@ def entry_evidence(items: list[Admitted], eps: list[str], attacks: list[str], nu
 
 def disparity(worst: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """Is the worst-case robustness the same for every class? A permutation test of the
-    class x robust table (`stats.class_homogeneity`; several seeds pooled)."""
-    test = stats.class_homogeneity(worst.reshape(-1), np.tile(labels, worst.shape[0]), num_classes,
+    class x robust table (`class_stats.class_homogeneity`; several seeds pooled)."""
+    test = class_stats.class_homogeneity(worst.reshape(-1), np.tile(labels, worst.shape[0]), num_classes,
                                    permutations=REPLICATES, seed=BOOTSTRAP_SEED)
     return {"statistic": round(test.statistic, 4), "p_value": _sig(test.p_value), "real": test.p_value < ALPHA}
 
@@ -126,7 +126,7 @@ def attack_gain(items: list[Admitted], primary: str, baseline: str, attacks: lis
     strongest = min(others, key=lambda a: (np.mean([column_flags(it, a, primary).mean() for it in items]), a))
     strong = np.stack([column_flags(it, strongest, primary) for it in items])
     gained = base & ~strong
-    count = lambda m, k: int(m[:, labels == k].sum())  # noqa: E731
+    count = lambda m, k: int(m[:, labels == k].sum())
     gain = np.array([count(gained, k) for k in range(num_classes)], dtype=float)
     base_acc = np.array([base[:, labels == k].mean() if (labels == k).any() else 0.0 for k in range(num_classes)])
     weakest = sorted(range(num_classes), key=lambda k: (base_acc[k], k))[:max(1, round(WEAKEST_SHARE * num_classes))]

@@ -59,7 +59,9 @@ def _overrides(x: dict) -> str:
 
 
 def _seeds(x: dict, primary: str) -> str:
-    return str(x["n_seeds"]) if x["n_seeds"] == 1 else f"{x['n_seeds']} (sd {x['seed_sd']['worst_case'][primary] * 100:.1f})"
+    if x["n_seeds"] == 1:
+        return "1"
+    return f"{x['n_seeds']} (sd {x['seed_sd']['worst_case'][primary] * 100:.1f})"
 
 
 def table(headers: list[str], rows: list[list[str]], align: str) -> str:
@@ -74,7 +76,8 @@ def _main_table(board: dict) -> str:
                + ["worst case (%)", "worst class (%)", "class disparity p", "median margin", "flags", "fidelity",
                   "recipe overrides", "architecture"])
     rows = [
-        [str(x["rank"]), _defense_cell(x), _seeds(x, primary), with_interval(x["clean_acc"], x["intervals"]["clean_acc"])]
+        [str(x["rank"]), _defense_cell(x), _seeds(x, primary),
+         with_interval(x["clean_acc"], x["intervals"]["clean_acc"])]
         + [with_interval(x["robust_acc"][a][primary], x["intervals"]["robust_acc"][a][primary]) for a in attacks]
         + [with_interval(x["worst_case"][primary], x["intervals"]["worst_case"][primary]),
            f"{with_interval(x['worst_class_robust_acc'][primary], x['intervals']['worst_class'][primary])} "
@@ -111,7 +114,8 @@ def _certified(entries: list[dict]) -> list[str]:
             + [f"{pct(x['certified_l2'][r]['certified'])} / {pct(x['certified_l2'][r]['pgd_l2'])}" for r in radii]
             for x in certified]
     return ["## Certified L2 accuracy (LipLT bound) beside L2-PGD robust accuracy", "",
-            table(["rank", "defense"] + [f"L2 r={r}: certified / PGD (%)" for r in radii], rows, "rl" + "r" * len(radii)),
+            table(["rank", "defense"] + [f"L2 r={r}: certified / PGD (%)" for r in radii], rows,
+                  "rl" + "r" * len(radii)),
             ""]
 
 
@@ -139,7 +143,8 @@ def render_markdown(board: dict) -> str:
     entries, stats = board["entries"], board["statistics"]
     flagged = [f"- **{x['defense']}**: [{_FLAG_MARK[name]}] `{name}`: {cell(detail)}"
                for x in entries for name, detail in x["sanity_fired"].items()]
-    noted = [f"- {x['defense']}: `{name}`: {cell(detail)}" for x in entries for name, detail in x["sanity_noted"].items()]
+    noted = [f"- {x['defense']}: `{name}`: {cell(detail)}"
+             for x in entries for name, detail in x["sanity_noted"].items()]
     eps_rows = [[str(x["rank"]), cell(x["defense"]), pct(x["clean_acc"])]
                 + [with_interval(x["worst_case"][e], x["intervals"]["worst_case"][e]) for e in eps] for x in entries]
     n = p["n_examples"]

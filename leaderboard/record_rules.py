@@ -155,7 +155,8 @@ class Consistency:
                 self.fail(f"sanity.{name}.noted", "is false but the flag fired (a flag is always noted)")
         training = r["training"]
         if training is not None and training["best_epoch"] > training["epochs"]:
-            self.fail("training.best_epoch", f"is {training['best_epoch']}, beyond training.epochs {training['epochs']}")
+            self.fail("training.best_epoch",
+                      f"is {training['best_epoch']}, beyond training.epochs {training['epochs']}")
         total = sum(r["per_class"]["n"])
         if total != p["n_examples"]:
             self.fail("per_class.n", f"sums to {total} but protocol.n_examples is {p['n_examples']}")

@@ -75,7 +75,8 @@ def robustbench_entry(record: dict) -> dict:
     if AUTOATTACK not in record["robust_acc"]:
         raise AtbenchError(
             f"the {record['defense']['id']} seed {record['seed']} record of {record['track']} has no "
-            f"{AUTOATTACK!r} column (attacks: {', '.join(sorted(record['robust_acc']))}); RobustBench ranks by AutoAttack",
+            f"{AUTOATTACK!r} column (attacks: {', '.join(sorted(record['robust_acc']))}); "
+            "RobustBench ranks by AutoAttack",
             "export records of a protocol that runs AutoAttack, or re-run the record under such a protocol",
         )
     defense = record["defense"]

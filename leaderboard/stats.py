@@ -54,21 +54,6 @@ class PairedBootstrap:
 
 
 @dataclass(frozen=True)
-class Homogeneity:
-    """A permutation test of whether robustness is the same for every class.
-
-    Attributes:
-        statistic: chi-square statistic of the (class x robust/not robust) table.
-        p_value: permutation p-value of the statistic.
-        per_class: accuracy of each class (0.0 for a class without points).
-    """
-
-    statistic: float
-    p_value: float
-    per_class: list[float]
-
-
-@dataclass(frozen=True)
 class Excess:
     """A one-sided exact binomial test of whether `count` events in `n` exceed a null rate.
 
@@ -90,12 +75,13 @@ def _check_level(level: float) -> None:
         raise ValueError(f"level must be in (0, 1), got {level}")
 
 
-def _check_positive(value: int, name: str) -> None:
+def check_positive(value: int, name: str) -> None:
+    """Raise ValueError unless `value` (a count named `name`) is at least 1."""
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
 
 
-def _flags(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
+def flag_array(x: np.ndarray, name: str, ndim: int) -> np.ndarray:
     """`x` as a bool array of `ndim` dimensions with at least one element on every axis."""
     x = np.asarray(x)
     if x.dtype != np.bool_:
@@ -178,7 +164,7 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> McNemar:
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"paired flags must cover the same points: a has {a.size}, b has {b.size}")
-    a, b = _flags(a, "a", 1), _flags(b, "b", 1)
+    a, b = flag_array(a, "a", 1), flag_array(b, "b", 1)
     a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = a_only + b_only
     p_value = float(_scipy.binomtest(a_only, discordant, 0.5).pvalue) if discordant else 1.0
@@ -229,8 +215,8 @@ def two_level_bootstrap(flags: np.ndarray, replicates: int = 2000, seed: int = 0
     Raises:
         ValueError: flags not a non-empty 2-d bool array, replicates < 1, or level outside (0, 1).
     """
-    flags = _flags(flags, "flags", 2)
-    _check_positive(replicates, "replicates")
+    flags = flag_array(flags, "flags", 2)
+    check_positive(replicates, "replicates")
     _check_level(level)
     rng = np.random.default_rng(seed)
     num_points = flags.shape[1]
@@ -264,10 +250,10 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, replicates: int = 2000, seed:
         ValueError: the arrays are not non-empty 2-d bool arrays with the same number of points,
             replicates < 1, or level outside (0, 1).
     """
-    a, b = _flags(a, "a", 2), _flags(b, "b", 2)
+    a, b = flag_array(a, "a", 2), flag_array(b, "b", 2)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"paired flags must cover the same points: a has {a.shape[1]}, b has {b.shape[1]}")
-    _check_positive(replicates, "replicates")
+    check_positive(replicates, "replicates")
     _check_level(level)
     rng = np.random.default_rng(seed)
     num_points = a.shape[1]
@@ -298,95 +284,6 @@ def seed_summary(values: Sequence[float]) -> tuple[float, float]:
     if x.size == 0:
         raise ValueError("seed_summary needs at least one value")
     return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
-
-
-def _chi_square(robust: np.ndarray, sizes: np.ndarray, total_robust: int) -> np.ndarray:
-    """Chi-square statistic of (class x robust/not robust) tables given per-class robust counts
-    (last axis: the classes with points), their sizes and the table's robust total; 0 when a
-    column of the table is all zero.
-
-    In the form sum_k (N r_k - n_k R)^2 / (n_k R (N - R)), whose deviations are exact integers, so
-    a table matching its expectation gives exactly 0 and equal tables equal statistics.
-    """
-    total = int(sizes.sum())
-    if total_robust in (0, total):
-        return np.zeros(robust.shape[:-1])
-    deviation = (total * robust - sizes * total_robust).astype(float)
-    return np.sum(deviation**2 / (sizes * float(total_robust) * (total - total_robust)), axis=-1)
-
-
-def class_homogeneity(flags: np.ndarray, labels: np.ndarray, num_classes: int, permutations: int = 2000,
-                      seed: int = 0) -> Homogeneity:
-    """A permutation test of whether robustness is the same for every class.
-
-    The statistic is the chi-square statistic of the (class x robust/not robust) table, classes
-    without points dropped. Its permutation distribution is drawn directly: under a random
-    permutation of the labels the per-class robust counts are multivariate hypergeometric (the
-    class sizes and the robust total fixed), so each permutation costs O(classes), not O(points).
-
-    Args:
-        flags: bool robust flags, one per test point.
-        labels: integer labels in [0, num_classes) of the same points.
-        num_classes: number of classes.
-        permutations: number of label permutations.
-        seed: seed of the random generator (the result is a function of the inputs and seed).
-
-    Returns:
-        The statistic, the p-value (1 + #{permuted statistic >= observed - 1e-12}) / (1 + permutations)
-        and the per-class accuracies (0.0 for a class without points).
-
-    Raises:
-        ValueError: flags not a non-empty 1-d bool array, labels of another shape or outside
-            [0, num_classes), or permutations < 1.
-    """
-    flags = _flags(flags, "flags", 1)
-    labels = np.asarray(labels)
-    if labels.shape != flags.shape:
-        raise ValueError(f"labels must cover the flags' points: flags has {len(flags)}, labels has {labels.size}")
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must be integers in [0, {num_classes}), got {labels.dtype} in "
-                         f"[{labels.min()}, {labels.max()}]")
-    _check_positive(permutations, "permutations")
-    sizes = np.bincount(labels, minlength=num_classes)
-    robust = np.bincount(labels, weights=flags, minlength=num_classes).astype(np.int64)
-    per_class = [float(r / s) if s else 0.0 for r, s in zip(robust, sizes)]
-    present = sizes > 0
-    total_robust = int(flags.sum())
-    observed = float(_chi_square(robust[present], sizes[present], total_robust))
-    rng = np.random.default_rng(seed)
-    permuted = rng.multivariate_hypergeometric(sizes[present], total_robust, size=permutations)
-    exceed = int(np.sum(_chi_square(permuted, sizes[present], total_robust) >= observed - 1e-12))
-    return Homogeneity(observed, (1 + exceed) / (1 + permutations), per_class)
-
-
-def concentration_on_weak_classes(gain: np.ndarray, base_accuracy: np.ndarray, weakest: int) -> float:
-    """The share of a stronger attack's gain that falls on the classes weakest under the weaker one.
-
-    Args:
-        gain: per-class fraction of points the stronger attack broke that the weaker did not (>= 0).
-        base_accuracy: per-class robust accuracy under the weaker attack.
-        weakest: how many classes of lowest base accuracy to count (ties broken by class index).
-
-    Returns:
-        gain on the `weakest` classes / total gain; 0.0 when the total gain is 0.
-
-    Raises:
-        ValueError: arrays of different shapes or not 1-d, a negative gain, or weakest outside
-            [0, number of classes].
-    """
-    gain, base_accuracy = np.asarray(gain, dtype=float), np.asarray(base_accuracy, dtype=float)
-    if gain.ndim != 1 or gain.shape != base_accuracy.shape:
-        raise ValueError(f"gain and base_accuracy must be 1-d with one entry per class, got shapes "
-                         f"{gain.shape} and {base_accuracy.shape}")
-    if np.any(gain < 0):
-        raise ValueError(f"gains must be non-negative, got {gain.tolist()}")
-    if not 0 <= weakest <= gain.size:
-        raise ValueError(f"weakest must be in [0, {gain.size}], got {weakest}")
-    total = gain.sum()
-    if total == 0:
-        return 0.0
-    order = np.lexsort((np.arange(gain.size), base_accuracy))
-    return float(gain[order[:weakest]].sum() / total)
 
 
 def binomial_excess(count: int, n: int, null_rate: float, alpha: float = 0.05) -> Excess:

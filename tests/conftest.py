@@ -25,3 +25,19 @@ def in_tree_defenses_only(monkeypatch):
     DEFENSES.names()
     monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))
     monkeypatch.setattr(plugins, "_LOADED", {})
+
+
+@pytest.fixture
+def server():
+    """A `tests.fake_server.FakeServer` on 127.0.0.1, shut down after the test."""
+    import threading
+
+    from tests.fake_server import FakeServer
+
+    srv = FakeServer()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield srv
+    srv.release.set()
+    srv.shutdown()
+    srv.server_close()

@@ -57,7 +57,8 @@ def make_record(
         "training": {"selection_rule": "worst case of CE-PGD and CW-PGD", "best_epoch": 18, "epochs": 20,
                      "val_robust_acc": robust, "val_clean_acc": clean},
         "defense": {
-            "id": defense, "external": False, "sweep": None, "config": {"beta": 6.0, "steps": 10, "nested": {"a": [1, None]}},
+            "id": defense, "external": False, "sweep": None,
+            "config": {"beta": 6.0, "steps": 10, "nested": {"a": [1, None]}},
             "paper": f"Paper about {defense}", "venue": "ICLR 2018",
             "link": f"https://example.org/{defense}", "fidelity": "reference", "randomized": False,
             "recipe_overrides": dict(recipe_overrides or {}),
@@ -87,7 +88,8 @@ def make_record(
         "margins": {
             "logit": {"edges": [-1.0, 0.0, 1.0], "clean": [10, 290], "adversarial": [150, 150],
                       "adversarial_eps": primary, "adversarial_method": "margin-loss PGD, 50 steps, no early stop",
-                      "clean_percentiles": {"p10": 0.5, "p50": 4.0}, "adversarial_percentiles": {"p10": -2.0, "p50": 0.1}},
+                      "clean_percentiles": {"p10": 0.5, "p50": 4.0},
+                      "adversarial_percentiles": {"p10": -2.0, "p50": 0.1}},
             "input": {"norm": "Linf", "method": "fab", "eps_max": 0.6, "median": 0.11,
                       "frac_below_half_primary": 0.4,
                       "per_class": {"median": [0.11] * num_classes, "frac_below_half_primary": [0.4] * num_classes}},

@@ -243,11 +243,11 @@ def test_random_start(norm):
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
 def test_sign_ascent_raises_the_objective_and_touches_no_parameter(tiny, norm):
     model, x, y = tiny
-    ce = lambda logits, _: F.cross_entropy(logits, y, reduction="none")  # noqa: E731
+    ce = lambda logits, _: F.cross_entropy(logits, y, reduction="none")
     eps = EPS[norm]
     with torch.no_grad():  # gradients are enabled inside
         x_adv = sign_ascent(model, x, ce, eps, 10, eps / 4, x_init=x, norm=norm)
-    scalar = lambda logits, _: F.cross_entropy(logits, y)  # noqa: E731
+    scalar = lambda logits, _: F.cross_entropy(logits, y)
     assert torch.equal(sign_ascent(model, x, scalar, eps, 10, eps / 4, x_init=x, norm=norm), x_adv)
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
     with torch.no_grad():
@@ -261,7 +261,7 @@ def test_sign_ascent_raises_the_objective_and_touches_no_parameter(tiny, norm):
 
 def test_sign_ascent_stops_each_example_at_its_first_fooling_iterate(tiny):
     model, x, y = tiny
-    ce = lambda logits, _: F.cross_entropy(logits, y, reduction="none")  # noqa: E731
+    ce = lambda logits, _: F.cross_entropy(logits, y, reduction="none")
     fooled = ~robust(model, x, y)
     x_adv = sign_ascent(model, x, ce, 0.3, 20, 0.05, x_init=x, y=y)
     assert torch.equal(x_adv[fooled], x[fooled])  # already fooled at the start: never moved

@@ -25,7 +25,7 @@ import torch
 
 from benchmark.commands.cli import main
 from tests import fake_datasets as fake
-from tests.test_download import publish, server  # noqa: F401  (the HTTP server fixture)
+from tests.fake_server import publish
 
 TRACK_FILE = '''
 import dataclasses
@@ -82,7 +82,7 @@ def _board(boards: Path, protocol: str) -> dict:
     return board
 
 
-def test_download_then_run_the_cifar10_tracks_end_to_end(server, monkeypatch, tmp_path):  # noqa: F811
+def test_download_then_run_the_cifar10_tracks_end_to_end(server, monkeypatch, tmp_path):
     """`atbench data download cifar10 --mirror` then `atbench run` on the cifar10-cnn and a
     PreActResNet-18 track, and `atbench eval` under the L2 variant: records and boards appear,
     and each record's points are the protocol's."""

@@ -92,7 +92,7 @@ def _trained_model():
 def test_calibrated_offsets_do_not_lower_validation_worst_class_robust_accuracy(eps, deployed_offsets):
     model, bundle = _trained_model()
     val = bundle.val
-    batches = lambda: zip(val.x.split(500), val.y.split(500))  # noqa: E731
+    batches = lambda: zip(val.x.split(500), val.y.split(500))
     defense = ClasswiseAT()
     defense.calibrate(model, batches, _ctx(eps=eps, seed=7))
     deployed = defense.wrap(model)

@@ -10,7 +10,6 @@ import dataclasses
 import gzip
 import io
 import json
-import re
 import subprocess
 import sys
 import tarfile
@@ -35,102 +34,14 @@ from benchmark.pipeline.datasets.download import (
     missing_data_error,
     status,
 )
-from benchmark.pipeline.datasets.sources import RemoteFile, Source
+from benchmark.pipeline.datasets.sources import RemoteFile
 from tests import fake_datasets as fake
+from tests.fake_server import publish
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"mnist": (200, 50), "cifar10": (100, 50), "cifar100": (300, 100), "svhn": (100, 50)}
 BUILDERS = {"mnist": fake.mnist_files, "cifar10": fake.cifar10_files, "cifar100": fake.cifar100_files,
             "svhn": fake.svhn_files}
-
-
-class FakeServer(ThreadingHTTPServer):
-    """Serves `files` (URL path -> bytes) with HTTP Range support, and misbehaves on demand:
-    `status` (path -> HTTP error code), `cut_after` (path -> bytes sent before closing the socket,
-    on the first request only), `stall_before` / `stall_after` (paths that hang before the
-    headers / after that many body bytes until the test ends), `ignore_range` (answer 200 with the
-    whole file) and `hold` (an event every answer waits for). `requests` records (path, Range);
-    `arrived` is set by the first request."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        self.files: dict[str, bytes] = {}
-        self.status: dict[str, int] = {}
-        self.cut_after: dict[str, int] = {}
-        self.stall_before: set[str] = set()
-        self.stall_after: dict[str, int] = {}
-        self.ignore_range = False
-        self.hold: threading.Event | None = None
-        self.arrived = threading.Event()
-        self.requests: list[tuple[str, str | None]] = []
-        self.release = threading.Event()
-        self.guard = threading.Lock()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeServer
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        srv, path, wanted = self.server, self.path, self.headers.get("Range")
-        with srv.guard:
-            srv.requests.append((path, wanted))
-            cut = srv.cut_after.pop(path, None)
-        srv.arrived.set()
-        if srv.hold is not None:
-            srv.hold.wait(10)
-        if path in srv.status or path not in srv.files:
-            self.send_error(srv.status.get(path, 404))
-            return
-        if path in srv.stall_before:
-            srv.release.wait(10)
-            return
-        data, start = srv.files[path], 0
-        if wanted and not srv.ignore_range:
-            start = int(re.fullmatch(r"bytes=(\d+)-", wanted).group(1))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            if cut is not None or path in srv.stall_after:
-                self.wfile.write(body[: cut if cut is not None else srv.stall_after[path]])
-                self.wfile.flush()
-                if cut is None:
-                    srv.release.wait(10)
-                return
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
-@pytest.fixture
-def server():
-    srv = FakeServer()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
-
-
-def publish(server: FakeServer, monkeypatch, name: str, files: dict[str, fake.FakeFile], at: str = "") -> Source:
-    """Serve `files` at `<server>/<at or name>/<file>` and pin the source of `name` to them."""
-    prefix = f"/{at or name}/"
-    server.files.update({prefix + file: f.data for file, f in files.items()})
-    remote = tuple(RemoteFile(file, server.url + prefix + file, len(f.data), f.sha256) for file, f in files.items())
-    source = dataclasses.replace(sources.SOURCES[name], files=remote)
-    monkeypatch.setitem(sources.SOURCES, name, source)
-    return source
 
 
 def build(name: str, seed: int = 0) -> dict[str, fake.FakeFile]:

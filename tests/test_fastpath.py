@@ -36,7 +36,8 @@ def _trained_weights(tmp_path, name, fast):
     return result, load_checkpoint(result.checkpoint, result.checkpoint_sha256)["model"]
 
 
-@pytest.mark.parametrize("fast", [FastPath(channels_last=True), FastPath(compile=True)], ids=["channels_last", "compile"])
+@pytest.mark.parametrize("fast", [FastPath(channels_last=True), FastPath(compile=True)],
+                         ids=["channels_last", "compile"])
 def test_layout_and_compile_train_the_same_weights(tmp_path, fast):
     _, plain = _trained_weights(tmp_path, "plain", FastPath())
     torch._dynamo.utils.counters.clear()
@@ -68,7 +69,8 @@ class PrecisionSensitive(nn.Module):
 def test_bf16_search_is_rechecked_in_full_precision(tmp_path):
     x = torch.full((4, 1, 2, 2), 0.5)
     y = torch.ones(4, dtype=torch.long)
-    assert (search_model(PrecisionSensitive(), "bf16")(x).argmax(1) == 0).all(), "bf16 alone would call every point broken"
+    everyone_broken = (search_model(PrecisionSensitive(), "bf16")(x).argmax(1) == 0).all()
+    assert everyone_broken, "bf16 alone would call every point broken"
     result = run_protocol(PrecisionSensitive(), white_box_protocol(tmp_path), x, y, progress=False, precision="bf16")
     for name, flags in result.flags.items():
         assert flags.all(), f"{name}: a bf16-only adversarial example was counted"

@@ -114,9 +114,11 @@ def test_an_external_model_cannot_take_a_defense_name_and_never_clobbers_silentl
     before = record_path.read_bytes()
     assert main(["eval", "--model", "cnn-tiny", "--checkpoint", str(second), "--name", "mine", *dirs]) == 2
     assert "pass --replace" in capsys.readouterr().err and record_path.read_bytes() == before
-    assert main(["eval", "--model", "cnn-tiny", "--checkpoint", str(first), "--name", "mine", *dirs]) == 0  # same source
+    same_source = ["eval", "--model", "cnn-tiny", "--checkpoint", str(first), "--name", "mine", *dirs]
+    assert main(same_source) == 0
     assert main(["eval", "--model", "cnn-tiny", "--checkpoint", str(second), "--name", "mine", "--replace", *dirs]) == 0
-    assert json.loads(record_path.read_text())["provenance"]["checkpoint_sha256"] != record["provenance"]["checkpoint_sha256"]
+    replaced = json.loads(record_path.read_text())["provenance"]["checkpoint_sha256"]
+    assert replaced != record["provenance"]["checkpoint_sha256"]
 
 
 def test_an_architecture_without_weights_is_refused(external, capsys):

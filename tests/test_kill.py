@@ -111,7 +111,7 @@ def test_kill_9_during_training_loses_at_most_the_epoch_in_progress(tmp_path):
     for trial in range(3):
         proc = start([*args, "--jobs", "2", *folders(cut)], tmp_path, tmp_path / "cut.log")
         before = sum(epochs_logged(d) for d in seeds)
-        if not wait_for(lambda: sum(epochs_logged(d) for d in seeds) > before, proc, "an epoch"):
+        if not wait_for(lambda before=before: sum(epochs_logged(d) for d in seeds) > before, proc, "an epoch"):
             break  # training finished before this trial's kill point
         time.sleep(rng.uniform(0, 0.6))
         workers = children(proc.pid)
@@ -131,7 +131,8 @@ def test_kill_9_during_training_loses_at_most_the_epoch_in_progress(tmp_path):
         whole = tmp_path / "whole" / "runs" / "smoke" / "pgd-at" / f"seed{k}"
         assert [json.loads(line)["epoch"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()] == \
             list(range(1, 11))
-        a, b = load_verified_checkpoint(whole / "last.pt")["model"], load_verified_checkpoint(run_dir / "last.pt")["model"]
+        a = load_verified_checkpoint(whole / "last.pt")["model"]
+        b = load_verified_checkpoint(run_dir / "last.pt")["model"]
         assert all(torch.equal(a[name], b[name]) for name in a)
         assert (whole / "best.pt").read_bytes() == (run_dir / "best.pt").read_bytes()
         same_record(whole / "record.json", run_dir / "record.json")
@@ -140,10 +141,11 @@ def test_kill_9_during_training_loses_at_most_the_epoch_in_progress(tmp_path):
 
 def test_kill_9_during_evaluation_redoes_no_finished_pair(tmp_path):
     protocol = smoke_protocol(tmp_path, 400)
-    train = ["train", "--track", "smoke", "--defense", "pgd-at", "-q", "--runs-dir", str(tmp_path / "trained")]
+    train = ["train", "--track", "smoke", "--defense", "pgd-at", "--seed", "0", "-q",
+             "--runs-dir", str(tmp_path / "trained")]
     finish(train, tmp_path, tmp_path / "train.log")
     trained = tmp_path / "trained" / "smoke" / "pgd-at" / "seed0"
-    args = ["eval", "--track", "smoke", "--defense", "pgd-at", "--protocol", protocol, "-q"]
+    args = ["eval", "--track", "smoke", "--defense", "pgd-at", "--seed", "0", "--protocol", protocol, "-q"]
     for name in ("whole", "cut"):
         shutil.copytree(trained, tmp_path / name / "runs" / "smoke" / "pgd-at" / "seed0")
     finish([*args, *folders(tmp_path / "whole")], tmp_path, tmp_path / "whole.log")
@@ -157,7 +159,7 @@ def test_kill_9_during_evaluation_redoes_no_finished_pair(tmp_path):
     for trial in range(3):
         proc = start([*args, *folders(tmp_path / "cut")], tmp_path, tmp_path / "cut.log")
         target = len(finished()) + 1
-        if not wait_for(lambda: len(finished()) >= target, proc, "a finished pair"):
+        if not wait_for(lambda target=target: len(finished()) >= target, proc, "a finished pair"):
             break
         time.sleep(rng.uniform(0, 1.0))
         proc.send_signal(signal.SIGKILL)
@@ -175,7 +177,8 @@ def test_kill_9_during_evaluation_redoes_no_finished_pair(tmp_path):
 
 def test_two_runs_on_one_folder_take_turns_and_never_expose_a_half_written_file(tmp_path):
     protocol = smoke_protocol(tmp_path, 20)
-    args = ["run", "--track", "smoke", "--defense", "pgd-at", "--defense", "trades", "--protocol", protocol,
+    args = ["run", "--track", "smoke", "--defense", "pgd-at", "--defense", "trades", "--seed", "0",
+            "--protocol", protocol,
             "--jobs", "1", *folders(tmp_path)]
     lock = tmp_path / "runs" / ".atbench.lock"
     first = start(args, tmp_path, tmp_path / "first.log")

@@ -179,5 +179,6 @@ def test_the_settings_tables_of_docs_protocols_md_are_current():
     from benchmark.pipeline.protocol_doc import DOC_PATH, doc_with_settings
 
     text = DOC_PATH.read_text()
-    assert text == doc_with_settings(text), "docs/protocols.md is stale: run `python -m benchmark.pipeline.protocol_doc`"
+    assert text == doc_with_settings(text), \
+        "docs/protocols.md is stale: run `python -m benchmark.pipeline.protocol_doc`"
     assert "| `pgd.steps` | int | [0, 10000] |" in text and "| `sanity.square_threshold` |" in text

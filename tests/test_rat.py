@@ -74,7 +74,7 @@ def test_rat_loss_matches_an_independent_computation():
     model.zero_grad()
     g_nat, g_adv = grads
     out, out_adv = model(x), model(x_adv)
-    kl = lambda target, logits: F.kl_div(F.log_softmax(logits, 1), target, reduction="batchmean")  # noqa: E731
+    kl = lambda target, logits: F.kl_div(F.log_softmax(logits, 1), target, reduction="batchmean")
     p1, p1p = soft_labels(g_nat.abs() - g_adv.abs(), 0.8), soft_labels(g_adv.abs() - g_nat.abs(), 0.8)
     p2p = soft_labels(g_adv ** 2 - g_nat ** 2, 0.8)
     first = 0.5 * (kl(p1[y], out_adv) + kl(p1p[y], out))

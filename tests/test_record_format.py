@@ -89,7 +89,8 @@ MUTATIONS = {
     "unknown top-level field": _set("leaderboard_rank", value=1),
     "unknown field in defense": _set("defense", "authors", value="A. Author"),
     "unknown field in a sanity flag": _set("sanity", "zero_gradients", "note", value=""),
-    "unknown sanity flag": _set("sanity", "made_up", value={"fired": False, "value": 0.0, "threshold": 0.0, "detail": ""}),
+    "unknown sanity flag": _set("sanity", "made_up",
+                                value={"fired": False, "value": 0.0, "threshold": 0.0, "detail": ""}),
     "unknown field in margins.input.per_class": _set("margins", "input", "per_class", "mean", value=[0.1] * 3),
     "missing top-level field": _delete("clean_acc"),
     "missing nested field": _delete("margins", "input", "median"),
@@ -183,4 +184,5 @@ def test_a_new_field_is_one_edit_of_the_record_module_and_the_generated_files_mu
     assert run(check) == "False False True True"
     changed = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
                if p.is_file() and (ROOT / p.relative_to(tmp_path)).read_bytes() != p.read_bytes()]
-    assert sorted(changed) == ["docs/record-format.md", "leaderboard/record.py", "leaderboard/schema/record.schema.json"]
+    assert sorted(changed) == ["docs/record-format.md", "leaderboard/record.py",
+                               "leaderboard/schema/record.schema.json"]

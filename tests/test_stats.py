@@ -10,10 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
+from leaderboard.class_stats import class_homogeneity
 from leaderboard.stats import (
     binomial_excess,
-    class_homogeneity,
-    concentration_on_weak_classes,
     holm,
     mcnemar_exact,
     paired_bootstrap,
@@ -301,23 +300,6 @@ def test_class_homogeneity_determinism_and_degenerate_tables():
         class_homogeneity(flags, labels, 4)
     with pytest.raises(ValueError):
         class_homogeneity(flags, labels[:-1], 5)
-
-
-def test_concentration_on_weak_classes():
-    gain = np.array([0.1, 0.0, 0.3, 0.1])
-    base = np.array([0.5, 0.2, 0.1, 0.9])
-    assert concentration_on_weak_classes(gain, base, 1) == pytest.approx(0.6)
-    assert concentration_on_weak_classes(gain, base, 2) == pytest.approx(0.6)
-    assert concentration_on_weak_classes(gain, base, 3) == pytest.approx(0.8)
-    assert concentration_on_weak_classes(gain, base, 4) == pytest.approx(1.0)
-    assert concentration_on_weak_classes(gain, base, 0) == 0.0
-    assert concentration_on_weak_classes(np.zeros(4), base, 2) == 0.0
-    # ties in base accuracy go to the lower class index
-    assert concentration_on_weak_classes(np.array([0.0, 1.0, 1.0]), np.array([0.3, 0.3, 0.3]), 1) == 0.0
-    assert concentration_on_weak_classes(np.array([1.0, 0.0, 1.0]), np.array([0.3, 0.3, 0.3]), 1) == 0.5
-    for bad in [(gain, base[:3], 1), (-gain, base, 1), (gain, base, 5)]:
-        with pytest.raises(ValueError):
-            concentration_on_weak_classes(*bad)
 
 
 @FAST

@@ -22,7 +22,7 @@ def test_external_package_validate_run_verify_regress(tmp_path, monkeypatch, cap
 
     dirs = ["--runs-dir", str(tmp_path / "runs"), "--records-dir", str(tmp_path / "records"),
             "--boards-dir", str(tmp_path / "boards")]
-    assert main(["run", "--track", "smoke", "--defense", NAME, "--jobs", "1", "-q", *dirs]) == 0
+    assert main(["run", "--track", "smoke", "--defense", NAME, "--seed", "0", "--jobs", "1", "-q", *dirs]) == 0
     record = tmp_path / "records" / "smoke" / f"{NAME}-seed0.json"
     assert f"| [{NAME}]" in (tmp_path / "boards" / "smoke.md").read_text()
     capsys.readouterr()

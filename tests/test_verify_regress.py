@@ -34,7 +34,8 @@ COMMITTED = ROOT / "leaderboard" / "records" / "smoke"
 def smoke_run(tmp_path_factory):
     """PGD-AT trained and evaluated on the smoke track (about 15 s)."""
     root = tmp_path_factory.mktemp("smoke")
-    argv = ["run", "--track", "smoke", "--defense", "pgd-at", "--jobs", "1", "-q", "--runs-dir", str(root / "runs"),
+    argv = ["run", "--track", "smoke", "--defense", "pgd-at", "--seed", "0", "--jobs", "1", "-q",
+            "--runs-dir", str(root / "runs"),
             "--records-dir", str(root / "records"), "--boards-dir", str(root / "boards")]
     assert main(argv) == 0
     return root
@@ -178,7 +179,7 @@ def test_alpha_mode_separates_noise_from_a_real_drop_and_needs_flags(tmp_path):
     broken = write_consistent(tmp_path / "broken", "pgd-at", robust=0.7, flag_seed=1,
                               flips={"pgd@0.3": range(300)}).parent  # every point lost
     ref = load_results(reference)
-    by_metric = lambda current: {c.metric: c for c in compare(ref, load_results(current), 0.0, 0.05)}  # noqa: E731
+    by_metric = lambda current: {c.metric: c for c in compare(ref, load_results(current), 0.0, 0.05)}
     noise, drop = by_metric(noisy)["pgd@0.3"], by_metric(broken)["pgd@0.3"]
     assert noise.delta < 0 and not noise.regressed  # 3 points: within noise at alpha 0.05
     assert drop.regressed and drop.p_value < 1e-6

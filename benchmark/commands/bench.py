@@ -4,7 +4,8 @@ Each case times our implementation and a reference doing the same work on the sa
 and points, alternately in one process (the fastest of `repeats` runs of each counts), reports
 images per second and peak memory of each side, and checks that ours is not weaker. Ratios,
 not absolute times, are the figures to compare across machines. The cases live in
-`benchmark.commands.bench_cases.evaluation` (evaluation) and `benchmark.commands.bench_cases.training` (the training step).
+`benchmark.commands.bench_cases.evaluation` (evaluation) and
+`benchmark.commands.bench_cases.training` (the training step).
 """
 from __future__ import annotations
 

@@ -48,7 +48,8 @@ def resolve(side: str, records_dir: str | Path, protocol: str) -> list[Admitted]
         try:
             protocol = json.loads(Path(board).read_text())["protocol"]["id"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise AtbenchError(f"{board} is not a board JSON ({exc!r})", "pass leaderboard/boards/<protocol>.json") from exc
+            raise AtbenchError(f"{board} is not a board JSON ({exc!r})",
+                               "pass leaderboard/boards/<protocol>.json") from exc
         return _of_defense(records_dir, protocol, name)
     if side.endswith(".json"):
         if not Path(side).is_file():

@@ -20,7 +20,8 @@ def _track(p: argparse.ArgumentParser) -> None:
     p.add_argument("--track", default=DEFAULT_TRACK, type=arg.slug("track"),
                    help=f"track id (default: {DEFAULT_TRACK}); see `atbench ls tracks`")
     p.add_argument("--track-file", action="append", dest="track_files", default=[], metavar="PATH",
-                   type=arg.existing_file, help="a .py file whose TRACKS.register-ed tracks become available, repeatable")
+                   type=arg.existing_file,
+                   help="a .py file whose TRACKS.register-ed tracks become available, repeatable")
 
 
 def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
@@ -34,7 +35,8 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
                            help="training seed in 0..2^31-1, repeatable (default: the track's seeds, 0, 1, ...)")
         seeds.add_argument("--seeds", type=arg.seed_count, dest="seed_count", metavar="N",
                            help="train seeds 0..N-1 (default: the track's number of seeds)")
-        p.add_argument("--device", default="cpu", type=arg.device, help="torch device: cpu, cuda, cuda:N (default: cpu)")
+        p.add_argument("--device", default="cpu", type=arg.device,
+                       help="torch device: cpu, cuda, cuda:N (default: cpu)")
         p.add_argument("--data-dir", default=None, type=arg.folder,
                        help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
         p.add_argument("--runs-dir", default="runs", type=arg.folder,
@@ -113,7 +115,8 @@ def _commands(sub) -> None:
     bench.add_argument("--repeats", type=arg.repeats, default=1,
                        help="runs of each side; the fastest counts (default: 1)")
     bench.add_argument("--train-model", default=None, metavar="MODEL", type=arg.slug("model"),
-                       help="at-step on this model with CIFAR-10-shaped data (e.g. preact-resnet18) instead of the track's")
+                       help="at-step on this model with CIFAR-10-shaped data (e.g. preact-resnet18) instead of "
+                            "the track's")
     bench.add_argument("--compile", action="store_true", help="at-step: torch.compile the harness's model")
     bench.add_argument("--json", default=None, metavar="PATH", type=arg.output_file,
                        help="also write the results as JSON")

@@ -102,7 +102,8 @@ def load_results(path: str | Path) -> Results:
     try:
         body = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AtbenchError(f"{path} is not valid JSON ({exc})", "pass a records folder, a record or a board JSON") from exc
+        raise AtbenchError(f"{path} is not valid JSON ({exc})",
+                           "pass a records folder, a record or a board JSON") from exc
     if isinstance(body, dict) and "entries" in body:
         try:
             return Results(str(path), _protocol_of(body["protocol"], path),
@@ -181,7 +182,8 @@ def compare(reference: Results, current: Results, tolerance: float = TOLERANCE,
         raise AtbenchError("--alpha compares per-example flags, and a board JSON has none",
                            "pass records folders (or records) on both sides, or use --tolerance")
     chosen = sorted(d for d in reference.metrics if defenses is None or d in defenses)
-    rows = [(d, m, v, current.metrics.get(d, {}).get(m)) for d in chosen for m, v in sorted(reference.metrics[d].items())]
+    rows = [(d, m, v, current.metrics.get(d, {}).get(m))
+            for d in chosen for m, v in sorted(reference.metrics[d].items())]
     if alpha is None:
         return [Change(d, m, v, c, tolerance) for d, m, v, c in rows]
     tested = [i for i, (d, m, v, c) in enumerate(rows) if c is not None]
@@ -225,8 +227,9 @@ def junit_xml(changes: list[Change], suite: str = "atbench regress") -> bytes:
             if c.current is None:
                 message = f"{c.defense} {c.metric}: missing from the current results"
             elif c.alpha is not None:
-                message = (f"{c.defense} {c.metric} dropped from {c.reference:.4f} to {c.current:.4f} ({c.delta:+.4f}); "
-                           f"paired test on the per-example flags, Holm-adjusted p = {c.p_value:.3g} < alpha {c.alpha}")
+                message = (f"{c.defense} {c.metric} dropped from {c.reference:.4f} to {c.current:.4f} "
+                           f"({c.delta:+.4f}); paired test on the per-example flags, "
+                           f"Holm-adjusted p = {c.p_value:.3g} < alpha {c.alpha}")
             else:
                 message = (f"{c.defense} {c.metric} dropped from {c.reference:.4f} to {c.current:.4f} "
                            f"({c.delta:+.4f}, tolerance {c.tolerance})")

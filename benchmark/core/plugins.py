@@ -67,8 +67,9 @@ def _execute(path: Path, kind: Kind) -> None:
         spec.loader.exec_module(module)
     except NameTakenError as exc:
         sys.modules.pop(name, None)
-        raise AtbenchError(f"{kind.name} file {path}: {exc}", f"give the {kind.name} a `name` no registered "
-                                                              f"{kind.name} uses (see `atbench ls {kind.name}s`)") from exc
+        raise AtbenchError(f"{kind.name} file {path}: {exc}",
+                           f"give the {kind.name} a `name` no registered {kind.name} uses "
+                           f"(see `atbench ls {kind.name}s`)") from exc
     except Exception as exc:
         sys.modules.pop(name, None)
         raise AtbenchError(f"{kind.name} file {path} failed to import: {type(exc).__name__}: {exc}",

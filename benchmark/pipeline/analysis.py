@@ -93,7 +93,8 @@ def margin_blocks(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torc
     eps_max = margin_search_limit(protocol)
     clean = logit_margins(model, x, y, device)
     adversarial = adversarial_logit_margins(model, x, y, eps=primary, norm=protocol.norm,
-                                            steps=settings.adversarial_steps, step_ratio=settings.adversarial_step_ratio,
+                                            steps=settings.adversarial_steps,
+                                            step_ratio=settings.adversarial_step_ratio,
                                             seed=settings.adversarial_seed, device=device)
     fab = fab_margins(model, x, y, norm=protocol.norm, eps_max=eps_max, iterations=settings.fab_iterations,
                       seed=settings.fab_seed, device=device)

@@ -31,7 +31,8 @@ class MarginSettings:
                                                           "whose final iterates give the adversarial logit margins")
     adversarial_step_ratio: float = bounded(lo=0, hi=10, open_lo=True, doc="their step size as a fraction of eps")
     adversarial_seed: int = bounded(lo=0, hi=SEED_MAX, doc="their random-start seed")
-    fab_iterations: int = bounded(lo=1, hi=10_000, doc="iterations of FAB, the minimum-norm attack of the input margins")
+    fab_iterations: int = bounded(lo=1, hi=10_000,
+                                  doc="iterations of FAB, the minimum-norm attack of the input margins")
     fab_seed: int = bounded(lo=0, hi=SEED_MAX, doc="FAB's seed")
     input_steps: int = bounded(lo=1, hi=10_000, doc="CE-PGD steps per round of the bisection (the cross-check of FAB)")
     input_step_ratio: float = bounded(lo=0, hi=10, open_lo=True, doc="their step size as a fraction of eps")

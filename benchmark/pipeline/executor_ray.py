@@ -81,7 +81,8 @@ def import_ray():
         import ray
     except ImportError as exc:
         raise AtbenchError("the ray executor needs the ray package, which is not installed",
-                           "pip install 'atbench[ray]' (or pip install ray), or use the default --executor local") from exc
+                           "pip install 'atbench[ray]' (or pip install ray), "
+                           "or use the default --executor local") from exc
     return ray
 
 

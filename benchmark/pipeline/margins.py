@@ -108,7 +108,8 @@ def input_margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_max
 
     Per example, a bisection over eps in [0, eps_max], vectorised over the batch: after a
     check at eps_max, every round runs CE-PGD (`steps` steps of 0.25 * eps, keep the first
-    fooling iterate; `step_ratio` x eps per step) at each example's own midpoint and keeps the lower half of its interval
+    fooling iterate; `step_ratio` x eps per step) at each example's own midpoint and keeps the
+    lower half of its interval
     if PGD broke the point there, else the upper half. Each point's random start is its first
     draw of `attacks.pgd.ExampleNoise(x, seed)` scaled by its eps, so every round starts as
     `attacks.pgd.PGD(steps=steps, seed=seed)` at that eps. The model runs in eval mode with

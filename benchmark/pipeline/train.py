@@ -80,7 +80,8 @@ def check_supports(cls: type[Defense], track: Track) -> None:
                            "to its meta.threat_models once its loss handles it")
     archs = cls.meta.architectures
     if archs is not None and track.model not in archs:
-        raise AtbenchError(f"defense {cls.name!r} does not support architecture {track.model!r} of track {track.name!r}",
+        raise AtbenchError(f"defense {cls.name!r} does not support architecture {track.model!r} "
+                           f"of track {track.name!r}",
                            f"run it on a track with one of: {', '.join(archs)}")
 
 
@@ -382,7 +383,8 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
                  track.epochs, mean_loss, clean, robust)
         run.epoch += 1
         save_verified_checkpoint(last_path, run.state(key))
-        atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in run.history))
+        lines = "".join(json.dumps(h, sort_keys=True) + "\n" for h in run.history)
+        atomic_write_text(run_dir / "train_log.jsonl", lines)
     return TrainResult(
         checkpoint=str(best_path), checkpoint_sha256=run.best["sha256"], best_epoch=run.best["epoch"] + 1,
         best_val_robust_acc=run.best["robust"], best_val_clean_acc=run.best["clean"], epochs=track.epochs,

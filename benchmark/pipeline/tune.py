@@ -82,7 +82,8 @@ def tune_one(job: Job) -> dict:
     objective = DEFENSES.get(job.defense).meta.tuning_objective
     score = result.best_val_robust_acc if objective == "robust" else certified_score(job, result)
     return {"config": job.track.defense_configs[job.defense], "score": round(score, 6),
-            "val_robust_acc": round(result.best_val_robust_acc, 6), "val_clean_acc": round(result.best_val_clean_acc, 6),
+            "val_robust_acc": round(result.best_val_robust_acc, 6),
+            "val_clean_acc": round(result.best_val_clean_acc, 6),
             "best_epoch": result.best_epoch, "checkpoint_sha256": result.checkpoint_sha256}
 
 

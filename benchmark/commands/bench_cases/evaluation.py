@@ -69,7 +69,8 @@ def _torchattacks_pgd(model: torch.nn.Module, eps: float, steps: int, step_ratio
         import torchattacks
     except ImportError as exc:
         raise AtbenchError("the pgd-vs-torchattacks bench case needs torchattacks, which is not installed",
-                           "pip install --no-deps torchattacks (--no-deps keeps your torch), or leave the case out") from exc
+                           "pip install --no-deps torchattacks (--no-deps keeps your torch), "
+                           "or leave the case out") from exc
     attack = torchattacks.PGD(model, eps=eps, alpha=step_ratio * eps, steps=steps, random_start=random_start)
 
     def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 import torch.nn.functional as F
+from torch import nn
 
-from attacks.pgd import pgd_train_examples
-from defenses.base import Defense, DefenseMeta
+from defenses.base import Defense, DefenseMeta, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ExampleSmoothAT(Defense):
         link="https://arxiv.org/abs/2010.00467", threat_models=("Linf",), fidelity="our-reading",
     )
 
-    def loss(self, model, x, y, ctx):
-        """Label-smoothed cross-entropy on PGD adversarial examples."""
-        x_adv = pgd_train_examples(model, x, y, ctx.eps, ctx.attack_steps, ctx.step_size, ctx.generator)
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
+        """Label-smoothed cross-entropy on PGD adversarial examples (the track's inner attack)."""
+        x_adv = ctx.adversarial(model, x, y)
         return F.cross_entropy(model(x_adv), y, label_smoothing=self.config.smoothing)
