@@ -10,25 +10,30 @@ import pytest
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import dumps_json
-from leaderboard.build import build, write_board
+from leaderboard.build import admitted_records, build, write_board
 from leaderboard.plot import classwise_matrix, plot_classwise
-from leaderboard.records import find_records
-from tests.fixtures_records import make_record
+from tests.fixtures_records import consistent, write_consistent
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "leaderboard" / "records"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _records() -> list[dict]:
-    return [make_record("pgd-at", 0, robust=0.50), make_record("pgd-at", 1, robust=0.60, class_gap=0.2),
-            make_record("trades", 0, robust=0.55), make_record("standard", 0, clean=0.95, robust=0.0)]
+SPECS = [("pgd-at", 0, {"robust": 0.70, "flag_seed": 1}), ("pgd-at", 1, {"robust": 0.74, "flag_seed": 2}),
+         ("trades", 0, {"robust": 0.72, "flag_seed": 3}), ("standard", 0, {"robust": 0.1, "flag_seed": 4})]
+
+
+def _records(**flips):
+    """Admitted records with flags: two pgd-at seeds, trades and standard; `flips` (by defense)
+    are passed on as `consistent(flips=...)`."""
+    return [consistent(d, s, flips=flips.get(d) if s == 0 else None, **kw) for d, s, kw in SPECS]
 
 
 @pytest.mark.skipif(not (RECORDS / "mnist5k-cnn").is_dir(), reason="no committed mnist5k-cnn records")
 def test_matrix_is_the_committed_records_per_class_worst_case():
-    records = [r for _, r in find_records(RECORDS, "mnist5k-cnn")]
-    _, board = build(records)
+    admitted = admitted_records(RECORDS, "mnist5k-cnn")
+    records = [item.record for item in admitted]
+    _, board = build(admitted)
     defenses, classes, matrix = classwise_matrix(board)
     assert defenses == [e["defense"] for e in board["entries"]]  # rank order
     by_id = {r["defense"]["id"]: r for r in records}  # one seed per defense here
@@ -38,14 +43,17 @@ def test_matrix_is_the_committed_records_per_class_worst_case():
 
 
 def test_seeds_are_averaged_per_class():
-    records = _records()
-    _, board = build(records)
+    items = _records()
+    records = [item.record for item in items]
+    _, board = build(items)
     defenses, classes, matrix = classwise_matrix(board)
-    assert defenses == ["pgd-at", "trades", "standard"] and classes == ["0", "1", "2"]
+    assert set(defenses) == {"pgd-at", "trades", "standard"} and defenses[-1] == "standard"
+    assert classes == ["0", "1", "2"]
     seeds = [r["per_class"]["worst_case"]["0.3"] for r in records[:2]]
+    matrix = dict(zip(defenses, matrix))
     assert seeds[0] != seeds[1]
-    assert matrix[0] == [round((a + b) / 2, 4) for a, b in zip(*seeds)]
-    assert matrix[1] == [round(v, 4) for v in records[2]["per_class"]["worst_case"]["0.3"]]
+    assert matrix["pgd-at"] == [round((a + b) / 2, 4) for a, b in zip(*seeds)]
+    assert matrix["trades"] == [round(v, 4) for v in records[2]["per_class"]["worst_case"]["0.3"]]
 
 
 def test_png_is_deterministic_and_follows_the_numbers():
@@ -55,16 +63,14 @@ def test_png_is_deterministic_and_follows_the_numbers():
     assert png.startswith(PNG_MAGIC) and b"Software" not in png
     assert plot_classwise(json.loads(dumps_json(board))) == png
     assert matplotlib.get_backend() == backend
-    changed = _records()
-    changed[3]["per_class"]["worst_case"]["0.3"][1] = 0.5
+    broken = {f"{attack}@0.3": range(100, 200) for attack in _records()[0].record["attacks"]}
+    changed = _records(trades=broken)  # every class-1 point of trades broken at eps 0.3
     assert plot_classwise(build(changed)[1]) != png
 
 
 def test_write_board_writes_the_heatmap_byte_identically(tmp_path):
-    for rec in _records():
-        path = tmp_path / "records" / "mnist5k-cnn" / f"{rec['defense']['id']}-seed{rec['seed']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dumps_json(rec))
+    for defense, seed, kwargs in SPECS:
+        write_consistent(tmp_path / "records" / "mnist5k-cnn", defense, seed, **kwargs)
     paths = write_board(tmp_path / "records", "mnist5k-cnn", tmp_path / "boards")
     heatmap = tmp_path / "boards" / "mnist5k-cnn.classwise.png"
     assert heatmap in paths
@@ -82,13 +88,13 @@ def test_markdown_has_the_classwise_section():
 
 
 def test_many_classes_render():
-    _, board = build([make_record("a", num_classes=30), make_record("b", num_classes=30, robust=0.3)])
+    _, board = build([consistent("a", num_classes=30), consistent("b", num_classes=30, robust=0.3)])
     assert len(classwise_matrix(board)[1]) == 30
     assert plot_classwise(board).startswith(PNG_MAGIC)
 
 
 def test_records_with_different_class_names_raise():
-    other = make_record("y")
-    other["class_names"] = ["cat", "dog", "bird"]
+    other = consistent("y")
+    other.record["class_names"] = ["cat", "dog", "bird"]
     with pytest.raises(AtbenchError, match="class names differ"):
-        build([make_record("x"), other])
+        build([consistent("x"), other])

@@ -15,7 +15,7 @@ from benchmark.core.plugins import load_defense_file
 from benchmark.core.registry import DEFENSES, TRACKS
 from benchmark.pipeline.job import plan
 from benchmark.pipeline.protocol import protocol_for
-from tests.fixtures_records import make_record
+from tests.fixtures_records import make_record, write_consistent
 from tests.helpers import white_box_protocol
 
 EXAMPLE = Path(__file__).parent / "example_defense"
@@ -125,9 +125,8 @@ def test_installed_defense_is_listed_but_imported_only_when_named(installed, cap
 
 def test_records_and_boards_naming_a_plugin_never_import_it(installed, tmp_path, capsys):
     folder = tmp_path / "records" / "mnist5k-cnn"
-    folder.mkdir(parents=True)
-    for name in ("example-smooth-at", "pgd-at"):
-        (folder / f"{name}-seed0.json").write_text(json.dumps(make_record(name)))
+    for flag_seed, name in enumerate(("example-smooth-at", "pgd-at")):
+        write_consistent(folder, name, flag_seed=flag_seed)
     args = ["--records-dir", str(tmp_path / "records"), "--boards-dir", str(tmp_path / "boards")]
     assert main(["leaderboard", *args]) == 0
     assert "example-smooth-at" in (tmp_path / "boards" / "mnist5k-cnn.json").read_text()

@@ -1,0 +1,94 @@
+"""`atbench tune` and the committed sweeps: every tuned defense has a sweep of the same budget on
+each MNIST track whose threat model it trains under, every sweep is complete and current, its
+winner follows the rule, and the tracks' settings are exactly the winners. Tuning never reads
+the test split."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.commands.cli import main
+from benchmark.core.registry import DEFENSES, TRACKS
+from benchmark.pipeline import data
+from benchmark.pipeline.sweeps import SWEEPS_DIR, read_sweep, sweep_source
+from benchmark.pipeline.train import HARNESS_VERSION, SELECTION_RULE
+from benchmark.pipeline.tune import TUNING_BUDGET, recipe_sha256, sweep_markdown
+
+SWEEP_FILES = sorted(SWEEPS_DIR.glob("*/*.json"))
+MNIST_TRACKS = ("mnist5k-cnn", "mnist5k-cnn-l2")
+TUNED = sorted(name for name in DEFENSES.names() if DEFENSES.get(name).meta.search_space)
+
+
+def _trains_under(defense: str, norm: str) -> bool:
+    meta = DEFENSES.get(defense).meta
+    return meta.any_track_norm or norm in meta.threat_models
+
+
+def test_every_search_space_has_the_same_budget():
+    assert TUNED, "no defense declares a search space"
+    for name in TUNED:
+        assert len(DEFENSES.get(name).meta.search_space) == TUNING_BUDGET, name
+
+
+@pytest.mark.parametrize("track", MNIST_TRACKS)
+def test_every_tuned_defense_takes_its_setting_from_a_committed_sweep(track):
+    settings = TRACKS.get(track)
+    for defense in TUNED:
+        if _trains_under(defense, settings.norm):
+            source = sweep_source(track, defense)
+            assert source is not None, f"{defense} has no committed sweep for {track}"
+            assert settings.defense_configs[defense] == read_sweep(SWEEPS_DIR / f"{source}.json")["winner"]
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_committed_sweep_is_complete_current_and_its_winner_follows_the_rule(path):
+    record = read_sweep(path)
+    defense, track = DEFENSES.get(record["defense"]), TRACKS.get(record["track"])
+    assert record["budget"] == TUNING_BUDGET == len(record["settings"])
+    assert [row["config"] for row in record["settings"]] == [dict(s) for s in defense.meta.search_space]
+    assert record["recipe_sha256"] == recipe_sha256(track), "the track's recipe changed after the sweep: re-tune"
+    assert (record["harness_version"], record["selection_rule"]) == (HARNESS_VERSION, SELECTION_RULE)
+    rows = record["settings"]
+    best = max(rows, key=lambda row: (row["score"], row["val_clean_acc"], -rows.index(row)))
+    assert record["winner"] == best["config"]
+    assert path.with_suffix(".md").read_text() == sweep_markdown(record)
+    users = [t for t in TRACKS.names() if sweep_source(t, record["defense"]) == f"{record['track']}/{record['defense']}"]
+    assert record["track"] in users
+    for name in users:
+        assert TRACKS.get(name).defense_configs[record["defense"]] == record["winner"], name
+
+
+class _Untouchable:
+    """Stands in for the test split: any use fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"tuning read the test split ({name})")
+
+    def __len__(self):
+        raise AssertionError("tuning read the test split (len)")
+
+
+def test_tune_writes_a_sweep_of_every_setting_without_reading_the_test_split(tmp_path, monkeypatch, capsys):
+    loader = data._load_cached.__wrapped__
+    monkeypatch.setattr(data, "_load_cached",
+                        lambda name, folder: dataclasses.replace(loader(name, folder), test=_Untouchable()))
+    args = ["tune", "--track", "synthetic-tiny", "--defense", "trades", "--runs-dir", str(tmp_path / "runs"),
+            "--sweeps-dir", str(tmp_path / "sweeps"), "-q"]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "sweeps" / "synthetic-tiny" / "trades.json").read_text())
+    space = [dict(s) for s in DEFENSES.get("trades").meta.search_space]
+    assert [row["config"] for row in record["settings"]] == space and record["winner"] in space
+    assert all(0.0 <= row["score"] <= 1.0 for row in record["settings"])
+    assert len({row["checkpoint_sha256"] for row in record["settings"]}) == TUNING_BUDGET  # four trainings
+    assert record["recipe_sha256"] == recipe_sha256(TRACKS.get("synthetic-tiny"))
+    assert Path(tmp_path / "sweeps" / "synthetic-tiny" / "trades.md").read_text() == sweep_markdown(record)
+
+
+def test_tune_refuses_a_defense_without_a_search_space(tmp_path, capsys):
+    assert main(["tune", "--track", "synthetic-tiny", "--defense", "pgd-at", "--runs-dir", str(tmp_path),
+                 "--sweeps-dir", str(tmp_path / "sweeps"), "-q"]) == 2
+    assert "declares 0 settings to tune" in capsys.readouterr().err
+    assert not (tmp_path / "sweeps").exists()
