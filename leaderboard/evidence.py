@@ -65,11 +65,15 @@ def column_flags(item: Admitted, column: str, eps: str) -> np.ndarray:
 
 
 def interval(matrix: np.ndarray) -> list[float]:
-    """The 95% interval of the mean of a (seeds, points) flag matrix, rounded to 4 decimals."""
-    if matrix.shape[0] == 1:
-        low, high = stats.wilson_interval(int(matrix.sum()), matrix.shape[1])
-    else:
-        low, high = stats.two_level_bootstrap(matrix, REPLICATES, BOOTSTRAP_SEED)
+    """The 95% interval of the mean of a (seeds, points) flag matrix, rounded to 4 decimals:
+    Wilson for one seed; for several, the two-level bootstrap widened to at least the Wilson
+    interval of one seed's worth of points at the mean (a percentile bootstrap cannot see
+    variance it never draws: flags all equal would give it zero width)."""
+    points = matrix.shape[1]
+    low, high = stats.wilson_interval(int(round(matrix.mean() * points)), points)
+    if matrix.shape[0] > 1:
+        boot_low, boot_high = stats.two_level_bootstrap(matrix, REPLICATES, BOOTSTRAP_SEED)
+        low, high = min(low, boot_low), max(high, boot_high)
     return [round(low, 4), round(high, 4)]
 
 

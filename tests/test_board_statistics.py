@@ -62,6 +62,21 @@ def test_wilson_interval_on_one_seed_and_bootstrap_on_several():
     assert build(seeds)[1] == board  # the bootstrap is deterministic
 
 
+def test_several_seeds_never_give_an_interval_narrower_than_the_points_allow():
+    """A percentile bootstrap of flags that are all False has zero width; the board's interval
+    is at least one seed's Wilson interval at the mean."""
+    from leaderboard.evidence import interval
+
+    zeros = np.zeros((3, 20), dtype=bool)
+    assert interval(zeros) == [0.0, pytest.approx(scipy.stats.binomtest(0, 20).proportion_ci(
+        0.95, method="wilson").high, abs=1e-4)]
+    rng = np.random.default_rng(0)
+    spread = rng.random((3, 100)) < np.array([[0.3], [0.5], [0.7]])
+    low, high = interval(spread)
+    wilson = scipy.stats.binomtest(int(round(spread.mean() * 100)), 100).proportion_ci(0.95, method="wilson")
+    assert low < wilson.low - 0.02 and high > wilson.high + 0.02  # here the seeds' spread dominates
+
+
 def test_class_disparity_is_tested_and_reported():
     flat = consistent("flat", robust=0.7, flag_seed=1, num_classes=3)
     skew = consistent("skew", robust=0.9, flag_seed=1, num_classes=3,

@@ -14,6 +14,17 @@ from typing import Any
 from benchmark.core.errors import AtbenchError
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Written files get the permissions `open()` would give them (0o666 less the umask, usually
+# 0o644), not mkstemp's owner-only 0o600: boards and records are meant to be read and served.
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename, so a crash never
     leaves a half-written file."""
@@ -22,6 +33,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
