@@ -7,8 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
@@ -20,18 +18,16 @@ from leaderboard.evidence import (
     attack_gain,
     check_same_points,
     entry_evidence,
+    pair_replicates,
     significance,
     tied_ranks,
-    worst_flags,
 )
 from leaderboard.flags import SANITY_FLAGS
 from leaderboard.html import render_board_page, render_index
-from leaderboard.markdown import render_markdown
+from leaderboard.markdown import DIGITS, render_markdown
 from leaderboard.plot import plot_classwise, plot_robustness, plot_significance
 from leaderboard.record import validate_record
 from leaderboard.records import find_records
-
-DIGITS = 4
 
 
 def _r(x: float) -> float:
@@ -85,7 +81,7 @@ def _check_one_board(records: list[dict]) -> dict:
     return first["protocol"]
 
 
-def _entry(defense: str, items: list[Admitted], eps: list[str], attacks: list[str]) -> dict:
+def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, attacks: list[str]) -> dict:
     """One defense's board entry: every number is the mean over its seeds, with its evidence
     (`leaderboard.evidence`)."""
     items = sorted(items, key=lambda it: it.record["seed"])
@@ -95,11 +91,9 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], attacks: list[st
         raise AtbenchError(f"defense {defense} has several records for one seed (seeds {seeds})",
                            "keep one record per (track, defense, seed)")
     meta = _meta(recs[0])
-    evidence_of = entry_evidence(items, eps, attacks, recs[0]["num_classes"])
-    labels = items[0].flags.labels
-    evidence_of["worst_class_acc"] = {
-        e: float(np.mean([worst_flags(it, e)[labels == evidence_of["worst_class"][e]].mean() for it in items]))
-        for e in eps}
+    evidence_of = entry_evidence(items, eps, primary, attacks, recs[0]["num_classes"])
+    per_class = {e: [_r(_mean([r["per_class"]["worst_case"][e][c] for r in recs]))
+                     for c in range(recs[0]["num_classes"])] for e in eps}
     for r in recs:
         if _meta(r) != meta:
             raise AtbenchError(
@@ -112,26 +106,26 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], attacks: list[st
         "clean_acc": _r(_mean([r["clean_acc"] for r in recs])),
         "robust_acc": {a: {e: _r(_mean([r["robust_acc"][a][e] for r in recs])) for e in eps} for a in attacks},
         "worst_case": {e: _r(_mean([r["worst_case"][e] for r in recs])) for e in eps},
-        "worst_class_robust_acc": {e: _r(evidence_of["worst_class_acc"][e]) for e in eps},
-        "per_class_worst_case": {e: [_r(_mean([r["per_class"]["worst_case"][e][c] for r in recs]))
-                                     for c in range(recs[0]["num_classes"])] for e in eps},
+        "per_class_worst_case": per_class,
+        "worst_class_robust_acc": {e: per_class[e][evidence_of["worst_class"][e]] for e in eps},
         "median_input_margin": _r(_mean([r["margins"]["input"]["median"] for r in recs])),
         "logit_margin_percentiles": {
             side: {p: _r(_mean([r["margins"]["logit"][f"{side}_percentiles"][p] for r in recs]))
                    for p in ("p10", "p50")}
             for side in ("clean", "adversarial")},
         "frac_margin_below_half_primary": _r(_mean([r["margins"]["input"]["frac_below_half_primary"] for r in recs])),
-        "sanity_fired": _fired(recs, "fired"),
-        "sanity_noted": {k: v for k, v in _fired(recs, "noted").items() if k not in _fired(recs, "fired")},
+        "sanity_fired": _flag_details(recs, "fired"),
+        "sanity_noted": {k: v for k, v in _flag_details(recs, "noted").items()
+                         if k not in _flag_details(recs, "fired")},
         "certified_l2": _certified(recs),
-        "attack_gain": attack_gain(items, recs[0]["protocol"]["primary_eps"], "pgd", attacks, recs[0]["num_classes"]),
-        **{k: v for k, v in evidence_of.items() if k != "worst_class_acc"},
+        "attack_gain": attack_gain(items, primary, "pgd", attacks, recs[0]["num_classes"]),
+        **evidence_of,
         "training": [r["training"] for r in recs],
         **copy.deepcopy({k: v for k, v in meta.items() if k != "config"}),
     }
 
 
-def _fired(recs: list[dict], level: str) -> dict[str, str]:
+def _flag_details(recs: list[dict], level: str) -> dict[str, str]:
     """Sanity flags at `level` ("fired" or "noted") in any seed of a defense -> the detail of
     the first seed at that level."""
     fired: dict[str, str] = {}
@@ -166,38 +160,47 @@ def build_json(admitted: list[Admitted]) -> dict:
     groups: dict[str, list[Admitted]] = {}
     for item in sorted(admitted, key=lambda it: it.record["seed"]):
         groups.setdefault(item.record["defense"]["id"], []).append(item)
-    entries = [_entry(d, items, eps, attacks) for d, items in groups.items()]
+    entries = [_entry(d, items, eps, primary, attacks) for d, items in groups.items()]
     entries.sort(key=lambda x: (-x["worst_case"][primary], -x["clean_acc"], x["defense"]))
     order = [x["defense"] for x in entries]
     pairs = significance(groups, order, primary)
-    ranks = tied_ranks(order, pairs)
+    ranks = tied_ranks(order, [x["worst_case"][primary] for x in entries], pairs)
     for x in entries:
         x["rank"] = ranks[x["defense"]]
-    one_seed = all(x["n_seeds"] == 1 for x in entries)
+    seeds = {x["n_seeds"] == 1 for x in entries}
     return {
         "track": records[0]["track"],
         "protocol": {k: proto[k] for k in ("id", "version", "sha256", "norm", "n_examples")},
         "primary_eps": primary, "eps": list(eps), "attacks": attacks,
         "class_names": list(records[0]["class_names"]), "entries": entries,
-        "statistics": statistics_block(one_seed, len(pairs)),
+        "statistics": statistics_block(seeds == {True}, seeds == {False}, len(pairs)),
         "significance": pairs,
     }
 
 
-def statistics_block(one_seed: bool, pairs: int) -> dict:
-    """What the board's intervals, tests and ranks are (docs/statistics.md)."""
+def statistics_block(one_seed: bool, all_seeded: bool, pairs: int) -> dict:
+    """What the board's intervals, tests and ranks are (docs/statistics.md): `one_seed` when every
+    defense has one training seed, `all_seeded` when every one has several (else a mix)."""
+    wilson = "95% Wilson score interval over the test points"
+    bootstrap = (f"95% two-level percentile bootstrap (training seeds, then test points; {REPLICATES} replicates, "
+                 f"seed {BOOTSTRAP_SEED}), never narrower than one seed's Wilson interval at the mean")
+    mcnemar = "exact McNemar test on the paired per-example worst-case flags at the primary eps"
+    paired = (f"paired bootstrap over seeds and test points of the worst-case flags at the primary eps "
+              f"({pair_replicates(pairs)} replicates, seed {BOOTSTRAP_SEED})")
     if one_seed:
-        interval = "95% Wilson score interval over the test points (one training seed per defense)"
-        test = "exact McNemar test on the paired per-example worst-case flags at the primary eps"
+        interval, test, variance = (f"{wilson} (one training seed per defense)", mcnemar,
+                                    "not measured: one training seed per defense, so the intervals cover the "
+                                    "test points only")
+    elif all_seeded:
+        interval, test, variance = (bootstrap, paired,
+                                    "measured: the intervals take the seeds' spread in")
     else:
-        interval = (f"95% two-level percentile bootstrap (training seeds, then test points; {REPLICATES} replicates, "
-                    f"seed {BOOTSTRAP_SEED})")
-        test = (f"paired bootstrap over seeds and test points of the worst-case flags at the primary eps "
-                f"({REPLICATES} replicates, seed {BOOTSTRAP_SEED}; exact McNemar for two single-seed defenses)")
+        interval = f"{wilson} for a defense with one training seed; {bootstrap} for one with several"
+        test = f"{mcnemar} for two single-seed defenses; otherwise a {paired}"
+        variance = "measured only for the defenses with several seeds (see the seeds column)"
     return {"interval": interval, "comparison": test, "correction": f"Holm over all {pairs} pairs", "alpha": ALPHA,
             "rank_rule": "rank = 1 + the number of defenses significantly better at the primary eps; ties share a rank",
-            "training_variance": ("not measured: one training seed per defense, so the intervals cover the test "
-                                  "points only" if one_seed else "measured: the intervals take the seeds' spread in")}
+            "training_variance": variance}
 
 
 def build(admitted: list[Admitted]) -> tuple[str, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 
@@ -21,7 +22,9 @@ from leaderboard.derive import flag_key
 
 #: The significance level of every test on a board.
 ALPHA = 0.05
-#: Bootstrap replicates and seed (several training seeds).
+#: Bootstrap replicates and seed (several training seeds). The p-values of the pairwise
+#: bootstrap comparisons use `pair_replicates`: more with more pairs, so that the smallest
+#: attainable p-value survives the Holm correction.
 REPLICATES, BOOTSTRAP_SEED = 2000, 0
 #: The share of the classes (the weakest ones under PGD) the attack-gain concentration looks at:
 #: 3 of 10 classes.
@@ -64,9 +67,16 @@ def column_flags(item: Admitted, column: str, eps: str) -> np.ndarray:
     return np.logical_and.reduce([item.flags.flags[flag_key(m, eps)] for m in members])
 
 
+def pair_replicates(pairs: int) -> int:
+    """Bootstrap replicates for the p-values of `pairs` comparisons: at least `REPLICATES`, and
+    enough that the smallest bootstrap p-value, 2 / (1 + replicates), is a tenth of ALPHA after
+    Holm multiplies it by the number of pairs."""
+    return max(REPLICATES, math.ceil(20 * pairs / ALPHA))
+
+
 def interval(matrix: np.ndarray) -> list[float]:
-    """The 95% interval of the mean of a (seeds, points) flag matrix, rounded to 4 decimals:
-    Wilson for one seed; for several, the two-level bootstrap widened to at least the Wilson
+    """The 95% interval of the mean of a (seeds, points) flag matrix, widened outwards to 4
+    decimals: Wilson for one seed; for several, the two-level bootstrap widened to at least the Wilson
     interval of one seed's worth of points at the mean (a percentile bootstrap cannot see
     variance it never draws: flags all equal would give it zero width)."""
     points = matrix.shape[1]
@@ -74,7 +84,7 @@ def interval(matrix: np.ndarray) -> list[float]:
     if matrix.shape[0] > 1:
         boot_low, boot_high = stats.two_level_bootstrap(matrix, REPLICATES, BOOTSTRAP_SEED)
         low, high = min(low, boot_low), max(high, boot_high)
-    return [round(low, 4), round(high, 4)]
+    return [math.floor(low * 1e4 + 1e-9) / 1e4, math.ceil(high * 1e4 - 1e-9) / 1e4]
 
 
 def _sig(p: float) -> float:
@@ -86,34 +96,41 @@ def _sd(values: list[float]) -> float:
     return round(stats.seed_summary(values)[1], 4)
 
 
-def entry_evidence(items: list[Admitted], eps: list[str], attacks: list[str], num_classes: int) -> dict:
-    """One defense's intervals, seed spread, worst class, class-disparity test and attack gain."""
+def seed_class_means(matrix: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per class, the mean of a (seeds, points) flag matrix over the class's points and the
+    seeds; NaN for a class without points."""
+    return np.array([matrix[:, labels == k].mean() if (labels == k).any() else np.nan for k in range(num_classes)])
+
+
+def entry_evidence(items: list[Admitted], eps: list[str], primary: str, attacks: list[str],
+                   num_classes: int) -> dict:
+    """One defense's intervals, seed spread, worst class (among the classes with points),
+    class-disparity test (at the primary eps) and attack gain."""
     labels = items[0].flags.labels
     stack = lambda fn: np.stack([fn(item) for item in items])
     worst = {e: stack(lambda it, e=e: worst_flags(it, e)) for e in eps}
-    per_class = {e: [worst[e][:, labels == k].mean() if (labels == k).any() else 0.0 for k in range(num_classes)]
-                 for e in eps}
-    worst_class = {e: int(np.argmin(per_class[e])) for e in eps}
+    worst_class = {e: int(np.nanargmin(seed_class_means(worst[e], labels, num_classes))) for e in eps}
     return {
         "intervals": {
             "clean_acc": interval(stack(lambda it: it.flags.flags["clean"])),
             "robust_acc": {a: {e: interval(stack(lambda it, a=a, e=e: column_flags(it, a, e))) for e in eps}
                            for a in attacks},
             "worst_case": {e: interval(worst[e]) for e in eps},
-            "worst_class": {e: interval(worst[e][:, labels == worst_class[e]]) for e in eps},
+            "worst_class_robust_acc": {e: interval(worst[e][:, labels == worst_class[e]]) for e in eps},
         },
         "seed_sd": {"clean_acc": _sd([float(it.flags.flags["clean"].mean()) for it in items]),
                     "worst_case": {e: _sd(list(worst[e].mean(axis=1))) for e in eps}},
         "worst_class": worst_class,
-        "class_disparity": disparity(worst[eps[-1]], labels, num_classes),
+        "class_disparity": disparity(worst[primary], labels, num_classes),
     }
 
 
 def disparity(worst: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """Is the worst-case robustness the same for every class? A permutation test of the
-    class x robust table (`class_stats.class_homogeneity`; several seeds pooled)."""
-    test = class_stats.class_homogeneity(worst.reshape(-1), np.tile(labels, worst.shape[0]), num_classes,
-                                   permutations=REPLICATES, seed=BOOTSTRAP_SEED)
+    class x robust table (`class_stats.seed_pooled_homogeneity`: several seeds as the points'
+    seed means, not as more points)."""
+    test = class_stats.seed_pooled_homogeneity(worst, labels, num_classes, permutations=REPLICATES,
+                                               seed=BOOTSTRAP_SEED)
     return {"statistic": round(test.statistic, 4), "p_value": _sig(test.p_value), "real": test.p_value < ALPHA}
 
 
@@ -121,7 +138,9 @@ def attack_gain(items: list[Admitted], primary: str, baseline: str, attacks: lis
     """Where the strongest attack at the primary eps (the lowest robust accuracy, the baseline
     `pgd` excluded) gains over the baseline: the points robust under the baseline that it breaks,
     per class, and whether they fall on the baseline's weakest classes (`WEAKEST_SHARE` of them)
-    beyond those classes' share of baseline-robust points (a one-sided binomial test)."""
+    beyond those classes' share of baseline-robust points (a one-sided binomial test). With
+    several seeds a point counts by its seed mean (counts rounded), so the seeds do not multiply
+    the points."""
     labels = items[0].flags.labels
     others = [a for a in attacks if a != baseline]
     if baseline not in attacks or not others:
@@ -129,13 +148,13 @@ def attack_gain(items: list[Admitted], primary: str, baseline: str, attacks: lis
     base = np.stack([column_flags(it, baseline, primary) for it in items])
     strongest = min(others, key=lambda a: (np.mean([column_flags(it, a, primary).mean() for it in items]), a))
     strong = np.stack([column_flags(it, strongest, primary) for it in items])
-    gained = base & ~strong
-    count = lambda m, k: int(m[:, labels == k].sum())
-    gain = np.array([count(gained, k) for k in range(num_classes)], dtype=float)
-    base_acc = np.array([base[:, labels == k].mean() if (labels == k).any() else 0.0 for k in range(num_classes)])
-    weakest = sorted(range(num_classes), key=lambda k: (base_acc[k], k))[:max(1, round(WEAKEST_SHARE * num_classes))]
-    robust_in_weak = sum(count(base, k) for k in weakest)
-    expected = robust_in_weak / max(1, int(base.sum()))
+    gained, base_mean = (base & ~strong).mean(axis=0), base.mean(axis=0)
+    gain = np.array([round(gained[labels == k].sum()) for k in range(num_classes)], dtype=float)
+    base_acc = seed_class_means(base, labels, num_classes)
+    present = [k for k in range(num_classes) if (labels == k).any()]
+    weakest = sorted(present, key=lambda k: (base_acc[k], k))[:max(1, round(WEAKEST_SHARE * len(present)))]
+    robust_in_weak = sum(base_mean[labels == k].sum() for k in weakest)
+    expected = robust_in_weak / max(1.0, base_mean.sum())
     on_weak = int(sum(gain[k] for k in weakest))
     test = stats.binomial_excess(on_weak, int(gain.sum()), min(1.0, max(expected, 1e-9)), ALPHA)
     return {"attack": strongest, "points": int(gain.sum()), "per_class": [int(g) for g in gain],
@@ -144,29 +163,42 @@ def attack_gain(items: list[Admitted], primary: str, baseline: str, attacks: lis
             "concentrated": test.significant}
 
 
+def _paired(a: list[Admitted], b: list[Admitted], flags_of, replicates: int) -> tuple[stats.PairedBootstrap, float]:
+    """The paired bootstrap of two defenses' flags `flags_of(item)` and the comparison's raw
+    p-value (exact McNemar for one seed each, the bootstrap's otherwise)."""
+    ma, mb = np.stack([flags_of(it) for it in a]), np.stack([flags_of(it) for it in b])
+    one_seed = len(a) == len(b) == 1
+    boot = stats.paired_bootstrap(ma, mb, REPLICATES if one_seed else replicates, BOOTSTRAP_SEED)
+    return boot, stats.mcnemar_exact(ma[0], mb[0]).p_value if one_seed else boot.p_value
+
+
 def compare(a: list[Admitted], b: list[Admitted], flags_of) -> dict:
     """The paired comparison of two defenses on flags `flags_of(item)`: the effect
     mean(a) - mean(b), its 95% interval (paired bootstrap) and the p-value (exact McNemar for one
     seed each, the paired bootstrap's otherwise)."""
-    ma, mb = np.stack([flags_of(it) for it in a]), np.stack([flags_of(it) for it in b])
-    boot = stats.paired_bootstrap(ma, mb, REPLICATES, BOOTSTRAP_SEED)
-    p = stats.mcnemar_exact(ma[0], mb[0]).p_value if len(a) == len(b) == 1 else boot.p_value
+    boot, p = _paired(a, b, flags_of, REPLICATES)
     return {"effect": round(boot.effect, 4), "low": round(boot.low, 4), "high": round(boot.high, 4),
             "p_value": _sig(p)}
 
 
 def significance(groups: dict[str, list[Admitted]], order: list[str], primary: str) -> list[dict]:
     """Every pair of defenses (in board order) compared on the worst-case flags at the primary
-    eps, Holm-corrected over all pairs; `significant` when the adjusted p is below ALPHA."""
-    pairs = [(x, y) for x, y in itertools.combinations(order, 2)]
-    rows = [{"a": x, "b": y, **compare(groups[x], groups[y], lambda it: worst_flags(it, primary))} for x, y in pairs]
-    for row, adjusted in zip(rows, stats.holm([r["p_value"] for r in rows])):
-        row["p_adjusted"] = _sig(adjusted)
-        row["significant"] = adjusted < ALPHA
+    eps, Holm-corrected over all pairs (on the unrounded p-values); `significant` when the
+    adjusted p is below ALPHA."""
+    pairs = list(itertools.combinations(order, 2))
+    replicates = pair_replicates(len(pairs))
+    tests = [_paired(groups[x], groups[y], lambda it: worst_flags(it, primary), replicates) for x, y in pairs]
+    rows = []
+    for (x, y), (boot, p), adjusted in zip(pairs, tests, stats.holm([p for _, p in tests])):
+        rows.append({"a": x, "b": y, "effect": round(boot.effect, 4), "low": round(boot.low, 4),
+                     "high": round(boot.high, 4), "p_value": _sig(p), "p_adjusted": _sig(adjusted),
+                     "significant": adjusted < ALPHA})
     return rows
 
 
-def tied_ranks(order: list[str], pairs: list[dict]) -> dict[str, int]:
-    """Rank = 1 + the number of defenses significantly better (ties share a rank)."""
-    better = {(r["a"], r["b"]) if r["effect"] > 0 else (r["b"], r["a"]) for r in pairs if r["significant"]}
-    return {d: 1 + sum((o, d) in better for o in order) for d in order}
+def tied_ranks(order: list[str], scores: list[float], pairs: list[dict]) -> dict[str, int]:
+    """Rank = 1 + the number of defenses significantly better (`stats.rank_with_ties`; ties
+    share a rank). `scores` are the defenses' worst-case accuracies in `order`."""
+    significant = {frozenset((r["a"], r["b"])) for r in pairs if r["significant"]}
+    ranks = stats.rank_with_ties(scores, lambda j, i: frozenset((order[j], order[i])) in significant)
+    return dict(zip(order, ranks))

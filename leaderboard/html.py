@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.html_assets import JS
-from leaderboard.html_detail import flag_letter, render_detail
+from leaderboard.html_detail import render_detail
 from leaderboard.html_parts import (
     definition_list,
     esc,
@@ -23,7 +23,7 @@ from leaderboard.html_parts import (
     simple_table,
 )
 from leaderboard.html_table import ranked_table
-from leaderboard.markdown import p_text, pct, render_markdown
+from leaderboard.markdown import flag_letter, p_text, pct, render_markdown
 
 
 def _anchors(entries: list[dict]) -> dict[str, str]:

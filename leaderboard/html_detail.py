@@ -3,7 +3,6 @@ per-class worst case, flags and notes, recipe, certified accuracy, and per seed 
 matrix, margins, training and provenance with links to the record and its flags file."""
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
@@ -24,17 +23,7 @@ from leaderboard.html_svg import (
     eps_chart,
     legend,
 )
-from leaderboard.markdown import pct
-
-
-def flag_letter(name: str) -> str:
-    """The letter a flag has on the board (the Markdown's `[a]`...`[g]`)."""
-    return chr(ord("a") + SANITY_FLAGS.index(name))
-
-
-def override_text(value: object) -> str:
-    """A recipe override's value as the Markdown board prints it."""
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+from leaderboard.markdown import flag_letter, override_value, p_text, pct, worst_class_interval
 
 
 def _eps_section(board: dict, x: dict) -> str:
@@ -60,13 +49,13 @@ def _class_sentence(board: dict, x: dict) -> str:
     names, primary = board["class_names"], board["primary_eps"]
     d, gain = x["class_disparity"], x["attack_gain"]
     text = (f"Worst class at eps={esc(primary)}: class <strong>{esc(names[x['worst_class'][primary]])}</strong> at "
-            f"{interval_html(x['worst_class_robust_acc'][primary], x['intervals']['worst_class'][primary])}%. "
-            f"Class disparity {'real' if d['real'] else 'not shown'} (permutation p = {d['p_value']:.3f}).")
+            f"{interval_html(*worst_class_interval(x, primary))}%. "
+            f"Class disparity {'real' if d['real'] else 'not shown'} (permutation p = {p_text(d['p_value'])}).")
     if gain["attack"] and gain["points"]:
         weak = ", ".join(esc(names[k]) for k in gain["weakest_classes"])
         text += (f" <code>{esc(gain['attack'])}</code> breaks {gain['points']} points PGD leaves robust, "
                  f"{gain['share_on_weakest'] * 100:.0f}% of them in PGD's weakest classes ({weak}; "
-                 f"{gain['expected_share'] * 100:.0f}% expected; p = {gain['p_value']:.3f}: "
+                 f"{gain['expected_share'] * 100:.0f}% expected; p = {p_text(gain['p_value'])}: "
                  f"{'concentrated there' if gain['concentrated'] else 'not concentrated there'}).")
     return f"<p>{text}</p>"
 
@@ -98,7 +87,7 @@ def _flags_section(x: dict) -> str:
 def _recipe_section(x: dict) -> str:
     link = safe_href(x["link"])
     paper = f'<a href="{link}">{esc(x["paper"])}</a>' if link else esc(x["paper"])
-    overrides = "".join(f"<li><code>{esc(k)}</code> = <code>{esc(override_text(v))}</code></li>"
+    overrides = "".join(f"<li><code>{esc(k)}</code> = <code>{esc(override_value(v))}</code></li>"
                         for k, v in sorted(x["recipe_overrides"].items()))
     sweep = (f'<a href="{path_href("..", "sweeps", *x["sweep"].split("/"))}.md">{esc(x["sweep"])}</a>'
              if x["sweep"] else "none")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
-from leaderboard.html_detail import flag_letter
 from leaderboard.html_parts import esc, interval_html, safe_href, td
+from leaderboard.markdown import flag_letter, seed_spread, worst_class_interval
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,8 @@ def _flags(x: dict) -> str:
 
 
 def _seeds(x: dict, primary: str) -> str:
-    if x["n_seeds"] == 1:
-        return "1"
-    return f'{x["n_seeds"]}<span class="pm"> (sd {x["seed_sd"]["worst_case"][primary] * 100:.1f})</span>'
+    spread = seed_spread(x, primary)
+    return f'{x["n_seeds"]}<span class="pm"> ({spread})</span>' if spread else "1"
 
 
 def columns(board: dict, anchors: dict[str, str], tied: set[int]) -> list[Column]:
@@ -58,7 +57,7 @@ def columns(board: dict, anchors: dict[str, str], tied: set[int]) -> list[Column
                ascending_first=True),
         Column("worst case (%)", worst),
         Column("worst class (%)", lambda x: (
-            interval_html(x["worst_class_robust_acc"][primary], x["intervals"]["worst_class"][primary])
+            interval_html(*worst_class_interval(x, primary))
             + f'<span class="muted"> (class {esc(names[x["worst_class"][primary]])})</span>',
             x["worst_class_robust_acc"][primary])),
         Column("flags", lambda x: (_flags(x), len(x["sanity_fired"])), right=False),

@@ -10,8 +10,28 @@ from tabulate import tabulate
 
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 
+#: Decimals every board number is rounded to (percentages get DIGITS - 2).
 DIGITS = 4
-_FLAG_MARK = {name: chr(ord("a") + i) for i, name in enumerate(SANITY_FLAGS)}
+
+
+def flag_letter(name: str) -> str:
+    """The letter a sanity flag has on every board (`[a]` ... `[g]`)."""
+    return chr(ord("a") + SANITY_FLAGS.index(name))
+
+
+def override_value(value: object) -> str:
+    """A recipe override's value as the boards print it."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def seed_spread(x: dict, primary: str) -> str | None:
+    """`sd 2.5`: the seeds' standard deviation of the worst case in points; None for one seed."""
+    return None if x["n_seeds"] == 1 else f"sd {x['seed_sd']['worst_case'][primary] * 100:.1f}"
+
+
+def worst_class_interval(x: dict, primary: str) -> tuple[float, list[float]]:
+    """An entry's worst-class accuracy at `primary` and its interval."""
+    return x["worst_class_robust_acc"][primary], x["intervals"]["worst_class_robust_acc"][primary]
 
 
 def pct(x: float) -> str:
@@ -20,7 +40,7 @@ def pct(x: float) -> str:
 
 
 def with_interval(value: float, interval: list[float]) -> str:
-    """`73.50 ±6.10`: the value in % and the half-width of its interval in points."""
+    """`73.50 ±6.1`: the value in % and the half-width of its interval in points."""
     return f"{pct(value)} ±{(interval[1] - interval[0]) * 50:.1f}"
 
 
@@ -44,24 +64,22 @@ def _defense_cell(x: dict) -> str:
 
 
 def _flag_marks(fired: dict[str, str]) -> str:
-    return " ".join(f"[{_FLAG_MARK[n]}]" for n in SANITY_FLAGS if n in fired) or "-"
+    return " ".join(f"[{flag_letter(n)}]" for n in SANITY_FLAGS if n in fired) or "-"
 
 
 def _overrides(x: dict) -> str:
     overrides = x["recipe_overrides"]
     if not overrides:
         return "-"
-    items = [f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True, separators=(',', ':'))}"
-             for k, v in sorted(overrides.items())]
+    items = [f"{k}={override_value(v)}" for k, v in sorted(overrides.items())]
     if any(k.startswith("config.") for k in overrides):
         items.append(f"[sweep](../sweeps/{x['sweep']}.md)" if x["sweep"] else "no sweep")
     return cell(", ".join(items))
 
 
 def _seeds(x: dict, primary: str) -> str:
-    if x["n_seeds"] == 1:
-        return "1"
-    return f"{x['n_seeds']} (sd {x['seed_sd']['worst_case'][primary] * 100:.1f})"
+    spread = seed_spread(x, primary)
+    return f"{x['n_seeds']} ({spread})" if spread else "1"
 
 
 def table(headers: list[str], rows: list[list[str]], align: str) -> str:
@@ -80,9 +98,9 @@ def _main_table(board: dict) -> str:
          with_interval(x["clean_acc"], x["intervals"]["clean_acc"])]
         + [with_interval(x["robust_acc"][a][primary], x["intervals"]["robust_acc"][a][primary]) for a in attacks]
         + [with_interval(x["worst_case"][primary], x["intervals"]["worst_case"][primary]),
-           f"{with_interval(x['worst_class_robust_acc'][primary], x['intervals']['worst_class'][primary])} "
+           f"{with_interval(*worst_class_interval(x, primary))} "
            f"(class {board['class_names'][x['worst_class'][primary]]})",
-           f"{x['class_disparity']['p_value']:.3f}", f"{x['median_input_margin']:.4f}", _flag_marks(x["sanity_fired"]),
+           p_text(x["class_disparity"]["p_value"]), f"{x['median_input_margin']:.4f}", _flag_marks(x["sanity_fired"]),
            cell(x["fidelity"]), _overrides(x), cell(x["architecture"])]
         for x in entries
     ]
@@ -125,13 +143,13 @@ def _classwise(board: dict) -> list[str]:
     for x in board["entries"]:
         d, gain = x["class_disparity"], x["attack_gain"]
         line = (f"- **{cell(x['defense'])}**: worst class {names[x['worst_class'][primary]]} at "
-                f"{with_interval(x['worst_class_robust_acc'][primary], x['intervals']['worst_class'][primary])}%; "
-                f"class disparity {'real' if d['real'] else 'not shown'} (permutation p = {d['p_value']:.3f})")
+                f"{with_interval(*worst_class_interval(x, primary))}%; "
+                f"class disparity {'real' if d['real'] else 'not shown'} (permutation p = {p_text(d['p_value'])})")
         if gain["attack"] and gain["points"]:
             weak = ", ".join(names[k] for k in gain["weakest_classes"])
             line += (f"; `{gain['attack']}` breaks {gain['points']} points PGD leaves robust, "
                      f"{gain['share_on_weakest'] * 100:.0f}% of them in PGD's weakest classes ({weak}, "
-                     f"{gain['expected_share'] * 100:.0f}% expected; p = {gain['p_value']:.3f}: "
+                     f"{gain['expected_share'] * 100:.0f}% expected; p = {p_text(gain['p_value'])}: "
                      f"{'concentrated there' if gain['concentrated'] else 'not concentrated there'})")
         lines.append(line)
     return lines
@@ -141,7 +159,7 @@ def render_markdown(board: dict) -> str:
     """The Markdown form of a JSON board."""
     p, primary, eps = board["protocol"], board["primary_eps"], board["eps"]
     entries, stats = board["entries"], board["statistics"]
-    flagged = [f"- **{x['defense']}**: [{_FLAG_MARK[name]}] `{name}`: {cell(detail)}"
+    flagged = [f"- **{x['defense']}**: [{flag_letter(name)}] `{name}`: {cell(detail)}"
                for x in entries for name, detail in x["sanity_fired"].items()]
     noted = [f"- {x['defense']}: `{name}`: {cell(detail)}"
              for x in entries for name, detail in x["sanity_noted"].items()]
@@ -200,7 +218,7 @@ def render_markdown(board: dict) -> str:
         f"*Median margin*: the median over test points of the smallest {p['norm']} perturbation FAB finds "
         "(0 for misclassified points, capped at the search limit), an upper bound on the true margin. "
         "*Flags* mark suspicious evaluations beyond chance; *notes* show weaker evidence: "
-        + "; ".join(f"[{_FLAG_MARK[n]}] `{n}`: {FLAG_DOCS[n]}" for n in SANITY_FLAGS) + ".",
+        + "; ".join(f"[{flag_letter(n)}] `{n}`: {FLAG_DOCS[n]}" for n in SANITY_FLAGS) + ".",
         "",
     ])
 

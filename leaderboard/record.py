@@ -117,6 +117,9 @@ class CertifiedL2(_Part):
     pgd_l2_acc: ByEps = _f("per radius, L2-PGD robust accuracy on the same points (never below certified_acc)")
     pgd_l2_steps: Positive = _f("L2-PGD steps")
     lipschitz_max: NonNeg = _f("largest pairwise Lipschitz bound")
+    lipschitz_method: str = _f("how the spectral norms of the bound were computed: exact (float64 Gram matrices), "
+                               "or power iteration to convergence (an estimate from below) for products too large "
+                               "to form")
     median_radius: NonNeg = _f("median certified radius (0 for misclassified points)")
 
 

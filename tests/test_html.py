@@ -100,7 +100,7 @@ def test_every_table_number_is_the_boards(built):
             assert cell[head]["text"] == with_interval(value, interval)
             assert float(cell[head]["attrs"]["data-value"]) == value
         klass = board["class_names"][x["worst_class"][primary]]
-        worst_class = with_interval(x["worst_class_robust_acc"][primary], ci["worst_class"][primary])
+        worst_class = with_interval(x["worst_class_robust_acc"][primary], ci["worst_class_robust_acc"][primary])
         assert cell["worst class (%)"]["text"] == f"{worst_class} (class {klass})"
         assert cell["median margin"]["text"] == f"{x['median_input_margin']:.4f}"
         assert cell["flags"]["attrs"]["data-value"] == str(len(x["sanity_fired"]))

@@ -225,7 +225,8 @@ def test_fired_flags_and_notes_are_shown_with_their_detail():
 def test_certified_accuracy_table_appears_when_records_have_it():
     lip = consistent("lip")
     lip.record["certified_l2"] = {"radii": ["0.5"], "certified_acc": {"0.5": 0.25}, "pgd_l2_acc": {"0.5": 0.75},
-                                  "pgd_l2_steps": 50, "lipschitz_max": 3.0, "median_radius": 0.4}
+                                  "pgd_l2_steps": 50, "lipschitz_max": 3.0,
+                                  "lipschitz_method": "exact (float64 Gram matrices)", "median_radius": 0.4}
     md, board = build([lip, consistent("plain", flag_seed=2)])
     assert {e["defense"]: e["certified_l2"] for e in board["entries"]}["lip"] == {
         "0.5": {"certified": 0.25, "pgd_l2": 0.75}}

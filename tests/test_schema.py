@@ -185,7 +185,8 @@ def test_certified_accuracy_above_l2_pgd_is_rejected():
     record = make_record()
     record["certified_l2"] = {"radii": ["0.5", "1.0"], "certified_acc": {"0.5": 0.4, "1.0": 0.2},
                               "pgd_l2_acc": {"0.5": 0.8, "1.0": 0.6}, "pgd_l2_steps": 50,
-                              "lipschitz_max": 3.0, "median_radius": 0.6}
+                              "lipschitz_max": 3.0,
+                                  "lipschitz_method": "exact (float64 Gram matrices)", "median_radius": 0.6}
     validate_record(record, "r.json")
     record["certified_l2"]["certified_acc"]["1.0"] = 0.7
     with pytest.raises(RecordError, match="certified_l2.certified_acc.1.0") as info:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from leaderboard.class_stats import class_homogeneity
+from leaderboard.class_stats import class_homogeneity, seed_pooled_homogeneity
 from leaderboard.stats import (
     binomial_excess,
     holm,
@@ -255,8 +255,6 @@ def test_class_homogeneity_statistic_matches_scipy(seed, n, k):
         return
     result = class_homogeneity(flags, labels, k + 2, permutations=50)
     assert result.statistic == pytest.approx(_contingency_chi2(flags, labels), rel=1e-9)
-    sizes = np.bincount(labels, minlength=k + 2)
-    assert result.per_class == [float(flags[labels == c].mean()) if sizes[c] else 0.0 for c in range(k + 2)]
     assert 1 / 51 <= result.p_value <= 1.0
 
 
@@ -295,11 +293,28 @@ def test_class_homogeneity_determinism_and_degenerate_tables():
         result = class_homogeneity(column, labels, 5, permutations=100)
         assert (result.statistic, result.p_value) == (0.0, 1.0)
     one_class = class_homogeneity(flags, np.full(200, 3), 5, permutations=100)
-    assert one_class.statistic == 0.0 and one_class.per_class[:3] == [0.0, 0.0, 0.0]
+    assert one_class.statistic == 0.0
     with pytest.raises(ValueError):
         class_homogeneity(flags, labels, 4)
     with pytest.raises(ValueError):
         class_homogeneity(flags, labels[:-1], 5)
+
+
+def test_seed_pooled_homogeneity_counts_points_not_seed_copies():
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.arange(5), 20)
+    flags = rng.random(100) < np.repeat([0.2, 0.5, 0.5, 0.6, 0.8], 20)
+    one = seed_pooled_homogeneity(flags[None], labels, 5, permutations=400, seed=1)
+    assert one == class_homogeneity(flags, labels, 5, permutations=400, seed=1)
+    copies = seed_pooled_homogeneity(np.stack([flags] * 3), labels, 5, permutations=4000, seed=1)
+    assert copies.statistic == pytest.approx(one.statistic, rel=1e-9)  # not 3x: the points are the same
+    assert copies.p_value == pytest.approx(class_homogeneity(flags, labels, 5, permutations=4000).p_value, abs=0.01)
+    tiled = class_homogeneity(np.tile(flags, 3), np.tile(labels, 3), 5, permutations=400)
+    assert tiled.statistic == pytest.approx(3 * one.statistic)  # what treating seeds as new points would claim
+    iid = rng.random((3, 100)) < 0.5
+    assert seed_pooled_homogeneity(iid, labels, 5, permutations=400).p_value > 0.05
+    with pytest.raises(ValueError):
+        seed_pooled_homogeneity(flags, labels, 5)
 
 
 @FAST

@@ -55,7 +55,8 @@ def test_committed_sweep_is_complete_current_and_its_winner_follows_the_rule(pat
     best = max(rows, key=lambda row: (row["score"], row["val_clean_acc"], -rows.index(row)))
     assert record["winner"] == best["config"]
     assert path.with_suffix(".md").read_text() == sweep_markdown(record)
-    users = [t for t in TRACKS.names() if sweep_source(t, record["defense"]) == f"{record['track']}/{record['defense']}"]
+    source = f"{record['track']}/{record['defense']}"
+    users = [t for t in TRACKS.names() if sweep_source(t, record["defense"]) == source]
     assert record["track"] in users
     for name in users:
         assert TRACKS.get(name).defense_configs[record["defense"]] == record["winner"], name

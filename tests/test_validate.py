@@ -205,7 +205,8 @@ def test_input_range_check_catches_an_attack_that_forgets_the_range_check(monkey
 
 @pytest.mark.parametrize("argv,expected", [
     (["validate", "no-such-defense"], "unknown defense 'no-such-defense'"),
-    (["validate", "x", "--defense-file", "nowhere/mine.py"], "argument --defense-file: 'nowhere/mine.py' does not exist"),
+    (["validate", "x", "--defense-file", "nowhere/mine.py"],
+     "argument --defense-file: 'nowhere/mine.py' does not exist"),
 ])
 def test_usage_errors_exit_2(capsys, argv, expected):
     assert main(argv) == 2

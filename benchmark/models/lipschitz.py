@@ -17,12 +17,18 @@ and, for c = e_k - e_j, the same step with the row vector c^T W_L as the last la
 
     L_kj = (1/2)^(L-1) ||c^T W_L ... W_1|| + sum_{i=1..L-1} (1/2)^(L-i) ||c^T W_L ... W_{i+1}|| m_i
 
-The vector norms are exact (rows are computed with adjoints); the spectral norms of the products
-come from power iteration, which converges to them from below. `pairwise_lipschitz` iterates to
-convergence (relative change below `tol`), so the bound is exact up to power-iteration convergence.
+The vector norms are exact (rows are computed with adjoints). For training (CRM-LipLT) the
+spectral norms of the products come from warm-started power iteration, which approaches them from
+below. For certification (`pairwise_lipschitz`) a bound from below would inflate the radii, so
+each product is formed as an explicit matrix in float64 (the identity pushed through it, on its
+smaller side) and its norm is the square root of the largest eigenvalue of its Gram matrix; the
+bound is rounded up to the model's dtype. Products whose smaller side exceeds `EXACT_LIMIT`
+(wide convolutional layers of CIFAR-size networks) fall back to converged power iteration, and
+`lipschitz_method` says which was used.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -32,6 +38,11 @@ from torch import nn
 
 from benchmark.core.errors import AtbenchError
 from benchmark.models.architectures import Normalize
+
+#: The largest smaller side of a product W_b ... W_a whose spectral norm is computed exactly (a
+#: Gram matrix of this size in float64 is 0.5 GB).
+EXACT_LIMIT = 8192
+EXACT, POWER_ITERATION = "exact (float64 Gram matrices)", "power iteration to convergence (an estimate from below)"
 
 PLAIN_FIX = ("Lipschitz bounds support only plain networks: an nn.Sequential of an optional Normalize, "
              "then Conv2d, Linear, ReLU and Flatten layers, ending with a Linear (no skip connections, "
@@ -238,11 +249,37 @@ class LipschitzBound:
             columns.append(torch.stack([self._like.new_zeros(())] * a + norms))
         return torch.stack(columns, dim=1) if n else self._like.new_zeros(0, 0)
 
-    def pairwise(self) -> torch.Tensor:
-        """(K, K) LipLT bounds L[k, j] of the L2 Lipschitz constant of x -> z_k - z_j from the
-        current power-iteration vectors (symmetric, zero diagonal, differentiable in the weights)."""
+    def exact_product_norms(self) -> torch.Tensor:
+        """(L-1, L-1) tensor N with N[b, a] = ||W_b ... W_a|| computed exactly, or None when a
+        product's smaller side exceeds `EXACT_LIMIT`: each product is applied to the identity of
+        its smaller side (its adjoint when the output side is smaller), and its norm is the square
+        root of the largest eigenvalue of the Gram matrix of the result. Exact up to the rounding
+        of the model's dtype: build the bound on a float64 copy (`pairwise_lipschitz` does)."""
+        n = len(self.maps) - 1
+        norms = self._like.new_zeros(n, n)
+        with torch.no_grad():
+            for a in range(n):
+                for b in range(a, n):
+                    chain = self.maps[a:b + 1]
+                    side = min(chain[0].in_features, chain[-1].out_features)
+                    if side > EXACT_LIMIT:
+                        return None
+                    rows = torch.eye(side, dtype=self._like.dtype, device=self._like.device)
+                    if chain[0].in_features <= chain[-1].out_features:
+                        for linear in chain:
+                            rows = linear(rows)  # P^T, (in, out)
+                    else:
+                        for linear in reversed(chain):
+                            rows = linear.adjoint(rows)  # P, (out, in)
+                    norms[b, a] = torch.linalg.eigvalsh(rows @ rows.T)[-1].clamp_min(0).sqrt()
+        return norms
+
+    def pairwise(self, norms: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, K) LipLT bounds L[k, j] of the L2 Lipschitz constant of x -> z_k - z_j (symmetric,
+        zero diagonal) from the product norms `norms` (`exact_product_norms`), or, when None, from
+        the current power-iteration vectors (differentiable in the weights)."""
         # 0-based layers: N[b, a] = ||W_{b+1} ... W_{a+1}|| and m[k] = m_{k+1} of the module docstring
-        N = self.product_norms()
+        N = self.product_norms() if norms is None else norms
         m: list[torch.Tensor] = []
         for k in range(len(self.maps) - 1):
             m.append(0.5 ** k * N[k, 0] + sum(0.5 ** (k - j) * N[k, j + 1] * m[j] for j in range(k)))
@@ -258,8 +295,9 @@ class LipschitzBound:
     def bound(self, *, tol: float = 1e-6, max_iterations: int = 500, check_every: int = 5) -> torch.Tensor:
         """Detached (K, K) pairwise bounds after power iteration has converged: iterate until no
         product norm grows by more than `tol` (relative) over `check_every` iterations, or until
-        `max_iterations`. Power iteration approaches each spectral norm from below, so the bound
-        is exact up to that convergence; nothing is inflated."""
+        `max_iterations`. Power iteration approaches each spectral norm from below, so this is an
+        estimate from below of the exact bound (`exact_product_norms`), used only where a
+        product is too large to form."""
         with torch.no_grad():
             done, before = 0, self.product_norms()
             while done < max_iterations:
@@ -273,12 +311,26 @@ class LipschitzBound:
             return self.pairwise()
 
 
-def pairwise_lipschitz(model: nn.Module, input_shape: Sequence[int], *, tol: float = 1e-6,
-                       max_iterations: int = 500, seed: int = 0) -> torch.Tensor:
+def certified_lipschitz(model: nn.Module, input_shape: Sequence[int]) -> tuple[torch.Tensor, str]:
     """(K, K) LipLT bound of the L2 Lipschitz constant of x -> z_k - z_j for a plain network on
-    inputs of shape `input_shape` (C, H, W): symmetric, zero diagonal, detached; power iteration
-    is run to convergence (see `LipschitzBound.bound`)."""
-    return LipschitzBound(model, input_shape, seed=seed).bound(tol=tol, max_iterations=max_iterations)
+    inputs of shape `input_shape` (C, H, W), for certification: symmetric, zero diagonal,
+    detached, in the model's dtype and device, computed in float64 from exact product norms and
+    rounded up; and the method (`EXACT`, or `POWER_ITERATION` for products too large to form)."""
+    like = next(model.parameters())
+    wide = LipschitzBound(copy.deepcopy(model).to(torch.float64), input_shape)
+    norms = wide.exact_product_norms()
+    method = EXACT if norms is not None else POWER_ITERATION
+    with torch.no_grad():
+        exact = wide.pairwise(norms) if norms is not None else wide.bound()
+        rounded = exact.to(like.dtype)
+        rounded = torch.where(rounded.double() < exact, torch.nextafter(rounded, rounded.new_tensor(math.inf)),
+                              rounded)
+    return rounded.to(like.device), method
+
+
+def pairwise_lipschitz(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
+    """The bound of `certified_lipschitz`, without its method."""
+    return certified_lipschitz(model, input_shape)[0]
 
 
 def _radius(model: nn.Module, x: torch.Tensor, input_shape: Sequence[int] | None,
@@ -308,11 +360,3 @@ def certified_radius(model: nn.Module, x: torch.Tensor, input_shape: Sequence[in
         L: precomputed `pairwise_lipschitz(model, input_shape)`; computed when None.
     """
     return _radius(model, x, input_shape, L)[0]
-
-
-def certified_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radius: float, *,
-                       input_shape: Sequence[int] | None = None, L: torch.Tensor | None = None) -> float:
-    """Fraction of the points (x_i, y_i) that `model` classifies correctly with a certified L2
-    radius (`certified_radius`) of at least `radius`."""
-    radii, pred = _radius(model, x, input_shape, L)
-    return ((pred == y.to(pred.device)) & (radii >= radius)).float().mean().item()

@@ -10,7 +10,7 @@ from torch import nn
 
 from attacks.pgd import PGD
 from benchmark.models.architectures import is_plain
-from benchmark.models.lipschitz import certified_radius, pairwise_lipschitz
+from benchmark.models.lipschitz import certified_lipschitz, certified_radius
 from benchmark.pipeline.evaluate import (
     CHUNK,
     ProtocolResult,
@@ -138,7 +138,7 @@ def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
     model = model.to(device).eval()
     labels = y.numpy()
     correct = predict(model, x, device) == labels
-    lipschitz = pairwise_lipschitz(model, tuple(x.shape[1:]))
+    lipschitz, method = certified_lipschitz(model, tuple(x.shape[1:]))
     with torch.no_grad():
         radius = torch.cat([certified_radius(model, xb.to(device), L=lipschitz).cpu() for xb in x.split(CHUNK)])
     radius = np.where(correct, radius.numpy(), 0.0).astype(np.float64)
@@ -153,7 +153,7 @@ def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
         pgd[r] = float(np.mean(survives & correct))
     block = {"radii": list(protocol.certified_radii), "certified_acc": certified, "pgd_l2_acc": pgd,
              "pgd_l2_steps": settings.pgd_steps, "lipschitz_max": float(lipschitz.max()),
-             "median_radius": float(np.median(radius))}
+             "lipschitz_method": method, "median_radius": float(np.median(radius))}
     return block, radius
 
 
