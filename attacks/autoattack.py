@@ -23,7 +23,7 @@ SUB_ATTACKS = ("apgd", "apgd_targeted", "fab", "square")
 
 
 @contextmanager
-def _quiet_autoattack() -> Iterator[None]:
+def quiet_autoattack() -> Iterator[None]:
     """Silence pyautoattack's logger (its sanity warnings included; the evaluation computes
     its own sanity flags) and restore the trace function that its dynamic-defense check
     (`sys.settrace`) resets, so coverage and debuggers keep working."""
@@ -144,12 +144,12 @@ class AutoAttackAdapter(Attack):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
         cfg = self.config
         if x.shape[0] == 0:
-            with _quiet_autoattack():
+            with quiet_autoattack():
                 names = AutoAttack(model, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version).attacks_to_run
             self.last_breakdown = {name: torch.zeros(0, dtype=torch.bool) for name in names}
             return x.clone()
         cuda = [x.device] if x.device.type == "cuda" else []
-        with _quiet_autoattack(), torch.random.fork_rng(devices=cuda):
+        with quiet_autoattack(), torch.random.fork_rng(devices=cuda):
             aa = AutoAttack(model, device=x.device, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version)
             if cfg.version == "rand":
                 aa.apgd.eot_iter = cfg.eot_samples

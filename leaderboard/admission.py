@@ -24,14 +24,12 @@ class FlagsFile:
         data: its bytes.
         flags: "clean", "<column>@<eps>" (and AutoAttack's "<column>@<eps>/<part>") -> bool array.
         labels, indices: the points' labels and test-set indices.
-        arrays: every other per-example array (input margins, ...).
     """
 
     data: bytes
     flags: dict[str, np.ndarray]
     labels: np.ndarray
     indices: np.ndarray
-    arrays: dict[str, np.ndarray]
 
 
 def read_flags(record: dict, record_path: Path) -> FlagsFile:
@@ -50,8 +48,7 @@ def read_flags(record: dict, record_path: Path) -> FlagsFile:
         npz = np.load(io.BytesIO(data))
         arrays = {k: npz[k] for k in npz.files}
         flags = {k: v for k, v in arrays.items() if v.dtype == bool}
-        rest = {k: v for k, v in arrays.items() if v.dtype != bool and k not in ("labels", "indices")}
-        return FlagsFile(data, flags, arrays["labels"], arrays["indices"], rest)
+        return FlagsFile(data, flags, arrays["labels"], arrays["indices"])
     except Exception as exc:  # numpy raises several types for a broken archive
         raise AtbenchError(f"{path} is not a readable flags file ({type(exc).__name__}: {exc})",
                            "restore it from git or regenerate the record with `atbench run`") from exc

@@ -64,12 +64,16 @@ def _f(description: str, **kw: Any) -> Any:
 
 
 class Versions(_Part):
+    """The code versions that made the record."""
+
     evaluation: Positive = _f("`EVALUATION_VERSION` of the code that evaluated (benchmark/pipeline/evaluate.py)")
     harness: Positive = _f("`HARNESS_VERSION` of the code that trained (benchmark/pipeline/train.py; "
                            "an external model's record carries the current one)")
 
 
 class DefenseBlock(_Part):
+    """The defense (or external model) and how it was configured."""
+
     id: Name = _f("the defense id, or the board name of an external model")
     external: bool = _f("true for a model trained outside atbench (`atbench eval --model`)")
     sweep: Name | None = _f("the sweep record (`leaderboard/sweeps/<track>/<defense>`) whose winner set its config, or "
@@ -85,6 +89,8 @@ class DefenseBlock(_Part):
 
 
 class ProtocolBlock(_Part):
+    """The evaluation protocol the record was made under."""
+
     id: Name = _f("protocol id (records of one protocol share a folder and a board)")
     version: Positive = _f("protocol version")
     sha256: Sha256 = _f("sha256 of the protocol's resolved content (includes merged, comments ignored)")
@@ -95,6 +101,8 @@ class ProtocolBlock(_Part):
 
 
 class PerClassBlock(_Part):
+    """Per-class accuracies (one entry per class)."""
+
     n: list[Count] = _f("test points per class")
     clean_acc: PerClass = _f("clean accuracy per class")
     robust_acc: dict[str, dict[Eps, PerClass]] = _f("per attack column or group, per eps, per class")
@@ -102,6 +110,8 @@ class PerClassBlock(_Part):
 
 
 class ClassStats(_Part):
+    """Class-wise summary of the worst case at one eps."""
+
     worst_class: Count = _f("index of the class with the lowest worst-case robust accuracy")
     worst_class_acc: Frac = _f("its accuracy")
     best_class: Count = _f("index of the class with the highest")
@@ -111,6 +121,8 @@ class ClassStats(_Part):
 
 
 class CertifiedL2(_Part):
+    """Certified L2 accuracy from the LipLT bound, beside L2-PGD on the same points."""
+
     radii: list[Eps] = _f("L2 radii", min_length=1, json_schema_extra={"uniqueItems": True})
     certified_acc: ByEps = _f("per radius, the fraction correctly classified with a LipLT-certified radius at "
                               "least that large")
@@ -124,16 +136,22 @@ class CertifiedL2(_Part):
 
 
 class Confusion(_Part):
+    """Adversarial predictions at the primary eps, by true class."""
+
     eps: Eps = _f("the primary eps")
     matrix: list[list[Count]] = _f("[i][j]: points of class i whose worst-case adversarial example is predicted j")
 
 
 class Percentiles(_Part):
+    """The 10th and 50th percentiles of a margin."""
+
     p10: float = _f("10th percentile")
     p50: float = _f("median")
 
 
 class LogitMargins(_Part):
+    """Logit margins on the clean points and after a full-budget margin attack."""
+
     edges: list[float] = _f("histogram bin edges, increasing", min_length=2)
     clean: list[Count] = _f("counts of clean logit margins per bin")
     adversarial: list[Count] = _f("counts of adversarial logit margins per bin")
@@ -145,11 +163,15 @@ class LogitMargins(_Part):
 
 
 class InputMarginsPerClass(_Part):
+    """Per-class medians of the input margins."""
+
     median: list[NonNeg] = _f("median input margin per class")
     frac_below_half_primary: PerClass = _f("per class, fraction of margins below half the primary eps")
 
 
 class InputMargins(_Part):
+    """Input-space margins from one method."""
+
     norm: Name = _f("norm of the margins")
     method: Name = _f("how they were estimated")
     eps_max: NonNeg = _f("largest eps searched (censoring value)")
@@ -159,6 +181,8 @@ class InputMargins(_Part):
 
 
 class CrossCheck(_Part):
+    """How two input-margin columns agree point by point."""
+
     points: Count = _f("points both estimates break below eps_max")
     fab_at_most_bisection: Frac = _f("of those, the fraction where the minimum-norm attack's margin is at most the "
                                      "bisection's (plus its resolution)")
@@ -166,6 +190,8 @@ class CrossCheck(_Part):
 
 
 class Margins(_Part):
+    """Logit and input margins."""
+
     logit: LogitMargins = _f("logit margins z_y - max_{k != y} z_k, clean and adversarial")
     input: InputMargins = _f("input-space margins from a minimum-norm attack (FAB): upper bounds on each point's "
                              "margin")
@@ -174,6 +200,8 @@ class Margins(_Part):
 
 
 class Training(_Part):
+    """How the evaluated checkpoint was trained and selected."""
+
     selection_rule: Name = _f("how the harness chose the checkpoint")
     best_epoch: Positive = _f("the chosen epoch (1-based)")
     epochs: Positive = _f("epochs trained")
@@ -182,6 +210,8 @@ class Training(_Part):
 
 
 class SanityFlag(_Part):
+    """One sanity flag: its evidence, whether it fired or is only noted."""
+
     fired: bool = _f("the flag: evidence beyond chance at the protocol's number of points (or evidence chance "
                      "cannot produce)")
     noted: bool = _f("the note: any evidence at all (true whenever `fired` is)")
@@ -191,17 +221,23 @@ class SanityFlag(_Part):
     detail: str = _f("what was measured, with its count")
 
 
-class FlagsFile(_Part):
+class FlagsRef(_Part):
+    """The per-example flags file beside the record."""
+
     file: Name = _f("the per-example flags file beside the record")
     sha256: Sha256 = _f("its sha256")
 
 
 class Runtime(_Part):
+    """Seconds spent training and evaluating."""
+
     train: NonNeg = _f("training seconds")
     eval: NonNeg = _f("evaluation seconds")
 
 
 class Provenance(_Part):
+    """Where and from what the record was made."""
+
     atbench_version: Name = _f("atbench's version")
     git_commit: Name | None = _f("git commit of the source tree, null outside git")
     git_dirty: bool = _f("uncommitted changes in the source tree")
@@ -246,7 +282,7 @@ class Record(_Part):
     confusion_adversarial: Confusion = _f("confusion matrix of worst-case adversarial predictions")
     margins: Margins = _f("logit and input-space margins")
     sanity: Sanity = _f("sanity flags of the evaluation")
-    flags: FlagsFile = _f("the per-example flags file")
+    flags: FlagsRef = _f("the per-example flags file")
     runtime_s: Runtime = _f("seconds spent")
     provenance: Provenance = _f("where and how it was made")
 

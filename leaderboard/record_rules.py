@@ -14,7 +14,7 @@ from leaderboard.record_types import (
 )
 
 CROSS_FIELD_RULES = (
-    "protocol.primary_eps is one of protocol.eps, which has no duplicates",
+    "protocol.primary_eps is one of protocol.eps, which are in increasing order without duplicates",
     "worst_case, classwise, every robust_acc.<attack>, per_class.worst_case and every "
     "per_class.robust_acc.<attack> are keyed by exactly protocol.eps",
     "per_class.robust_acc has exactly the attack keys of robust_acc, which are the attack columns and the groups",
@@ -121,6 +121,8 @@ class Consistency:
                 self.fail(f"protocol.eps[{i}]", f"must be a positive number such as '0.3' or '8/255', got {e!r}")
         if len(set(p["eps"])) != len(p["eps"]):
             self.fail("protocol.eps", f"has duplicate eps: {p['eps']}")
+        if [Fraction(e) for e in p["eps"]] != sorted(Fraction(e) for e in p["eps"]):
+            self.fail("protocol.eps", f"must be in increasing order, got {p['eps']}")
         if p["primary_eps"] not in self.eps:
             self.fail("protocol.primary_eps", f"is {p['primary_eps']!r}, not one of the eps {self.eps}")
         self.free_json(r["defense"]["config"], "defense.config")

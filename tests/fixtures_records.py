@@ -144,7 +144,7 @@ def consistent(defense: str = "pgd-at", seed: int = 0, *, robust: float = 0.6, f
     indices = np.arange(n, dtype=np.int64)
     np.savez(buf, labels=labels, indices=indices, **{key: flags[key] for key in sorted(flags)})
     record["flags"] = {"file": f"{defense}-seed{seed}.flags.npz", "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
-    return Admitted(record, FlagsFile(buf.getvalue(), flags, labels, indices, {}))
+    return Admitted(record, FlagsFile(buf.getvalue(), flags, labels, indices))
 
 
 def write_consistent(folder, defense: str = "pgd-at", seed: int = 0, **kwargs):

@@ -14,7 +14,8 @@ from torch import nn
 from benchmark.core.registry import TRACKS
 from benchmark.models.architectures import build_model
 from benchmark.pipeline.data import load_dataset
-from benchmark.pipeline.train import selection_flags, train, validate
+from benchmark.pipeline.selection import selection_flags, validate
+from benchmark.pipeline.train import train
 from benchmark.pipeline.tune import sweep_record
 from defenses.base import Defense, DefenseMeta, TrainContext
 
@@ -63,7 +64,7 @@ def test_a_masked_model_wins_under_ce_pgd_alone_and_loses_under_the_selection_ru
              "best_epoch": 1, "checkpoint_sha256": "0" * 64} for name, s in scores.items()]
     job = _job()
     assert sweep_record(job, rows)["winner"] == {"setting": "honest"}  # and so does tuning
-    ce_only, worst = selection_flags(masked, val.x[:100], val.y[:100], TRACK, 0)
+    _, ce_only, worst = selection_flags(masked, val.x[:100], val.y[:100], TRACK, 0)
     assert bool((worst <= ce_only).all())  # the worst case is never above one attack
 
 

@@ -68,6 +68,34 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert (tmp_path / "full" / "best.pt").read_bytes() == (tmp_path / "cut" / "best.pt").read_bytes()
 
 
+@pytest.mark.parametrize("best_epoch", [1, 0])
+def test_a_kill_between_last_and_best_checkpoint_is_repaired_or_named(tmp_path, monkeypatch, best_epoch):
+    """`last.pt` is written before `best.pt`. Killed between the two, the run's best epoch is the
+    last finished one: a resume rebuilds `best.pt` byte for byte from `last.pt`'s weights. A
+    `best.pt` that cannot be rebuilt (an earlier best epoch) stops with the file named."""
+    from benchmark.pipeline import selection
+    from benchmark.pipeline import train as harness
+
+    scores = iter([0.5, 0.6] if best_epoch == 1 else [0.6, 0.5])
+    real = selection.validate
+
+    def scripted(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), robust=next(scores))
+
+    monkeypatch.setattr(harness, "validate", scripted)
+    track = dataclasses.replace(TINY, epochs=2)
+    result = train(track, DEFENSES.get("standard")(), 0, tmp_path, progress=False)
+    assert result.best_epoch == best_epoch + 1
+    best = (tmp_path / "best.pt").read_bytes()
+    (tmp_path / "best.pt").unlink()
+    if best_epoch == 1:
+        again = train(track, DEFENSES.get("standard")(), 0, tmp_path, progress=False)
+        assert (tmp_path / "best.pt").read_bytes() == best and again.checkpoint_sha256 == result.checkpoint_sha256
+    else:
+        with pytest.raises(AtbenchError, match="best.pt is missing or is not the best checkpoint"):
+            train(track, DEFENSES.get("standard")(), 0, tmp_path, progress=False)
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_finished_epochs(tmp_path, monkeypatch):
     cls = DEFENSES.get("standard")
     original = cls.loss

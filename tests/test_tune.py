@@ -13,8 +13,9 @@ import pytest
 from benchmark.commands.cli import main
 from benchmark.core.registry import DEFENSES, TRACKS
 from benchmark.pipeline import data
+from benchmark.pipeline.selection import SELECTION_RULE
 from benchmark.pipeline.sweeps import SWEEPS_DIR, read_sweep, sweep_source
-from benchmark.pipeline.train import HARNESS_VERSION, SELECTION_RULE
+from benchmark.pipeline.train import HARNESS_VERSION
 from benchmark.pipeline.tune import TUNING_BUDGET, recipe_sha256, sweep_markdown
 
 SWEEP_FILES = sorted(SWEEPS_DIR.glob("*/*.json"))

@@ -62,6 +62,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def level(text: str) -> float:
+    """An argparse type: a significance level, a finite number strictly between 0 and 1."""
+    value = fraction(text)
+    if value in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number strictly between 0 and 1")
+    return value
+
+
 def slug(kind: str) -> Callable[[str], str]:
     """An argparse type: a name (`benchmark.core.names`)."""
 

@@ -41,6 +41,7 @@ class Workload:
         train_model: a model id for the training case on CIFAR-10-shaped random data instead
             of the track's model and data (e.g. "preact-resnet18").
         compile: whether the training case's harness side uses `torch.compile`.
+        data_dir: where the track's local data sets are (None: the default).
     """
 
     name: str
@@ -53,6 +54,7 @@ class Workload:
     repeats: int = 1
     train_model: str | None = None
     compile: bool = False
+    data_dir: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +210,7 @@ def trained_workload(track: Track, defense: str, seed: int, runs_dir: str, data_
                            f"pass --points between 1 and {protocol.n_examples}")
     indices = select_test_subset(bundle.test.y.numpy(), n, protocol.subset_seed)
     return Workload(f"{defense} seed {seed}", model, protocol, bundle.test.x[indices], bundle.test.y[indices], device,
-                    track, repeats, train_model, compile)
+                    track, repeats, train_model, compile, data_dir)
 
 
 def run_cases(work: Workload, names: list[str]) -> list[Comparison]:

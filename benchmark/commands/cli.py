@@ -137,15 +137,22 @@ def cmd_eval(args) -> None:
 
 def cmd_tune(args) -> None:
     from benchmark.pipeline.executor import run_local, worker_count
-    from benchmark.pipeline.runner import check_device
     from benchmark.pipeline.sweeps import SWEEPS_DIR
     from benchmark.pipeline.tune import sweep_record, tune_jobs, tune_one, write_sweep
 
     if args.seeds not in (None, [0]) or args.seed_count not in (None, 1):
         raise AtbenchError("tuning trains seed 0 only", "leave out --seed and --seeds")
     args.seeds = [0]
+    if not args.defenses:  # every defense the track can train that declares a search space
+        from benchmark.core.plugins import load_defense_files
+        from benchmark.core.registry import DEFENSES
+        from benchmark.pipeline.train import supports
+
+        load_defense_files(args.defense_files)
+        track = _track(args)
+        args.defenses = [name for name in DEFENSES.names()
+                         if DEFENSES.get(name).meta.search_space and supports(DEFENSES.get(name), track)]
     jobs = _jobs(args, "train")
-    check_device(args.device)
     settings = [tune_jobs(job) for job in jobs]
     flat = [s for group in settings for s in group]
     with _runs_lock(args):
@@ -204,23 +211,29 @@ def cmd_verify(args) -> int:
 
 def cmd_regress(args) -> int:
     from benchmark.commands.regress import (
+        check_request,
         compare,
         load_results,
         markdown,
+        record_files,
         same_protocol,
         write_junit,
     )
+    from benchmark.core.plugins import load_defense_files
+    from benchmark.core.registry import DEFENSES
     from benchmark.pipeline.runner import execute
 
     reference = load_results(args.against)
+    check_request(reference, args.alpha, args.defenses)
     if args.current is not None:
         current = load_results(args.current)
-    else:
-        args.defenses = args.defenses or sorted(reference.metrics)
+    else:  # run the reference's defenses that can be trained here (not its external models)
+        load_defense_files(args.defense_files)
+        args.defenses = args.defenses or sorted(set(reference.metrics) & set(DEFENSES.names()))
         jobs = _jobs(args, "train+eval")
         with _runs_lock(args):
-            execute(jobs, "train+eval", _executor(args))
-        current = load_results(f"{args.records_dir}/{jobs[0].protocol.id}")
+            outcome = execute(jobs, "train+eval", _executor(args))
+        current = record_files(outcome.results)
     same_protocol(reference, current)
     changes = compare(reference, current, args.tolerance, args.alpha, args.defenses)
     print(markdown(changes, args.show_all))

@@ -145,7 +145,7 @@ def _commands(sub) -> None:
                          help="read the current results from here instead of running the track (same kinds)")
     regress.add_argument("--tolerance", type=arg.fraction, default=0.02,
                          help="largest allowed drop, a number in [0, 1] (default: 0.02)")
-    regress.add_argument("--alpha", type=arg.fraction, default=None,
+    regress.add_argument("--alpha", type=arg.level, default=None,
                          help="instead of --tolerance: a drop is a regression only if a paired test on both sides' "
                               "per-example flags finds it significant at this level (Holm-corrected; needs records)")
     regress.add_argument("--junit", default=None, metavar="PATH", type=arg.output_file,

@@ -114,6 +114,27 @@ def load_results(path: str | Path) -> Results:
     return _from_records(path, [path])
 
 
+def record_files(files: list[str | Path]) -> Results:
+    """Per-defense metrics from these record files (each admitted with its flags beside it)."""
+    return _from_records(Path(files[0]).parent, [Path(f) for f in files])
+
+
+def check_request(reference: Results, alpha: float | None, defenses: list[str] | None) -> None:
+    """Refuse, before any work, what the reference cannot answer: `alpha` against a board JSON
+    (no per-example flags), or a named defense the reference does not hold.
+
+    Raises:
+        AtbenchError: naming the problem.
+    """
+    if alpha is not None and reference.items is None:
+        raise AtbenchError("--alpha compares per-example flags, and a board JSON has none",
+                           "pass records folders (or records) on both sides, or use --tolerance")
+    missing = sorted(set(defenses or ()) - set(reference.metrics))
+    if missing:
+        raise AtbenchError(f"the reference {reference.source} has no results for {', '.join(missing)}",
+                           f"name defenses it holds ({', '.join(sorted(reference.metrics))}), or another reference")
+
+
 def same_protocol(reference: Results, current: Results) -> None:
     """Refuse to compare results of different protocols (id, version or content).
 

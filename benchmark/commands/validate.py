@@ -48,11 +48,11 @@ from benchmark.pipeline.evaluate import (
 from benchmark.pipeline.protocol import NORMS, Protocol, build_attack, load_protocol
 from benchmark.pipeline.result_flags import result_flags
 from benchmark.pipeline.train import (
-    _Run,
-    _train_epoch,
+    TrainingRun,
     check_supports,
     context,
     effective_track,
+    train_epoch,
 )
 from defenses.base import FIDELITIES, DefenseMeta
 
@@ -107,9 +107,9 @@ class Workbench:
         return effective_track(self.track, self.defense)
 
     @functools.cached_property
-    def run(self) -> _Run:
+    def run(self) -> TrainingRun:
         """The harness's training state: the seeded model, optimiser and generators."""
-        return _Run(self.trained_track, self.defense, self.bundle, SEED, self.device)
+        return TrainingRun(self.trained_track, self.defense, self.bundle, SEED, self.device)
 
     def step_context(self):
         """The harness's context for the run's current step."""
@@ -184,7 +184,7 @@ def check_training(bench: Workbench) -> str:
     bundle = dataclasses.replace(bench.bundle, train=Split(train.x[:n], train.y[:n]))
     before = [p.detach().clone() for p in run.model.parameters()]
     bench.defense.on_epoch_start(run.model, bench.step_context())
-    loss = _train_epoch(run, track, bench.defense, bundle, bench.device, TRAIN_STEPS, progress=False)
+    loss = train_epoch(run, track, bench.defense, bundle, bench.device, TRAIN_STEPS, progress=False)
     changed = sum(not torch.equal(a, p) for a, p in zip(before, run.model.parameters()))
     if not changed:
         raise CheckFailed(f"{TRAIN_STEPS} training steps left every weight unchanged (mean loss {loss:.4g}): "

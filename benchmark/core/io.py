@@ -85,14 +85,19 @@ def sha256_json(obj: Any) -> str:
     return sha256_bytes(dumps_json(obj).encode("utf-8"))
 
 
-def save_checkpoint(path: str | Path, state: dict) -> str:
-    """Atomically save a checkpoint (tensors, numbers, strings, lists, dicts only, so it
-    loads with `weights_only=True`). Returns its sha256."""
+def checkpoint_bytes(state: dict) -> bytes:
+    """The bytes `save_checkpoint` writes for `state` (tensors, numbers, strings, lists, dicts
+    only, so they load with `weights_only=True`)."""
     import torch
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    data = buf.getvalue()
+    return buf.getvalue()
+
+
+def save_checkpoint(path: str | Path, state: dict) -> str:
+    """Atomically save a checkpoint (`checkpoint_bytes`). Returns its sha256."""
+    data = checkpoint_bytes(state)
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
 

@@ -12,9 +12,10 @@ import torch
 from benchmark.core.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.pipeline.evaluate import EVALUATION_VERSION
 from benchmark.pipeline.protocol import Protocol, build_attack
+from benchmark.pipeline.selection import SELECTION_RULE
 from benchmark.pipeline.sweeps import sweep_source
 from benchmark.pipeline.tracks import Track
-from benchmark.pipeline.train import HARNESS_VERSION, SELECTION_RULE, TrainResult
+from benchmark.pipeline.train import HARNESS_VERSION, TrainResult
 from defenses.base import Defense
 from leaderboard.record import build_record
 

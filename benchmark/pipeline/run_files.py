@@ -70,7 +70,9 @@ def read_train_result(path: str | Path) -> TrainResult:
     if body["best_epoch"] > body["epochs"]:
         raise AtbenchError(f"{path}: field 'best_epoch' ({body['best_epoch']}) exceeds 'epochs' ({body['epochs']})",
                            fix)
-    return TrainResult(**body)
+    # The checkpoint lies beside train.json: read it from there, so the run folder can be used
+    # from any working directory (or after a move).
+    return TrainResult(**{**body, "checkpoint": str(path.parent / Path(body["checkpoint"]).name)})
 
 
 def read_eval_state(path: str | Path, points: int) -> dict:

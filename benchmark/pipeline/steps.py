@@ -81,11 +81,11 @@ def load_trained_model(track: Track, defense: Defense, checkpoint: str, checkpoi
                        data_dir: str | None, device: str) -> torch.nn.Module:
     """Rebuild the architecture, load the checkpoint (weights only, sha256 checked), calibrate
     on the validation split and return the deployed (wrapped) model."""
-    bundle = load_dataset(track.dataset, data_dir)
+    bundle, track = load_dataset(track.dataset, data_dir), effective_track(track, defense)
     model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
     model.load_state_dict(load_checkpoint(checkpoint, checkpoint_sha256)["model"])
     FastPath.for_device(device).prepare_model(model.to(device)).eval()
-    val, track = bundle.val, effective_track(track, defense)
+    val = bundle.val
     ctx = TrainContext(epoch=track.epochs - 1, step=0, device=torch.device(device), eps=track.eps,
                        attack_steps=track.attack_steps, step_size=track.step_ratio * track.eps,
                        num_classes=bundle.num_classes, generator=seeded_generator(0), norm=track.norm)

@@ -19,16 +19,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from attacks.base import eval_mode
-from attacks.cw import margin
-from attacks.pgd import cross_entropy, random_start, sign_ascent
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import (
+    atomic_write_bytes,
     atomic_write_text,
+    checkpoint_bytes,
     load_verified_checkpoint,
     remove_stale_temp_files,
-    save_checkpoint,
     save_verified_checkpoint,
+    sha256_bytes,
+    sha256_file,
     sha256_json,
 )
 from benchmark.models.architectures import build_model
@@ -40,16 +40,14 @@ from benchmark.pipeline.data import (
     load_dataset,
 )
 from benchmark.pipeline.fastpath import FastPath
+from benchmark.pipeline.selection import validate
 from benchmark.pipeline.tracks import Track
-from defenses.base import Defense, TrainContext, class_means
+from defenses.base import Defense, TrainContext
 
 log = logging.getLogger(__name__)
 #: Bumped whenever training computes something new (records carry it; boards refuse mixtures).
 HARNESS_VERSION = 3
-#: How the harness picks the checkpoint (and `atbench tune` a setting), stated in every record: a
-#: score that a model whose cross-entropy gradients vanish (gradient masking) cannot win.
-SELECTION_RULE = ("highest validation robust accuracy at the track's eps, a point counting only if it survives both "
-                  "CE-PGD and CW-PGD (margin loss) with the track's validation steps; ties broken by clean accuracy")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,67 +141,7 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
             e.copy_(b)
 
 
-@torch.no_grad()
-def correct_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Per-example correctness of `model` on (x, y), in eval mode."""
-    model.eval()
-    return torch.cat([model(xb).argmax(1) == yb for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
-
-
-def class_error(robust: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
-    """Per-class error rate from per-example robust flags (0 for a class with no example)."""
-    return tuple(class_means(~robust, y, num_classes, empty=0.0).tolist())
-
-
-def cw_objective(y: torch.Tensor):
-    """The CW margin loss max_{k != y} z_k - z_y (maximised: its gradient does not vanish when
-    the softmax saturates, unlike the cross-entropy's)."""
-    return lambda logits, _x: -margin(logits, y)
-
-
-def selection_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, track: Track,
-                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per point, (robust under CE-PGD alone, robust under both CE-PGD and CW-PGD): correct
-    clean and still correct under each attack at the track's eps, norm and validation budget.
-    The second is what the harness selects by (`SELECTION_RULE`); the first, the cross-entropy
-    score alone, is logged beside it (a masked model scores high there only). Each attack draws
-    its uniform random start from its own generator seeded by `seed`."""
-    eps, steps, size = track.eps, track.val_attack_steps, track.step_ratio * track.eps
-    survived = []
-    for k, objective in enumerate((cross_entropy, cw_objective)):
-        gen = seeded_generator(seed + k)
-        x_adv = []
-        for xb, yb in zip(x.split(500), y.split(500)):
-            start = random_start(xb, eps, gen, track.norm)
-            with eval_mode(model):
-                x_adv.append(sign_ascent(model, xb, objective(yb), eps, steps, size, x_init=start, norm=track.norm))
-        survived.append(correct_flags(model, torch.cat(x_adv), y))
-    clean = correct_flags(model, x, y)
-    return clean & survived[0], clean & survived[0] & survived[1]
-
-
-@dataclasses.dataclass(frozen=True)
-class Validation:
-    """One validation of the harness: clean accuracy, the selection score (worst case over CE-
-    and CW-PGD), the cross-entropy score alone, and the per-class worst-case robust error."""
-
-    clean: float
-    robust: float
-    ce_robust: float
-    class_error: tuple[float, ...]
-
-
-def validate(model: nn.Module, val: Split, track: Track, device: torch.device, seed: int,
-             num_classes: int) -> Validation:
-    """The harness's validation on the first `val_size` validation points (`selection_flags`)."""
-    x, y = val.x[: track.val_size].to(device), val.y[: track.val_size].to(device)
-    clean = correct_flags(model, x, y).float().mean().item()
-    ce, robust = selection_flags(model, x, y, track, seed)
-    return Validation(clean, robust.float().mean().item(), ce.float().mean().item(),
-                      class_error(robust, y, num_classes))
-
-
-class _Run:
+class TrainingRun:
     """The mutable state of one training run, saved in `last.pt` after every epoch."""
 
     def __init__(self, track: Track, defense: Defense, bundle: DataBundle, seed: int, device: torch.device,
@@ -249,7 +187,7 @@ class _Run:
         self.history = json.loads(state["history"])
 
 
-def context(run: _Run, track: Track, device: torch.device, num_classes: int) -> TrainContext:
+def context(run: TrainingRun, track: Track, device: torch.device, num_classes: int) -> TrainContext:
     """What the defense is told about the current step of `run`."""
     eps = track.eps_at(run.epoch)
     errors = run.history[-1].get("val_class_robust_error") if run.history else None
@@ -303,8 +241,10 @@ def apply_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.T
     optimizer.step()
 
 
-def _train_epoch(run: _Run, track: Track, defense: Defense, bundle: DataBundle,
-                 device: torch.device, total_steps: int, progress: bool) -> float:
+def train_epoch(run: TrainingRun, track: Track, defense: Defense, bundle: DataBundle,
+                device: torch.device, total_steps: int, progress: bool) -> float:
+    """One epoch of the run (the defense's loss after the burn-in, the clean loss before it);
+    returns the mean loss."""
     run.model.train()
     use_defense = run.epoch >= track.burn_in_epochs
     losses = []
@@ -337,6 +277,32 @@ def bundle_on_device(bundle: DataBundle, device: torch.device) -> DataBundle:
     return dataclasses.replace(bundle, train=move(bundle.train), val=move(bundle.val))
 
 
+def best_checkpoint(run: TrainingRun, epoch: int) -> bytes:
+    """The bytes of `best.pt` for the run's current (EMA, if any) weights at `epoch`."""
+    return checkpoint_bytes({"model": run.eval_model().state_dict(), "epoch": epoch})
+
+
+def restore_best(run: TrainingRun, best_path: Path, last_path: Path) -> None:
+    """After a resume, make `best.pt` the checkpoint `last.pt` names. `last.pt` is written
+    before `best.pt`, so a process killed between the two leaves an older or no `best.pt`
+    while the best epoch is the last finished one, whose weights `last.pt` holds: it is
+    rebuilt from them, byte for byte.
+
+    Raises:
+        AtbenchError: `best.pt` is missing or another file, and cannot be rebuilt.
+    """
+    want = run.best["sha256"]
+    if not want or (best_path.is_file() and sha256_file(best_path) == want):
+        return
+    if run.best["epoch"] == run.epoch - 1:
+        data = best_checkpoint(run, run.best["epoch"])
+        if sha256_bytes(data) == want:
+            atomic_write_bytes(best_path, data)
+            return
+    raise AtbenchError(f"{best_path} is missing or is not the best checkpoint {last_path} names (sha256 {want[:12]})",
+                       f"restore it, or delete {best_path.parent} and re-run to train this run again")
+
+
 def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device: str | torch.device = "cpu",
           data_dir: str | None = None, progress: bool = True, fast: FastPath | None = None) -> TrainResult:
     """Train `defense` on `track` with `seed`, writing into `run_dir`.
@@ -350,18 +316,19 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
     device = torch.device(device)
     fast = fast or FastPath.for_device(device)
     check_supports(type(defense), track)
-    track = effective_track(track, defense)
     key = train_key(track, defense, seed)
+    track = effective_track(track, defense)
     bundle = load_dataset(track.dataset, data_dir)
     if fast.data_on_device:
         bundle = bundle_on_device(bundle, device)
-    run = _Run(track, defense, bundle, seed, device, fast)
+    run = TrainingRun(track, defense, bundle, seed, device, fast)
     remove_stale_temp_files(run_dir)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.is_file():
         state = load_verified_checkpoint(last_path)
         if state.get("train_key") == key:
             run.restore(state)
+            restore_best(run, best_path, last_path)
             log.info("resuming %s from epoch %d", defense.name, run.epoch)
     total_steps = track.epochs * math.ceil(len(bundle.train.y) / track.batch_size)
     start = time.perf_counter()
@@ -369,12 +336,13 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
     while run.epoch < track.epochs:
         t0 = time.perf_counter()
         defense.on_epoch_start(run.model, context(run, track, device, bundle.num_classes))
-        mean_loss = _train_epoch(run, track, defense, bundle, device, total_steps, progress)
+        mean_loss = train_epoch(run, track, defense, bundle, device, total_steps, progress)
         scores = validate(run.eval_model(), bundle.val, track, device, seed, bundle.num_classes)
         clean, robust = scores.clean, scores.robust
+        best = None
         if (robust, clean) > (run.best["robust"], run.best["clean"]):
-            sha = save_checkpoint(best_path, {"model": run.eval_model().state_dict(), "epoch": run.epoch})
-            run.best = {"epoch": run.epoch, "robust": robust, "clean": clean, "sha256": sha}
+            best = best_checkpoint(run, run.epoch)
+            run.best = {"epoch": run.epoch, "robust": robust, "clean": clean, "sha256": sha256_bytes(best)}
         run.history.append({"epoch": run.epoch + 1, "loss": mean_loss, "train_eps": track.eps_at(run.epoch),
                             "val_clean_acc": clean, "val_robust_acc": robust, "val_ce_robust_acc": scores.ce_robust,
                             "val_class_robust_error": list(scores.class_error),
@@ -382,7 +350,9 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
         log.info("%s epoch %d/%d loss %.4f val clean %.3f robust %.3f", defense.name, run.epoch + 1,
                  track.epochs, mean_loss, clean, robust)
         run.epoch += 1
-        save_verified_checkpoint(last_path, run.state(key))
+        save_verified_checkpoint(last_path, run.state(key))  # first: it names the best checkpoint
+        if best is not None:
+            atomic_write_bytes(best_path, best)
         lines = "".join(json.dumps(h, sort_keys=True) + "\n" for h in run.history)
         atomic_write_text(run_dir / "train_log.jsonl", lines)
     return TrainResult(

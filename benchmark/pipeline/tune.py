@@ -20,10 +20,11 @@ from benchmark.core.registry import DEFENSES
 from benchmark.pipeline.data import load_dataset
 from benchmark.pipeline.job import Job
 from benchmark.pipeline.protocol import parse_eps
+from benchmark.pipeline.selection import SELECTION_RULE
 from benchmark.pipeline.steps import load_trained_model, train_job
 from benchmark.pipeline.sweeps import SWEEPS_DIR
 from benchmark.pipeline.tracks import Track
-from benchmark.pipeline.train import HARNESS_VERSION, SELECTION_RULE, TrainResult
+from benchmark.pipeline.train import HARNESS_VERSION, TrainResult
 
 #: Settings every tuned defense gets (the issue's cap is 6; every defense gets the same number).
 TUNING_BUDGET = 4
@@ -114,7 +115,9 @@ def sweep_markdown(record: dict) -> str:
              "|" + "---|" * (len(keys) + 5)]
     for row in record["settings"]:
         mark = "**winner**" if row["config"] == record["winner"] else ""
-        lines.append("| " + " | ".join(f"{row['config'][k]:g}" for k in keys) + f" | {row['score']:.3f} | "
+        values = [row["config"].get(k, "") for k in keys]
+        lines.append("| " + " | ".join(f"{v:g}" if isinstance(v, float | int) else str(v) for v in values)
+                     + f" | {row['score']:.3f} | "
                      f"{row['val_robust_acc']:.3f} | {row['val_clean_acc']:.3f} | {row['best_epoch']} | {mark} |")
     return "\n".join(lines) + "\n"
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from attacks.autoattack import AutoAttackAdapter, _quiet_autoattack
+from attacks.autoattack import AutoAttackAdapter, quiet_autoattack
 from attacks.base import frozen_eval
 from attacks.pgd import PGD, cross_entropy, sign_ascent
 from benchmark.commands.bench import Comparison, Workload, time_pair
@@ -145,8 +145,10 @@ def autoattack_adapter_vs_direct(work: Workload) -> Comparison:
 
     def direct() -> torch.Tensor:
         devices = [x.device] if x.device.type == "cuda" else []
-        with _quiet_autoattack(), torch.random.fork_rng(devices=devices):
+        with quiet_autoattack(), torch.random.fork_rng(devices=devices):
             aa = AutoAttack(work.model, device=x.device, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version)
+            if cfg.version == "rand":  # as the adapter does: the same work on both sides
+                aa.apgd.eot_iter = cfg.eot_samples
             aa.verbose = False
             return aa.run_standard_evaluation(x, y, batch_size=cfg.batch_size)[0]
 

@@ -49,8 +49,8 @@ def plain_pgd_at_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: tor
     return x_adv
 
 
-def _setting(work: Workload) -> tuple[nn.Module, torch.Tensor, torch.Tensor, float, int, float, str]:
-    """Model, one batch, eps, steps, step size and a description: CIFAR-10-shaped random data
+def _setting(work: Workload) -> tuple[nn.Module, torch.Tensor, torch.Tensor, float, int, float, int, str]:
+    """Model, one batch, eps, steps, step size, classes and a description: CIFAR-10-shaped random data
     for `work.train_model`, else the track's model on a batch of its training data."""
     torch.manual_seed(0)
     track = work.track
@@ -59,11 +59,11 @@ def _setting(work: Workload) -> tuple[nn.Module, torch.Tensor, torch.Tensor, flo
         model = build_model(work.train_model, 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
         gen = seeded_generator(0)
         x, y = torch.rand(batch, 3, 32, 32, generator=gen), torch.randint(0, 10, (batch,), generator=gen)
-        return model, x, y, 8 / 255, 10, 2 / 255, f"{work.train_model}, 3x32x32, batch {batch}, PGD-10 eps 8/255"
-    bundle = load_dataset(track.dataset)
+        return model, x, y, 8 / 255, 10, 2 / 255, 10, f"{work.train_model}, 3x32x32, batch {batch}, PGD-10 eps 8/255"
+    bundle = load_dataset(track.dataset, work.data_dir)
     model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
     x, y = bundle.train.x[:batch], bundle.train.y[:batch]
-    return (model, x, y, track.eps, track.attack_steps, track.step_ratio * track.eps,
+    return (model, x, y, track.eps, track.attack_steps, track.step_ratio * track.eps, bundle.num_classes,
             f"{track.model}, {track.dataset}, batch {batch}, PGD-{track.attack_steps} eps {track.eps}")
 
 
@@ -123,7 +123,7 @@ def at_step_vs_plain_loop(work: Workload) -> Comparison:
     (`step_flops_per_image`), and the compute floor: ours' FLOPs at the device's measured peak
     rate (`measured_peak_tflops`)."""
     device = torch.device(work.device)
-    model, x, y, eps, steps, step_size, described = _setting(work)
+    model, x, y, eps, steps, step_size, num_classes, described = _setting(work)
     model, x, y = model.to(device), x.to(device), y.to(device)
     fast = FastPath.for_device(device, compile=work.compile)
     ours_model = fast.prepare_model(copy.deepcopy(model))
@@ -132,7 +132,7 @@ def at_step_vs_plain_loop(work: Workload) -> Comparison:
     plain_model = copy.deepcopy(model)
     plain_opt = torch.optim.SGD(plain_model.parameters(), lr=0.01, momentum=0.9)
     ctx = TrainContext(epoch=0, step=0, device=device, eps=eps, attack_steps=steps, step_size=step_size,
-                       num_classes=10 if work.train_model else int(y.max()) + 1, generator=seeded_generator(0))
+                       num_classes=num_classes, generator=seeded_generator(0))
     defense = PGDAT()
 
     with torch.no_grad():
