@@ -132,7 +132,6 @@ class AutoAttackAdapter(Attack):
             check_norm(self.norm)
             require(self.version in VERSIONS, f"unknown AutoAttack version {self.version!r}",
                     f"use one of {', '.join(VERSIONS)}")
-            require(self.batch_size >= 1, f"batch_size = {self.batch_size} is below 1", "use e.g. 500")
             require(isinstance(self.seed, int) and not isinstance(self.seed, bool),
                     f"AutoAttack seed {self.seed!r} is not an integer", "pass an explicit integer seed")
             super().__post_init__()

@@ -5,7 +5,7 @@ import dataclasses
 
 import torch
 
-from attacks.pgd import PGD, Objective, require
+from attacks.pgd import PGD, Objective
 from benchmark.core.registry import ATTACKS
 from benchmark.core.settings import bounded
 
@@ -48,10 +48,6 @@ class CW(PGD):
     @dataclasses.dataclass(frozen=True)
     class Config(PGD.Config):
         kappa: float = bounded(0.0, 0, 1e6, "confidence of the hinge")
-
-        def __post_init__(self):
-            super().__post_init__()
-            require(self.kappa >= 0, f"kappa = {self.kappa} is negative", "use kappa >= 0 (default 0)")
 
     def objective(self, y: torch.Tensor) -> Objective:
         """The loss maximised for labels `y`: -max(m + kappa, 0)."""

@@ -208,22 +208,25 @@ def pgd_train_examples(
     generator: torch.Generator,
     *,
     norm: str = "Linf",
+    objective: Objective | None = None,
 ) -> torch.Tensor:
-    """CE-PGD training examples for adversarial training (Madry et al., 2018).
+    """PGD training examples for adversarial training (Madry et al., 2018), the path of every
+    defense's `ctx.adversarial(..., start="uniform")`.
 
-    `steps` signed-gradient steps of `step_size` on CE from a uniform random start in the
-    eps ball (`random_start`, drawn from `generator`), with the model in eval mode (each
-    module's mode is restored afterwards) and no early stopping. Parameters keep
-    `requires_grad` and no `.grad` is touched. Returns detached x_adv of the shape of `x`.
+    `steps` steepest-ascent steps of `step_size` on `objective` (default: CE of `y`) from a
+    uniform random start in the eps ball (`random_start`, drawn from `generator`), with the
+    model in eval mode (each module's mode is restored afterwards) and no early stopping.
+    Parameters keep `requires_grad` and no `.grad` is touched. Returns detached x_adv of the
+    shape of `x`.
 
     Example:
-        >>> x_adv = pgd_train_examples(model, x, y, ctx.eps, ctx.attack_steps, ctx.step_size,
-        ...                            ctx.generator, norm=ctx.norm)
+        >>> x_adv = ctx.adversarial(model, x, y)  # in a defense's loss
         >>> loss = F.cross_entropy(model(x_adv), y)
     """
     start = random_start(x, eps, generator, norm)
     with eval_mode(model):
-        return sign_ascent(model, x, cross_entropy(y), eps, steps, step_size, x_init=start, norm=norm)
+        return sign_ascent(model, x, objective or cross_entropy(y), eps, steps, step_size, x_init=start,
+                           norm=norm).detach()
 
 
 @ATTACKS.register
@@ -266,9 +269,6 @@ class PGD(Attack):
 
         def __post_init__(self):
             check_norm(self.norm)
-            require(self.steps >= 0, f"steps = {self.steps} is negative", "use steps >= 0")
-            require(self.restarts >= 1, f"restarts = {self.restarts} is below 1", "use restarts >= 1")
-            require(self.step_ratio > 0, f"step_ratio = {self.step_ratio} is not positive", "use e.g. 0.25")
             super().__post_init__()
 
     def objective(self, y: torch.Tensor) -> Objective:

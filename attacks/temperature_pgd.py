@@ -6,7 +6,7 @@ import dataclasses
 import torch
 
 from attacks.base import Sweep
-from attacks.pgd import PGD, Objective, cross_entropy, require
+from attacks.pgd import PGD, Objective, cross_entropy
 from benchmark.core.registry import ATTACKS
 from benchmark.core.settings import bounded
 
@@ -41,10 +41,6 @@ class TemperaturePGD(PGD):
     @dataclasses.dataclass(frozen=True)
     class Config(PGD.Config):
         temperature: float = bounded(2.0, 0, 1e6, "softmax temperature T", open_lo=True)
-
-        def __post_init__(self):
-            super().__post_init__()
-            require(self.temperature > 0, f"temperature = {self.temperature} is not positive", "use e.g. 2.0")
 
     def objective(self, y: torch.Tensor) -> Objective:
         """The loss maximised for labels `y`: CE(softmax(z / T), y)."""

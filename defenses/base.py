@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 import torch
 from torch import nn
 
-from attacks.base import eval_mode, frozen_eval
-from attacks.pgd import Objective, cross_entropy, random_start, sign_ascent
+from attacks.base import frozen_eval
+from attacks.pgd import Objective, cross_entropy, pgd_train_examples, sign_ascent
 from benchmark.core.errors import AtbenchError
 from benchmark.core.registry import DEFENSES
 
@@ -117,15 +117,14 @@ class TrainContext:
                 raise AtbenchError("ctx.adversarial needs the labels y or an objective", "pass y (or objective=...)")
             objective = cross_entropy(y)
         if start == "uniform":
-            x_init, mode = random_start(x, self.eps, self.generator, self.norm), eval_mode
-        elif start == "gaussian":
-            noise = torch.randn(x.shape, generator=self.generator, device="cpu").to(x.device)
-            x_init, mode = (x + 0.001 * noise).clamp(0, 1), frozen_eval
-        else:
+            return pgd_train_examples(model, x, y, self.eps, self.attack_steps, self.step_size, self.generator,
+                                      norm=self.norm, objective=objective)
+        if start != "gaussian":
             raise AtbenchError(f"unknown start {start!r} of ctx.adversarial", "use 'uniform' or 'gaussian'")
-        with mode(model):
-            return sign_ascent(model, x, objective, self.eps, self.attack_steps, self.step_size, x_init=x_init,
-                               norm=self.norm).detach()
+        noise = torch.randn(x.shape, generator=self.generator, device="cpu").to(x.device)
+        with frozen_eval(model):
+            return sign_ascent(model, x, objective, self.eps, self.attack_steps, self.step_size,
+                               x_init=(x + 0.001 * noise).clamp(0, 1), norm=self.norm).detach()
 
 
 def class_means(flags: torch.Tensor, y: torch.Tensor, num_classes: int, empty: float) -> torch.Tensor:

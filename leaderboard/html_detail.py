@@ -23,7 +23,13 @@ from leaderboard.html_svg import (
     eps_chart,
     legend,
 )
-from leaderboard.markdown import flag_letter, override_value, p_text, pct, worst_class_interval
+from leaderboard.markdown import (
+    flag_letter,
+    override_value,
+    p_text,
+    pct,
+    worst_class_interval,
+)
 
 
 def _eps_section(board: dict, x: dict) -> str:

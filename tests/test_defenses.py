@@ -107,14 +107,14 @@ def test_adversarial_training_beats_standard_training_under_attack(tmp_path):
 
 
 def test_track_settings_replace_defaults_are_disclosed_and_key_only_their_defense():
-    from benchmark.pipeline.runner import defense_block
+    from benchmark.pipeline.assemble import defense_block
     from benchmark.pipeline.train import train_key
 
-    track = TRACKS.get("mnist5k-cnn")
+    track = dataclasses.replace(TRACKS.get("mnist5k-cnn"), defense_configs={"crm-liplt": {"mu": 300.0, "r0": 8.0}})
     crm = track.defense("crm-liplt")
-    assert (crm.config.mu, crm.config.r0) == (1000.0, 8.0) and DEFENSES.get("crm-liplt")().config.mu == 15.0
+    assert (crm.config.mu, crm.config.r0) == (300.0, 8.0) and DEFENSES.get("crm-liplt")().config.mu == 15.0
     block = defense_block(crm, track)
-    assert block["config"]["mu"] == 1000.0 and block["recipe_overrides"]["config.mu"] == 1000.0
+    assert block["config"]["mu"] == 300.0 and block["recipe_overrides"]["config.mu"] == 300.0
     assert block["recipe_overrides"]["optimizer"] == "adam" and block["recipe_overrides"]["burn_in_epochs"] == 1
     bare = dataclasses.replace(track, defense_configs={})
     pgd_at = track.defense("pgd-at")
@@ -124,5 +124,5 @@ def test_track_settings_replace_defaults_are_disclosed_and_key_only_their_defens
 
 def test_dyart_overrides_scale_the_burn_in_to_the_track():
     dyart = DEFENSES.get("dyart")()
-    assert dyart.overrides(TRACKS.get("mnist5k-cnn")) == {"burn_in_epochs": 1, "grad_clip": 0.1, "ema_decay": 0.995}
+    assert dyart.overrides(TRACKS.get("mnist5k-cnn")) == {"burn_in_epochs": 1, "ema_decay": 0.995}
     assert dyart.overrides(TRACKS.get("cifar10-prn18"))["burn_in_epochs"] == round(110 * 10 / 200)

@@ -11,7 +11,7 @@ import pytest
 import benchmark.core.plugins as plugins
 from benchmark.commands.cli import main
 from benchmark.core.errors import AtbenchError
-from benchmark.core.plugins import load_defense_file
+from benchmark.core.plugins import load_file
 from benchmark.core.registry import DEFENSES, TRACKS
 from benchmark.pipeline.job import plan
 from benchmark.pipeline.protocol import protocol_for
@@ -65,9 +65,9 @@ def write(path: Path, text: str) -> str:
 
 def test_defense_file_registers_its_defenses_once(tmp_path):
     path = write(tmp_path / "mine.py", HEADER + defense_source("file-ce") + defense_source("file-ce2"))
-    assert load_defense_file(path) == ("file-ce", "file-ce2")
+    assert load_file(path) == ("file-ce", "file-ce2")
     assert DEFENSES.get("file-ce").__module__ == plugins.module_name(Path(path).resolve())
-    assert load_defense_file(path) == ("file-ce", "file-ce2")  # loading again does not clash with itself
+    assert load_file(path) == ("file-ce", "file-ce2")  # loading again does not clash with itself
     assert TRACKS.get("synthetic-tiny").defense("file-ce2").name == "file-ce2"
 
 

@@ -16,7 +16,7 @@ from benchmark.commands.validate import (
     check_metadata,
     check_training,
 )
-from benchmark.core.plugins import load_defense_file
+from benchmark.core.plugins import load_file
 
 EXAMPLE = Path(__file__).parent / "example_defense"
 BROKEN = '''
@@ -142,7 +142,7 @@ def broken(tmp_path):
     """The broken defenses' file, loaded; returns its path."""
     path = tmp_path / "broken.py"
     path.write_text(BROKEN)
-    load_defense_file(path)
+    load_file(path)
     return str(path)
 
 

@@ -78,6 +78,7 @@ def _runs_lock(args):
 
 
 def cmd_run(args) -> None:
+    """`atbench run`: train and evaluate every job, publish the records, write the board."""
     from benchmark.pipeline.runner import execute
 
     executor = _executor(args)  # before the lock creates the runs folder
@@ -88,6 +89,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_train(args) -> None:
+    """`atbench train`: train (or resume) every job."""
     from benchmark.pipeline.runner import execute
 
     jobs = _jobs(args, "train")
@@ -124,6 +126,7 @@ def _external_jobs(args):
 
 
 def cmd_eval(args) -> None:
+    """`atbench eval`: evaluate trained runs (or an external model), publish, write the board."""
     from benchmark.pipeline.runner import Executor, execute
 
     if args.model is None and (args.checkpoint or args.name):
@@ -136,6 +139,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_tune(args) -> None:
+    """`atbench tune`: train and score each defense's search space, write its sweep record."""
     from benchmark.pipeline.executor import run_local, worker_count
     from benchmark.pipeline.sweeps import SWEEPS_DIR
     from benchmark.pipeline.tune import sweep_record, tune_jobs, tune_one, write_sweep
@@ -167,6 +171,7 @@ def cmd_tune(args) -> None:
 
 
 def cmd_leaderboard(args) -> None:
+    """`atbench leaderboard`: rebuild a protocol's board from its published records."""
     from benchmark.core.lock import folder_lock
     from benchmark.pipeline.protocol import protocol_for
     from leaderboard.build import write_board
@@ -178,6 +183,7 @@ def cmd_leaderboard(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    """`atbench bench`: time ours against a reference on the same work."""
     from benchmark.commands.bench import (
         markdown,
         run_cases,
@@ -197,6 +203,7 @@ def cmd_bench(args) -> None:
 
 
 def cmd_verify(args) -> int:
+    """`atbench verify`: check a record against its flags, checkpoint and a re-evaluation."""
     from benchmark.commands.verify import report, verify
     from benchmark.pipeline.executor import run_local
     from benchmark.pipeline.runner import check_device
@@ -210,6 +217,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_regress(args) -> int:
+    """`atbench regress`: compare current results with a reference; 1 on a regression."""
     from benchmark.commands.regress import (
         check_request,
         compare,
@@ -243,6 +251,7 @@ def cmd_regress(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """`atbench compare`: paired comparison of two defenses, records or board entries."""
     from benchmark.commands.compare import comparison, markdown, resolve
     from benchmark.pipeline.protocol import protocol_for
 
@@ -253,6 +262,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    """`atbench validate`: the checks a submitted defense must pass."""
     from benchmark.commands.validate import report
     from benchmark.pipeline.executor import run_local
 
@@ -261,6 +271,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_export(args) -> None:
+    """`atbench export`: RobustBench entries or the record's JSON Schema."""
     if args.format == "json-schema":
         from benchmark.core.io import atomic_write_json
         from leaderboard.record_docs import json_schema
@@ -281,6 +292,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_ls(args) -> None:
+    """`atbench ls`: list what is registered."""
     from benchmark.core.registry import ATTACKS, DATASETS, DEFENSES, MODELS, TRACKS
     from benchmark.pipeline.protocol import shipped_ids
 

@@ -28,7 +28,7 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
     _track(p)
     if defenses:
         p.add_argument("--defense", action="append", dest="defenses", metavar="NAME", type=arg.slug("defense"),
-                       help="defense id, repeatable (default: every registered defense)")
+                       help="defense id, repeatable (default: every registered defense the track can train)")
         _defense_file(p)
         seeds = p.add_mutually_exclusive_group()
         seeds.add_argument("--seed", action="append", type=arg.seed, dest="seeds", metavar="K",
@@ -92,7 +92,8 @@ def _commands(sub) -> None:
     evaluate.add_argument("--replace", action="store_true",
                           help="publish over a record of the same name, seed and protocol that came from another "
                                "checkpoint or model")
-    _common(sub.add_parser("leaderboard", help="rebuild a track's board from its published records"), defenses=False)
+    _common(sub.add_parser("leaderboard", help="rebuild a protocol's board (the track's, or --protocol's) from its "
+                                               "published records"), defenses=False)
     tune = sub.add_parser("tune", help="train and score each defense's declared search space on the validation split "
                                        "and write its sweep record (the track takes the winner)")
     _common(tune)

@@ -33,6 +33,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from attacks.pgd import NORMS
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import is_slug
 from benchmark.core.registry import DEFENSES, MODELS, TRACKS
@@ -45,7 +46,7 @@ from benchmark.pipeline.evaluate import (
     run_protocol,
     select_test_subset,
 )
-from benchmark.pipeline.protocol import NORMS, Protocol, build_attack, load_protocol
+from benchmark.pipeline.protocol import Protocol, build_attack, load_protocol
 from benchmark.pipeline.result_flags import result_flags
 from benchmark.pipeline.train import (
     TrainingRun,

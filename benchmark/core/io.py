@@ -189,7 +189,7 @@ def load_verified_checkpoint(path: str | Path) -> dict:
             was saved (e.g. a flipped byte: torch itself loads most such files without a word).
     """
     state = load_checkpoint(path)
-    digest = state.pop("digest", None) if isinstance(state, dict) else None
+    digest = state.pop("digest", None)
     if digest is None or state_digest(state) != digest:
         raise AtbenchError(
             f"checkpoint {path} fails its content check (file changed or corrupted)",

@@ -103,11 +103,6 @@ def load_file(path: str | Path, kind: Kind = DEFENSE) -> tuple[str, ...]:
     return added
 
 
-def load_defense_file(path: str | Path) -> tuple[str, ...]:
-    """`load_file` of a defense file."""
-    return load_file(path, DEFENSE)
-
-
 def load_defense_files(paths: Iterable[str | Path]) -> None:
     """`load_defense_file` for each path."""
     for path in paths:

@@ -50,7 +50,7 @@ class Analysis:
 
 
 def margin_search_limit(protocol: Protocol) -> float:
-    """The largest eps the input-margin bisection tries: `search_factor` (2) times the
+    """The largest eps the input-margin searches try: `[analysis.margins] search_factor` times the
     protocol's largest eps (at most 1 for Linf, where eps 1 reaches every image), so robust
     points get a margin too."""
     limit = protocol.analysis.margins.search_factor * protocol.eps_value(protocol.eps[-1])

@@ -2,8 +2,9 @@
 `benchmark.pipeline.datasets`), seeded stratified splits, batching and augmentation.
 
 Every loader returns a `DataBundle` of float32 NCHW splits in [0, 1]. Embedded data sets (`mnist5k`,
-`digits`, `synthetic`) need no files; `cifar10`, `cifar100` and `svhn` read the standard files from
-a local data folder (`--data-dir` / `$ATBENCH_DATA_DIR`) and never download anything.
+`digits`, `synthetic`) need no files; `mnist`, `cifar10`, `cifar100` and `svhn` read the standard
+files from a local data folder (`--data-dir` / `$ATBENCH_DATA_DIR`), which `atbench data download`
+fills; loading never downloads anything.
 """
 from __future__ import annotations
 

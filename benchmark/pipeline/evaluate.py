@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from attacks.base import check_inputs
 from benchmark.core.errors import AtbenchError
-from benchmark.core.io import atomic_write_text, sha256_bytes
+from benchmark.core.io import atomic_write_text
 from benchmark.pipeline.fastpath import search_model
 from benchmark.pipeline.protocol import Protocol, build_attack
 from benchmark.pipeline.run_files import read_eval_state
@@ -267,7 +267,3 @@ def flags_npz_bytes(flags: dict[str, np.ndarray], labels: np.ndarray, indices: n
     np.savez(buf, labels=labels.astype(np.int64), indices=indices.astype(np.int64), **arrays)
     return buf.getvalue()
 
-
-def flags_sha256(data: bytes) -> str:
-    """sha256 of a flags file's bytes."""
-    return sha256_bytes(data)

@@ -6,9 +6,9 @@ job functions (`benchmark.pipeline.steps.train_job`, `eval_job`), so this module
 runner. A task sets up its worker process as the local executor's
 workers are (`configure_process`: one torch thread on the CPU, so the records are bit-identical
 to a local run; the CLI's log lines; the user's defense files imported) and writes its outputs
-into the same run directories. Paths are resolved on the driver: the runs folder, the data
-folder, a protocol file and the defense files must be visible at the same path on every node
-(a shared file system on a cluster).
+into the same run directories. Paths are resolved on the driver (a job carries its loaded
+protocol): the runs folder, the data folder and the defense files must be visible at the same
+path on every node (a shared file system on a cluster).
 """
 from __future__ import annotations
 

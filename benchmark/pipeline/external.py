@@ -60,7 +60,7 @@ def load_external(spec: str, checkpoint: str | None, bundle: DataBundle) -> tupl
     model = build_external(spec, bundle)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint)
-        state = state.get("model", state) if isinstance(state, dict) else state
+        state = state.get("model", state)
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError) as exc:

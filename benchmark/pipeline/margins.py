@@ -1,9 +1,11 @@
-"""Margin statistics of a trained model: logit margins, input-space margins estimated by
-PGD bisection, histograms, class-wise summaries and the confusion matrix.
+"""Margin statistics of a trained model: logit margins (clean and after a full-budget margin
+attack), the PGD-bisection estimate of input-space margins, histograms, percentiles, class-wise
+summaries and the confusion matrix.
 
 A logit margin is z_y - max_{k != y} z_k (negative exactly when the point is misclassified).
-An input-space margin is the smallest perturbation size eps at which an attack breaks a point;
-`input_margins` estimates it per example by bisection over eps with PGD.
+An input-space margin is the smallest perturbation size eps at which an attack breaks a point:
+the records' primary column comes from FAB, a minimum-norm attack (`benchmark.pipeline.min_norm`);
+`input_margins` here is the second, cross-checked column, a bisection over eps with PGD.
 """
 from __future__ import annotations
 
@@ -107,10 +109,9 @@ def input_margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_max
     """Estimate each point's input-space margin: the smallest eps at which PGD breaks it.
 
     Per example, a bisection over eps in [0, eps_max], vectorised over the batch: after a
-    check at eps_max, every round runs CE-PGD (`steps` steps of 0.25 * eps, keep the first
-    fooling iterate; `step_ratio` x eps per step) at each example's own midpoint and keeps the
-    lower half of its interval
-    if PGD broke the point there, else the upper half. Each point's random start is its first
+    check at eps_max, every round runs CE-PGD (`steps` steps of `step_ratio` x eps, keeping the
+    first fooling iterate) at each example's own midpoint and keeps the lower half of its
+    interval if PGD broke the point there, else the upper half. Each point's random start is its first
     draw of `attacks.pgd.ExampleNoise(x, seed)` scaled by its eps, so every round starts as
     `attacks.pgd.PGD(steps=steps, seed=seed)` at that eps. The model runs in eval mode with
     frozen parameters (only input gradients); its state is restored afterwards.

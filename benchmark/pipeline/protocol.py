@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from attacks.pgd import NORMS
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import is_slug
 from benchmark.core.settings import SEED_MAX, check_value, fail, read_settings
@@ -29,7 +30,6 @@ from benchmark.pipeline.protocol_files import (
 __all__ = ["PROTOCOL_DIR", "AttackColumn", "Protocol", "build_attack", "load_protocol", "parse_eps", "protocol_for",
            "shipped_ids"]
 
-NORMS = ("Linf", "L2")
 #: The largest eps of each norm: Linf eps 1 reaches every [0, 1] image; L2 eps 64 is above
 #: sqrt(d) of every shipped data set (CIFAR: sqrt(3072) = 55.4).
 EPS_MAX = {"Linf": 1.0, "L2": 64.0}
@@ -233,7 +233,7 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
         raise fail(path, "id", "must be lowercase letters, digits and single hyphens (it names a records folder)")
     version = _require(data, "version", int, path)
     if not 1 <= version <= 1_000_000:
-        raise fail(path, "version", "must be a positive integer")
+        raise fail(path, "version", "must be an integer in [1, 1000000]")
     norm = _require(data, "norm", str, path)
     if norm not in NORMS:
         raise fail(path, "norm", f"must be one of {NORMS}")

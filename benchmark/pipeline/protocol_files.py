@@ -100,5 +100,5 @@ def resolve(path: Path, root: Path | None = None, chain: tuple[Path, ...] = ()) 
 
 
 def content_sha256(content: dict) -> str:
-    """sha256 of a resolved protocol's content (canonical JSON: sorted keys, no whitespace)."""
+    """sha256 of a resolved protocol's content (canonical JSON: `sha256_json`, sorted keys)."""
     return sha256_json(content)
