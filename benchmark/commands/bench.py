@@ -22,11 +22,14 @@ from typing import Any, Callable, Iterator
 import torch
 
 from benchmark.core.errors import AtbenchError
-from benchmark.core.registry import BENCH_CASES
+from benchmark.core.registry import Registry
 from benchmark.pipeline.data import load_dataset
 from benchmark.pipeline.evaluate import select_test_subset
 from benchmark.pipeline.protocol import Protocol, load_protocol
 from benchmark.pipeline.tracks import Track
+
+#: The bench cases, registered by the modules of `benchmark.commands.bench_cases`.
+BENCH_CASES: Registry = Registry("bench case", loader="benchmark.commands.bench_cases")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,10 @@ attribute (the name is written once, on the object), or `@REGISTRY.register(name
 plain function. A registry's entries register themselves when their module is imported: a
 registry whose loader is a package imports every module in it on the first lookup, so dropping
 a file into `defenses/` or `attacks/` registers what it defines, with no list to edit.
+
+The shared registries below name their loader packages (which live on higher floors of the
+tree) as strings, imported on the first lookup only: the core never imports them itself, and
+`tests/test_layers.py`, which reads import statements, rightly sees no upward import.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import difflib
 import importlib
 import pkgutil
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, Iterator, TypeVar
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import check_name
@@ -143,4 +147,3 @@ ATTACKS: Registry = Registry("attack", loader="attacks")
 DATASETS: Registry = Registry("dataset", loader="benchmark.pipeline.datasets")
 MODELS: Registry = Registry("model", loader="benchmark.models.architectures")
 TRACKS: Registry = Registry("track", loader="benchmark.pipeline.tracks")
-BENCH_CASES: Registry[Callable] = Registry("bench case", loader="benchmark.commands.bench_cases")

@@ -10,9 +10,8 @@ import torch
 from attacks.autoattack import AutoAttackAdapter, quiet_autoattack
 from attacks.base import frozen_eval
 from attacks.pgd import PGD, cross_entropy, sign_ascent
-from benchmark.commands.bench import Comparison, Workload, time_pair
+from benchmark.commands.bench import BENCH_CASES, Comparison, Workload, time_pair
 from benchmark.core.errors import AtbenchError
-from benchmark.core.registry import BENCH_CASES
 from benchmark.pipeline.evaluate import predict, run_protocol
 from leaderboard.derive import attack_flag_names
 

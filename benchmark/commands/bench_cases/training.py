@@ -14,8 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from attacks.pgd import pgd_train_examples
-from benchmark.commands.bench import Comparison, Workload, time_pair
-from benchmark.core.registry import BENCH_CASES
+from benchmark.commands.bench import BENCH_CASES, Comparison, Workload, time_pair
 from benchmark.models.architectures import build_model
 from benchmark.pipeline.data import load_dataset
 from benchmark.pipeline.fastpath import FastPath
