@@ -28,8 +28,8 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_valid_records_and_a_board(tiny_run):
     root, _, boards = tiny_run
-    assert sorted(p.name for p in boards) == ["synthetic-tiny.classwise.png", "synthetic-tiny.json",
-                                              "synthetic-tiny.md", "synthetic-tiny.png"]
+    assert sorted(p.name for p in boards) == [f"synthetic-tiny{suffix}" for suffix in (
+        ".classwise.png", ".html", ".json", ".md", ".png", ".significance.png")]
     for name in DEFENSES:
         path = root / "records" / "synthetic-tiny" / f"{name}-seed0.json"
         record = validate_record(load_record(path), str(path))
@@ -37,6 +37,7 @@ def test_run_writes_valid_records_and_a_board(tiny_run):
         assert sha256_file(flags) == record["flags"]["sha256"]
         certified = record["certified_l2"]
         assert certified["radii"] == ["0.1", "0.5"] and certified["lipschitz_max"] > 0
+        assert certified["lipschitz_method"] == "exact (float64 Gram matrices)"
         assert all(certified["certified_acc"][r] <= certified["pgd_l2_acc"][r] for r in certified["radii"])
         assert certified["certified_acc"]["0.1"] >= certified["certified_acc"]["0.5"]
         checkpoint = root / "runs" / "synthetic-tiny" / name / "seed0" / "best.pt"

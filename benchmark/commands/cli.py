@@ -44,7 +44,7 @@ def seeds_of(args, track) -> tuple[int, ...]:
         if len(set(args.seeds)) != len(args.seeds):
             raise AtbenchError(f"a seed is given twice ({args.seeds})", "give each --seed once")
         return tuple(args.seeds)
-    return tuple(range(args.seed_count or track.seeds))
+    return tuple(range(args.seed_count or track.seed_count))
 
 
 def check_test_split(protocol, bundle) -> None:

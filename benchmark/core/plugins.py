@@ -42,7 +42,7 @@ def module_name(path: Path) -> str:
     every process (so worker processes import it under the same name)."""
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
-    return f"atbench_defense_file_{stem}_{digest}"
+    return f"atbench_plugin_{stem}_{digest}"
 
 
 def _checked_path(path: str | Path, kind: Kind) -> Path:

@@ -128,6 +128,18 @@ def probe(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor
                        settings=protocol.analysis.sanity)
 
 
+def certified_radii(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    device: torch.device) -> tuple[np.ndarray, np.ndarray, torch.Tensor, str]:
+    """Per point of a plain network: correct or not, and its certified L2 radius (0 when
+    misclassified), from the exact LipLT bound; also the bound and how it was computed."""
+    model = model.to(device).eval()
+    correct = predict(model, x, device) == y.numpy()
+    lipschitz, method = certified_lipschitz(model, tuple(x.shape[1:]))
+    with torch.no_grad():
+        radius = torch.cat([certified_radius(model, xb.to(device), L=lipschitz).cpu() for xb in x.split(CHUNK)])
+    return correct, np.where(correct, radius.numpy(), 0.0).astype(np.float64), lipschitz, method
+
+
 def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
             device: torch.device) -> tuple[dict | None, np.ndarray | None]:
     """Certified L2 accuracy from the LipLT bound at the protocol's certified radii, beside the
@@ -135,13 +147,8 @@ def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
     plain network (or a protocol without radii). Also returns each point's certified radius."""
     if not protocol.certified_radii or not is_plain(model):
         return None, None
-    model = model.to(device).eval()
     labels = y.numpy()
-    correct = predict(model, x, device) == labels
-    lipschitz, method = certified_lipschitz(model, tuple(x.shape[1:]))
-    with torch.no_grad():
-        radius = torch.cat([certified_radius(model, xb.to(device), L=lipschitz).cpu() for xb in x.split(CHUNK)])
-    radius = np.where(correct, radius.numpy(), 0.0).astype(np.float64)
+    correct, radius, lipschitz, method = certified_radii(model, x, y, device)
     settings = protocol.analysis.certified
     attack = PGD(norm="L2", steps=settings.pgd_steps, restarts=1, step_ratio=settings.pgd_step_ratio,
                  seed=settings.pgd_seed)

@@ -243,6 +243,7 @@ def build_bundle(name: str, arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
 
 
 def subsets(images: np.ndarray, labels: np.ndarray, parts: Mapping[str, np.ndarray]) -> dict:
+    """Part name -> (images, labels) of the indices `parts` gives it."""
     return {k: (images[index], labels[index]) for k, index in parts.items()}
 
 

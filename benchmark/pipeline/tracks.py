@@ -42,7 +42,7 @@ class Track:
         burn_in_epochs: epochs of clean training before the defense's loss (defenses may override).
         defense_configs: per defense id, hyperparameters this track sets instead of the
             defense's defaults (tuned on the validation split; shown on the board).
-        seeds: training seeds `atbench run` trains when none is named (0, 1, ...); it decides no
+        seed_count: training seeds `atbench run` trains when none is named (0, 1, ...); it decides no
             weights, so it is not part of any training hash.
     """
 
@@ -70,7 +70,7 @@ class Track:
     grad_clip: float | None = None
     burn_in_epochs: int = 0
     defense_configs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    seeds: int = 1
+    seed_count: int = 1
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -100,7 +100,7 @@ class Track:
 
     def to_dict(self) -> dict[str, Any]:
         """The training recipe as a plain dict (for hashes and records): every field but `seeds`."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "seeds"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "seed_count"}
 
 
 MNIST5K_CNN = TRACKS.register(
@@ -183,6 +183,6 @@ TRACKS.register(
         schedule="constant", milestones=(), norm="Linf", eps=0.2, eps_ramp_epochs=3,
         attack_steps=5, step_ratio=0.25, augmentation="none", val_attack_steps=5, val_size=270,
         # Three seeds, so that CI exercises multi-seed aggregation (bootstrap intervals, seed spread).
-        seeds=3,
+        seed_count=3,
     ),
 )

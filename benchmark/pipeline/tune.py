@@ -42,7 +42,7 @@ def recipe_sha256(track: Track) -> str:
 
 def tune_jobs(job: Job) -> list[Job]:
     """One job per setting of the defense's search space, each training into its own folder
-    under `<runs_dir>/tune/<track>/<defense>/setting<i>/`.
+    under `<runs_dir>/tune/setting<i>/<track>/<defense>/seed0/`.
 
     Raises:
         AtbenchError: the defense declares no search space, or not exactly `TUNING_BUDGET` settings.
@@ -54,7 +54,7 @@ def tune_jobs(job: Job) -> list[Job]:
     out = []
     for i, setting in enumerate(space):
         track = dataclasses.replace(job.track, defense_configs={**job.track.defense_configs, job.defense: setting})
-        root = Path(job.paths.runs_dir) / "tune" / job.track.name / job.defense / f"setting{i}"
+        root = Path(job.paths.runs_dir) / "tune" / f"setting{i}"  # + <track>/<defense>/seed0
         out.append(dataclasses.replace(job, track=track, paths=dataclasses.replace(job.paths, runs_dir=str(root))))
     return out
 
@@ -62,7 +62,7 @@ def tune_jobs(job: Job) -> list[Job]:
 def certified_score(job: Job, result: TrainResult) -> float:
     """Mean over the protocol's certified radii of the fraction of the first `val_size`
     validation points classified correctly with a certified L2 radius at least that large."""
-    from benchmark.models.lipschitz import certified_radius, pairwise_lipschitz
+    from benchmark.pipeline.analysis import certified_radii
 
     radii = [parse_eps(r) for r in job.protocol.certified_radii]
     if not radii:
@@ -70,11 +70,9 @@ def certified_score(job: Job, result: TrainResult) -> float:
     model = load_trained_model(job.track, job.track.defense(job.defense), result.checkpoint, result.checkpoint_sha256,
                                job.paths.data_dir, job.device)
     val = load_dataset(job.track.dataset, job.paths.data_dir).val
-    x, y = val.x[: job.track.val_size].to(job.device), val.y[: job.track.val_size]
-    with torch.no_grad():
-        correct = (model(x).argmax(1).cpu() == y).numpy()
-        radius = certified_radius(model, x, L=pairwise_lipschitz(model, tuple(x.shape[1:]))).cpu().numpy()
-    return float(np.mean([np.mean(correct & (radius >= r)) for r in radii]))
+    _, radius, _, _ = certified_radii(model, val.x[: job.track.val_size], val.y[: job.track.val_size],
+                                      torch.device(job.device))
+    return float(np.mean([np.mean(radius >= r) for r in radii]))
 
 
 def tune_one(job: Job) -> dict:
