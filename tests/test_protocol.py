@@ -181,4 +181,4 @@ def test_the_settings_tables_of_docs_protocols_md_are_current():
     text = DOC_PATH.read_text()
     assert text == doc_with_settings(text), \
         "docs/protocols.md is stale: run `python -m benchmark.pipeline.protocol_doc`"
-    assert "| `pgd.steps` | int | [0, 10000] |" in text and "| `sanity.square_threshold` |" in text
+    assert "| `pgd.steps` | int | [0, 10000] |" in text and "| `sanity.square_null_rate` |" in text

@@ -65,8 +65,8 @@ def test_randomized_protocol_switches_autoattack_to_rand_only():
 def test_stochastic_model_is_evaluated_as_randomized(tmp_path):
     track = TRACKS.get("synthetic-tiny")
     protocol = load_protocol("synthetic-tiny")
-    subject = Subject("noisy", {"id": "noisy", "external": True, "config": {}, "paper": "", "venue": "", "link": "",
-                                "fidelity": "reference", "randomized": False, "recipe_overrides": {}},
+    subject = Subject("noisy", {"id": "noisy", "external": True, "sweep": None, "config": {}, "paper": "", "venue": "",
+                                "link": "", "fidelity": "reference", "randomized": False, "recipe_overrides": {}},
                       "cnn-tiny", 0, 0.0, "0" * 64)
     path = evaluate_model(Noisy(tiny_standard_model(), 0.5), subject, track, protocol, tmp_path, "cpu", None, False)
     record = load_record(path)

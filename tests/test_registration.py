@@ -77,7 +77,7 @@ def test_a_file_dropped_into_defenses_is_listed_and_validates_with_no_other_edit
 
 
 def test_a_track_outside_the_defenses_threat_models_is_refused():
-    linf_only = DEFENSES.get("trades")
+    linf_only = DEFENSES.get("dyart")
     l2_track = dataclasses.replace(TRACKS.get("synthetic-tiny"), name="synthetic-tiny-l2", norm="L2", eps=1.0)
     with pytest.raises(AtbenchError, match="not the L2 threat model of track 'synthetic-tiny-l2'"):
         check_supports(linf_only, l2_track)
