@@ -153,6 +153,8 @@ def _margins(record: dict) -> str:
 
 
 def _provenance(record: dict) -> str:
+    """What made the record. Not its time or runtimes, which differ between two runs that
+    reproduce each other: the page stays a function of the results (the record has them)."""
     p, t = record["provenance"], record["training"]
     packages = ", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted(p["packages"].items())) or "none"
     seeds = ", ".join(f"{esc(k)}={v}" for k, v in sorted(p["seeds"].items()))
@@ -164,9 +166,7 @@ def _provenance(record: dict) -> str:
              ("atbench", esc(p["atbench_version"])), ("packages", packages), ("python", esc(p["python"])),
              ("device", esc(p["device"])), ("seeds", seeds), ("data sha256", f"<code>{esc(p['data_sha256'])}</code>"),
              ("test subset sha256", f"<code>{esc(p['test_subset_sha256'])}</code>"),
-             ("checkpoint sha256", f"<code>{esc(p['checkpoint_sha256'])}</code>"),
-             ("evaluated (UTC)", esc(p["utc_time"])),
-             ("runtime", f"train {num(record['runtime_s']['train'])} s, eval {num(record['runtime_s']['eval'])} s")]
+             ("checkpoint sha256", f"<code>{esc(p['checkpoint_sha256'])}</code>")]
     return definition_list(facts)
 
 

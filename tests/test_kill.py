@@ -202,6 +202,6 @@ def test_two_runs_on_one_folder_take_turns_and_never_expose_a_half_written_file(
     waited = (tmp_path / "second.log").read_text()
     assert f"is in use by another atbench process (pid {first.pid}" in waited and "waiting for it to finish" in waited
     assert "trained already" in waited and "evaluated already" in waited and reads > 0
-    board = json.loads((tmp_path / "boards" / "smoke.json").read_text())
+    board = json.loads((tmp_path / "boards" / "smoke-20.json").read_text())
     assert sorted(e["defense"] for e in board["entries"]) == ["pgd-at", "trades"]
     assert not list(tmp_path.rglob("*.tmp"))
