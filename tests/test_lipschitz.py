@@ -308,7 +308,8 @@ def test_l2_pgd_finds_nothing_inside_the_certified_radius():
 def test_certified_norms_are_exact_and_never_below_power_iteration(monkeypatch):
     """Power iteration approaches each product's norm from below, which would inflate certified
     radii: certification uses the exact norms (float64 Gram matrices), rounded up; a product
-    larger than EXACT_LIMIT falls back to power iteration and says so."""
+    larger than EXACT_LIMIT, or too wide to form (EXACT_ENTRIES), falls back to power iteration
+    and says so."""
     from benchmark.models import lipschitz
 
     model, shape = random_plain(4, "cnn")
@@ -327,6 +328,9 @@ def test_certified_norms_are_exact_and_never_below_power_iteration(monkeypatch):
     power = LipschitzBound(model, shape)
     power.update(3)
     assert (power.pairwise().detach() <= L * (1 + 1e-6)).all()
+    monkeypatch.setattr(lipschitz, "EXACT_ENTRIES", 2 * shape[0] * shape[1] * shape[2])
+    assert certified_lipschitz(model, shape)[1] == lipschitz.POWER_ITERATION  # too wide to form
+    monkeypatch.setattr(lipschitz, "EXACT_ENTRIES", 2 ** 27)
     monkeypatch.setattr(lipschitz, "EXACT_LIMIT", 2)
     assert certified_lipschitz(model, shape)[1] == lipschitz.POWER_ITERATION
 

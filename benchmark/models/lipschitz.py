@@ -22,8 +22,9 @@ spectral norms of the products come from warm-started power iteration, which app
 below. For certification (`pairwise_lipschitz`) a bound from below would inflate the radii, so
 each product is formed as an explicit matrix in float64 (the identity pushed through it, on its
 smaller side) and its norm is the square root of the largest eigenvalue of its Gram matrix; the
-bound is rounded up to the model's dtype. Products whose smaller side exceeds `EXACT_LIMIT`
-(wide convolutional layers of CIFAR-size networks) fall back to converged power iteration, and
+bound is rounded up to the model's dtype. Networks with a product whose smaller side exceeds
+`EXACT_LIMIT`, or whose explicit form would exceed `EXACT_ENTRIES` (wide convolutional layers of
+CIFAR-size networks), fall back to converged power iteration, and
 `lipschitz_method` says which was used.
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ from benchmark.models.architectures import Normalize
 #: The largest smaller side of a product W_b ... W_a whose spectral norm is computed exactly (a
 #: Gram matrix of this size in float64 is 0.5 GB).
 EXACT_LIMIT = 8192
+#: The most float64 entries (1 GiB) the identity pushed through a product may occupy at its
+#: widest layer; a larger product falls back to power iteration before any product is formed.
+EXACT_ENTRIES = 2 ** 27
 EXACT, POWER_ITERATION = "exact (float64 Gram matrices)", "power iteration to convergence (an estimate from below)"
 
 PLAIN_FIX = ("Lipschitz bounds support only plain networks: an nn.Sequential of an optional Normalize, "
@@ -251,19 +255,19 @@ class LipschitzBound:
 
     def exact_product_norms(self) -> torch.Tensor:
         """(L-1, L-1) tensor N with N[b, a] = ||W_b ... W_a|| computed exactly, or None when a
-        product's smaller side exceeds `EXACT_LIMIT`: each product is applied to the identity of
+        product is too large to form (`_exact_fits`): each product is applied to the identity of
         its smaller side (its adjoint when the output side is smaller), and its norm is the square
         root of the largest eigenvalue of the Gram matrix of the result. Exact up to the rounding
         of the model's dtype: build the bound on a float64 copy (`pairwise_lipschitz` does)."""
         n = len(self.maps) - 1
+        if not self._exact_fits():
+            return None
         norms = self._like.new_zeros(n, n)
         with torch.no_grad():
             for a in range(n):
                 for b in range(a, n):
                     chain = self.maps[a:b + 1]
                     side = min(chain[0].in_features, chain[-1].out_features)
-                    if side > EXACT_LIMIT:
-                        return None
                     rows = torch.eye(side, dtype=self._like.dtype, device=self._like.device)
                     if chain[0].in_features <= chain[-1].out_features:
                         for linear in chain:
@@ -273,6 +277,21 @@ class LipschitzBound:
                             rows = linear.adjoint(rows)  # P, (out, in)
                     norms[b, a] = torch.linalg.eigvalsh(rows @ rows.T)[-1].clamp_min(0).sqrt()
         return norms
+
+    def _exact_fits(self) -> bool:
+        """Whether every product W_b ... W_a (a <= b < L-1) is small enough to form exactly:
+        its smaller side is at most `EXACT_LIMIT` and the identity of that side, pushed through
+        the product, never holds more than `EXACT_ENTRIES` entries. Checked before any product
+        is formed, so a network too large for the exact norms costs nothing extra."""
+        n = len(self.maps) - 1
+        for a in range(n):
+            for b in range(a, n):
+                chain = self.maps[a:b + 1]
+                side = min(chain[0].in_features, chain[-1].out_features)
+                widest = max(max(m.in_features, m.out_features) for m in chain)
+                if side > EXACT_LIMIT or side * widest > EXACT_ENTRIES:
+                    return False
+        return True
 
     def pairwise(self, norms: torch.Tensor | None = None) -> torch.Tensor:
         """(K, K) LipLT bounds L[k, j] of the L2 Lipschitz constant of x -> z_k - z_j (symmetric,
