@@ -19,6 +19,8 @@ from benchmark.commands.regress import (
     junit_xml,
     load_results,
     markdown,
+    metrics_of,
+    restrict_to_seeds,
 )
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import sha256_bytes
@@ -128,6 +130,19 @@ def test_regress_reproduces_the_committed_smoke_record(smoke_run, tmp_path, caps
     assert suite.get("failures") == "0" and int(suite.get("tests")) > 10
 
 
+def test_a_run_of_some_seeds_is_compared_with_those_seeds_of_the_reference():
+    """`regress --seed 0` against a folder of three seeds compares with the seed-0 records, not
+    with the mean over seeds (which would mix the training variance into the comparison)."""
+    reference = load_results(COMMITTED)
+    assert {it.record["seed"] for it in reference.items["pgd-at"]} == {0, 1, 2}
+    seed0 = restrict_to_seeds(reference, {0})
+    record = json.loads((COMMITTED / "pgd-at-seed0.json").read_text())
+    assert seed0.metrics["pgd-at"] == pytest.approx(metrics_of(record), abs=1e-12)
+    assert seed0.metrics["pgd-at"] != reference.metrics["pgd-at"]  # the mean over seeds differs
+    with pytest.raises(AtbenchError, match="no records of seeds \\[7\\]"):
+        restrict_to_seeds(reference, {7})
+
+
 @pytest.mark.parametrize("mode, words", [([], "tolerance 0.02"), (["--alpha", "0.05"], "Holm-adjusted p = ")])
 def test_regress_catches_a_loss_that_ignores_the_adversarial_examples(tmp_path, monkeypatch, capsys, mode, words):
     def clean_loss(self, model, x, y, ctx):  # the planted bug: trains on clean inputs only
@@ -135,12 +150,8 @@ def test_regress_catches_a_loss_that_ignores_the_adversarial_examples(tmp_path, 
 
     monkeypatch.setattr(PGDAT, "loss", clean_loss)
     junit = tmp_path / "junit.xml"
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    for f in COMMITTED.glob("pgd-at-seed0.*"):
-        shutil.copy(f, reference / f.name)
     code = main(["regress", "--track", "smoke", "--defense", "pgd-at", "--seed", "0", "--jobs", "1", "-q", *mode,
-                 "--against", str(reference), "--runs-dir", str(tmp_path / "runs"),
+                 "--against", str(COMMITTED), "--runs-dir", str(tmp_path / "runs"),
                  "--records-dir", str(tmp_path / "records"), "--boards-dir", str(tmp_path / "boards"),
                  "--junit", str(junit)])
     out = capsys.readouterr().out

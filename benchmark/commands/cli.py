@@ -224,6 +224,7 @@ def cmd_regress(args) -> int:
         load_results,
         markdown,
         record_files,
+        restrict_to_seeds,
         same_protocol,
         write_junit,
     )
@@ -239,6 +240,7 @@ def cmd_regress(args) -> int:
         load_defense_files(args.defense_files)
         args.defenses = args.defenses or sorted(set(reference.metrics) & set(DEFENSES.names()))
         jobs = _jobs(args, "train+eval")
+        reference = restrict_to_seeds(reference, {job.seed for job in jobs})
         with _runs_lock(args):
             outcome = execute(jobs, "train+eval", _executor(args))
         current = record_files(outcome.results)

@@ -11,6 +11,8 @@ seeds). Two modes decide what a regression is:
   needs records (with their flags) on both sides.
 
 A defense or metric of the reference missing from the current results is always a regression.
+When `regress` runs the track itself, the reference's records are limited to the seeds it runs
+(`--seed 0` compares with the reference's seed-0 records).
 Both sides must be of one protocol (id, version and content). The comparison is printed as a
 Markdown table and written as JUnit XML for CI systems.
 """
@@ -117,6 +119,26 @@ def load_results(path: str | Path) -> Results:
 def record_files(files: list[str | Path]) -> Results:
     """Per-defense metrics from these record files (each admitted with its flags beside it)."""
     return _from_records(Path(files[0]).parent, [Path(f) for f in files])
+
+
+def restrict_to_seeds(reference: Results, seeds: set[int]) -> Results:
+    """The reference limited to the records of `seeds` (the seeds the current run trains), so
+    that a run of fewer seeds is compared with the same seeds' results, not with a mean over
+    others. A board JSON (no records) is returned unchanged.
+
+    Raises:
+        AtbenchError: the reference holds records, but none of these seeds.
+    """
+    if reference.items is None:
+        return reference
+    items = {d: [it for it in its if it.record["seed"] in seeds] for d, its in reference.items.items()}
+    items = {d: its for d, its in items.items() if its}
+    if not items:
+        held = sorted({it.record["seed"] for its in reference.items.values() for it in its})
+        raise AtbenchError(f"the reference {reference.source} holds no records of seeds {sorted(seeds)}",
+                           f"run seeds it holds ({', '.join(map(str, held))}) with --seed")
+    metrics = _mean_over_seeds({d: [metrics_of(it.record) for it in its] for d, its in items.items()})
+    return Results(reference.source, reference.protocol, metrics, items)
 
 
 def check_request(reference: Results, alpha: float | None, defenses: list[str] | None) -> None:
