@@ -68,6 +68,11 @@ class Results:
     items: dict[str, list[Admitted]] | None = None
 
 
+def _metrics_of_items(items: dict[str, list[Admitted]]) -> Metrics:
+    """Per defense, the metrics of its records, averaged over its seeds."""
+    return _mean_over_seeds({d: [metrics_of(it.record) for it in its] for d, its in items.items()})
+
+
 def _protocol_of(block: dict, path: Path) -> tuple[str, int, str]:
     try:
         return str(block["id"]), int(block["version"]), str(block["sha256"])
@@ -86,8 +91,7 @@ def _from_records(source: Path, files: list[Path]) -> Results:
     if len(protocols) > 1:
         raise AtbenchError(f"the records in {source} mix protocols: {sorted(protocols)}",
                            "keep one protocol version per records folder")
-    metrics = _mean_over_seeds({d: [metrics_of(it.record) for it in its] for d, its in items.items()})
-    return Results(str(source), protocols.pop(), metrics, items)
+    return Results(str(source), protocols.pop(), _metrics_of_items(items), items)
 
 
 def load_results(path: str | Path) -> Results:
@@ -137,8 +141,7 @@ def restrict_to_seeds(reference: Results, seeds: set[int]) -> Results:
         held = sorted({it.record["seed"] for its in reference.items.values() for it in its})
         raise AtbenchError(f"the reference {reference.source} holds no records of seeds {sorted(seeds)}",
                            f"run seeds it holds ({', '.join(map(str, held))}) with --seed")
-    metrics = _mean_over_seeds({d: [metrics_of(it.record) for it in its] for d, its in items.items()})
-    return Results(reference.source, reference.protocol, metrics, items)
+    return Results(reference.source, reference.protocol, _metrics_of_items(items), items)
 
 
 def check_request(reference: Results, alpha: float | None, defenses: list[str] | None) -> None:

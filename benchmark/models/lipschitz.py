@@ -264,18 +264,15 @@ class LipschitzBound:
             return None
         norms = self._like.new_zeros(n, n)
         with torch.no_grad():
-            for a in range(n):
-                for b in range(a, n):
-                    chain = self.maps[a:b + 1]
-                    side = min(chain[0].in_features, chain[-1].out_features)
-                    rows = torch.eye(side, dtype=self._like.dtype, device=self._like.device)
-                    if chain[0].in_features <= chain[-1].out_features:
-                        for linear in chain:
-                            rows = linear(rows)  # P^T, (in, out)
-                    else:
-                        for linear in reversed(chain):
-                            rows = linear.adjoint(rows)  # P, (out, in)
-                    norms[b, a] = torch.linalg.eigvalsh(rows @ rows.T)[-1].clamp_min(0).sqrt()
+            for a, b, chain, side in self._products_to_form():
+                rows = torch.eye(side, dtype=self._like.dtype, device=self._like.device)
+                if chain[0].in_features <= chain[-1].out_features:
+                    for linear in chain:
+                        rows = linear(rows)  # P^T, (in, out)
+                else:
+                    for linear in reversed(chain):
+                        rows = linear.adjoint(rows)  # P, (out, in)
+                norms[b, a] = torch.linalg.eigvalsh(rows @ rows.T)[-1].clamp_min(0).sqrt()
         return norms
 
     def _exact_fits(self) -> bool:
@@ -283,15 +280,19 @@ class LipschitzBound:
         its smaller side is at most `EXACT_LIMIT` and the identity of that side, pushed through
         the product, never holds more than `EXACT_ENTRIES` entries. Checked before any product
         is formed, so a network too large for the exact norms costs nothing extra."""
+        for _, _, chain, side in self._products_to_form():
+            widest = max(max(m.in_features, m.out_features) for m in chain)
+            if side > EXACT_LIMIT or side * widest > EXACT_ENTRIES:
+                return False
+        return True
+
+    def _products_to_form(self):
+        """(a, b, the maps W_a ... W_b, the product's smaller side) for every a <= b < L-1."""
         n = len(self.maps) - 1
         for a in range(n):
             for b in range(a, n):
                 chain = self.maps[a:b + 1]
-                side = min(chain[0].in_features, chain[-1].out_features)
-                widest = max(max(m.in_features, m.out_features) for m in chain)
-                if side > EXACT_LIMIT or side * widest > EXACT_ENTRIES:
-                    return False
-        return True
+                yield a, b, chain, min(chain[0].in_features, chain[-1].out_features)
 
     def pairwise(self, norms: torch.Tensor | None = None) -> torch.Tensor:
         """(K, K) LipLT bounds L[k, j] of the L2 Lipschitz constant of x -> z_k - z_j (symmetric,
