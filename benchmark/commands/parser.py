@@ -143,7 +143,8 @@ def _commands(sub) -> None:
     regress.add_argument("--against", required=True, metavar="PATH", type=arg.existing_path,
                          help="the reference: a records folder, a record, or a board JSON")
     regress.add_argument("--current", default=None, metavar="PATH", type=arg.existing_path,
-                         help="read the current results from here instead of running the track (same kinds)")
+                         help="read the current results from here instead of running the track (same kinds); "
+                              "when it runs the track, the reference is limited to the seeds it runs")
     regress.add_argument("--tolerance", type=arg.fraction, default=0.02,
                          help="largest allowed drop, a number in [0, 1] (default: 0.02)")
     regress.add_argument("--alpha", type=arg.level, default=None,
