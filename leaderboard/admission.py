@@ -33,12 +33,25 @@ class FlagsFile:
 
 
 def read_flags(record: dict, record_path: Path) -> FlagsFile:
-    """The flags file named by the record (beside it).
+    """The flags file named by the record: a regular file beside it (a name with a folder part,
+    or a link, which could lead anywhere, is refused).
 
     Raises:
-        AtbenchError: the file is missing or is not a readable flags file.
+        AtbenchError: the file is not beside the record, is a link, is missing or is not a
+            readable flags file.
     """
-    path = record_path.parent / record["flags"]["file"]
+    name = record["flags"]["file"]
+    path = record_path.parent / name
+    if Path(name).name != name or name in (".", ".."):
+        raise AtbenchError(f"{record_path}: field `flags.file`: {name!r} is not a file name beside the record; "
+                           "the record is refused",
+                           "keep the .flags.npz file beside its record and name it there, or regenerate the record "
+                           "with `atbench run`")
+    if path.is_symlink():
+        raise AtbenchError(f"{record_path}: field `flags.file`: its flags file {path} is a link (to "
+                           f"{path.resolve()}), not the regular file beside the record; the record is refused",
+                           "replace the link with the record's own .flags.npz file (publish copies both), or "
+                           "regenerate the record with `atbench run`")
     if not path.is_file():
         raise AtbenchError(f"{record_path}: field `flags.file`: its flags file {path} does not exist",
                            "keep the .flags.npz file beside its record (publish copies both), or regenerate the "

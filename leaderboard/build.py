@@ -6,10 +6,12 @@ import copy
 import json
 import math
 from pathlib import Path
+from typing import Sequence
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
+from leaderboard.evaluation_setting import check_one_setting
 from leaderboard.evidence import (
     ALPHA,
     BOOTSTRAP_SEED,
@@ -154,6 +156,7 @@ def build_json(admitted: list[Admitted]) -> dict:
     for i, r in enumerate(records):
         validate_record(r, source=f"records[{i}]")
     proto = _check_one_board(records)
+    evaluation = check_one_setting(sorted(records, key=lambda r: (r["defense"]["id"], r["seed"])))
     check_same_points(admitted)
     eps, primary = proto["eps"], proto["primary_eps"]
     attacks = sorted(records[0]["robust_acc"])
@@ -173,14 +176,15 @@ def build_json(admitted: list[Admitted]) -> dict:
         "protocol": {k: proto[k] for k in ("id", "version", "sha256", "norm", "n_examples")},
         "primary_eps": primary, "eps": list(eps), "attacks": attacks,
         "class_names": list(records[0]["class_names"]), "entries": entries,
-        "statistics": statistics_block(seeds == {True}, seeds == {False}, len(pairs)),
+        "statistics": statistics_block(seeds == {True}, seeds == {False}, len(pairs), evaluation),
         "significance": pairs,
     }
 
 
-def statistics_block(one_seed: bool, all_seeded: bool, pairs: int) -> dict:
+def statistics_block(one_seed: bool, all_seeded: bool, pairs: int, evaluation: str) -> dict:
     """What the board's intervals, tests and ranks are (docs/statistics.md): `one_seed` when every
-    defense has one training seed, `all_seeded` when every one has several (else a mix)."""
+    defense has one training seed, `all_seeded` when every one has several (else a mix); and
+    the records' one `evaluation` setting (`leaderboard.evaluation_setting.describe`)."""
     wilson = "95% Wilson score interval over the test points"
     bootstrap = (f"95% two-level percentile bootstrap (training seeds, then test points; {REPLICATES} replicates, "
                  f"seed {BOOTSTRAP_SEED}), never narrower than one seed's Wilson interval at the mean")
@@ -200,7 +204,7 @@ def statistics_block(one_seed: bool, all_seeded: bool, pairs: int) -> dict:
         variance = "measured only for the defenses with several seeds (see the seeds column)"
     return {"interval": interval, "comparison": test, "correction": f"Holm over all {pairs} pairs", "alpha": ALPHA,
             "rank_rule": "rank = 1 + the number of defenses significantly better at the primary eps; ties share a rank",
-            "training_variance": variance}
+            "training_variance": variance, "evaluation": evaluation}
 
 
 def build(admitted: list[Admitted]) -> tuple[str, dict]:
@@ -218,7 +222,8 @@ def build(admitted: list[Admitted]) -> tuple[str, dict]:
         (markdown, board): the Markdown text and the JSON board (a dict of plain values).
 
     Raises:
-        AtbenchError: no records, mixed tracks or protocols, two records for one (defense, seed),
+        AtbenchError: no records, mixed tracks, protocols or evaluation settings (search precision,
+            GPU fast path), two records for one (defense, seed),
             seeds of one defense with different configurations, or an invalid record.
     """
     board = build_json(admitted)
@@ -234,43 +239,54 @@ def board_files(markdown: str, board: dict, records: list[dict]) -> dict[str, by
             ".classwise.png": plot_classwise(board), ".significance.png": plot_significance(board)}
 
 
-def admitted_records(records_dir: str | Path, protocol: str) -> list[Admitted]:
-    """The records of `protocol` under `records_dir`, each admitted (`leaderboard.admission.admit`).
+def admitted_records(records_dir: str | Path, protocol: str, also: Sequence[str | Path] = ()) -> list[Admitted]:
+    """The records of `protocol` under `records_dir` and the read-only record folders `also`
+    (e.g. the official records shipped with atbench), each admitted
+    (`leaderboard.admission.admit`). A file reached through two folders counts once.
 
     Raises:
         AtbenchError: there are none, or one fails its admission (named with its field).
     """
-    found = find_records(records_dir, protocol)
+    roots = [Path(records_dir), *map(Path, also)]
+    found, seen = [], set()
+    for root in roots:
+        for path, record in find_records(root, protocol):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                found.append((path, record))
     if not found:
-        raise AtbenchError(f"no records for protocol {protocol!r} under {Path(records_dir) / protocol}",
+        where = " or ".join(str(root / protocol) for root in roots)
+        raise AtbenchError(f"no records for protocol {protocol!r} under {where}",
                            f"run `atbench run` on its track (with `--protocol {protocol}` for a variant) first")
     return [Admitted(record, admit(record, path)) for path, record in found]
 
 
-def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path) -> list[Path]:
+def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path,
+                also: Sequence[str | Path] = ()) -> list[Path]:
     """Build the board of `protocol` (a track's default protocol has the track's name) from
-    `<records_dir>/<protocol>/`, each record admitted first (its flags file's hash and every
-    number re-derived from it; nothing is written when one fails), atomically write
-    `<boards_dir>/<protocol><suffix>` for every file of `board_files`, and rewrite the boards
-    folder's `index.html`. Returns the board's paths."""
-    admitted = admitted_records(records_dir, protocol)
+    `<records_dir>/<protocol>/` (and `<also>/<protocol>/` for each read-only records folder in
+    `also`), each record admitted first (its flags file's hash and every number re-derived from
+    it; nothing is written when one fails), atomically write `<boards_dir>/<protocol><suffix>`
+    for every file of `board_files`, and rewrite the boards folder's `index.html`. Returns the
+    board's paths."""
+    admitted = admitted_records(records_dir, protocol, also)
     markdown, board = build(admitted)
     paths = []
     for suffix, data in board_files(markdown, board, [item.record for item in admitted]).items():
         paths.append(Path(boards_dir) / f"{protocol}{suffix}")
         atomic_write_bytes(paths[-1], data)
-    write_index(records_dir, boards_dir)
+    write_index([records_dir, *also], boards_dir)
     return paths
 
 
-def write_index(records_dir: str | Path, boards_dir: str | Path) -> Path:
+def write_index(records_dirs: Sequence[str | Path], boards_dir: str | Path) -> Path:
     """Rewrite `<boards_dir>/index.html`: every board JSON there, with the date of its newest
-    record (the day it was last evaluated)."""
+    record under any of `records_dirs` (the day it was last evaluated)."""
     boards = []
     for path in sorted(Path(boards_dir).glob("*.json")):
         board = json.loads(path.read_text())
-        found = find_records(records_dir, board["protocol"]["id"])
-        date = max((record["provenance"]["utc_time"][:10] for _, record in found), default="")
+        found = [rec for root in records_dirs for _, rec in find_records(root, board["protocol"]["id"])]
+        date = max((record["provenance"]["utc_time"][:10] for record in found), default="")
         boards.append((board, date))
     index = Path(boards_dir) / "index.html"
     atomic_write_bytes(index, render_index(boards).encode())

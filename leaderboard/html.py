@@ -172,6 +172,7 @@ def render_board_page(board: dict, records: list[dict]) -> str:
 <p>Accuracies in % of the protocol's {p['n_examples']} test points with their 95% interval (± half its width, in \
 points): {esc(stats['interval'])}. Each number is the mean over the defense's seeds. Training variance: \
 {esc(stats['training_variance'])}.</p>
+<p>Evaluation: {esc(stats['evaluation'])}; every record of this board was made so.</p>
 <p><strong>Ranks.</strong> {esc(stats['rank_rule'].capitalize())}: {esc(stats['comparison'])}, \
 {esc(stats['correction'])}, alpha {stats['alpha']}. Rows are ordered by worst-case accuracy, then clean accuracy, \
 then id.</p>
@@ -196,7 +197,7 @@ and the Holm-adjusted p-value ({esc(stats['comparison'])}).</p>
 <section id="how-to-read"><h2>How to read this board</h2>
 {_how_to_read(board)}
 {definition_list([(k.replace('_', ' '), esc(stats[k])) for k in ('interval', 'comparison', 'correction', 'alpha',
-                                                                 'rank_rule', 'training_variance')])}
+                                                                 'rank_rule', 'training_variance', 'evaluation')])}
 </section>
 </main>
 <footer>Built by atbench from the records in <code>leaderboard/records/{esc(ident)}/</code>: every number is \

@@ -173,6 +173,8 @@ def render_markdown(board: dict) -> str:
         f"points): {stats['interval']}; robust columns at eps={primary} ({p['norm']}); each number is the mean over "
         f"the defense's seeds. Training variance: {stats['training_variance']}. Protocol sha256 `{p['sha256']}`.",
         "",
+        f"Evaluation: {stats['evaluation']}; every record of this board was made so.",
+        "",
         _main_table(board),
         "",
         f"**Ranks.** {stats['rank_rule'].capitalize()}: {stats['comparison']}, {stats['correction']}, "

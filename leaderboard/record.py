@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_serializer
 
 from leaderboard.flags import SANITY_FLAGS
 from leaderboard.record_rules import Consistency, dotted, kind_of, message
@@ -235,6 +235,17 @@ class Runtime(_Part):
     eval: NonNeg = _f("evaluation seconds")
 
 
+FastPathSetting = Literal["data_on_device", "channels_last", "bf16", "compile"]
+
+
+class FastPathUse(_Part):
+    """The GPU fast path's settings that were on (benchmark/pipeline/fastpath.py)."""
+
+    training: list[FastPathSetting] | None = _f("settings on while training the checkpoint (data_on_device, "
+                                                "channels_last, bf16 autocast, compile); null for an external model")
+    evaluation: list[FastPathSetting] = _f("settings on while evaluating (channels_last: the model's layout)")
+
+
 class Provenance(_Part):
     """Where and from what the record was made."""
 
@@ -249,6 +260,17 @@ class Provenance(_Part):
     test_subset_sha256: Sha256 = _f("sha256 of the test indices")
     checkpoint_sha256: Sha256 = _f("sha256 of the evaluated checkpoint")
     utc_time: Utc = _f("when it was evaluated")
+    fast_path: FastPathUse | None = _f("the GPU fast path's settings, present only when one was on (`--fast-path`: "
+                                       "on for CUDA by default); absent: the plain path, as on the CPU by default",
+                                       default=None)
+
+    @model_serializer(mode="wrap")
+    def _plain_path_has_no_fast_path(self, handler: Any) -> dict:
+        """Leave `fast_path` out when it is null, so a plain-path record keeps its form."""
+        out = handler(self)
+        if out.get("fast_path") is None:
+            out.pop("fast_path", None)
+        return out
 
 
 Sanity = create_model("Sanity", __base__=_Part, **{

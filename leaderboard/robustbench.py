@@ -22,6 +22,7 @@ from typing import Iterable
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_json
+from leaderboard.admission import admit
 from leaderboard.flags import SANITY_FLAGS
 from leaderboard.record import load_record
 
@@ -109,12 +110,15 @@ def export_robustbench(records: str | Path | Iterable[str | Path], out_dir: str 
     """Write one RobustBench entry per record, as `<out_dir>/<defense>-seed<k>.json`, atomically.
 
     `records` is a directory (every `*.json` under it, at any depth), one record file, or an
-    iterable of such paths. Every record is loaded, validated and converted before anything is
-    written, so a bad record leaves `out_dir` untouched. Returns the written paths in input order.
+    iterable of such paths. Every record is loaded, validated, admitted (`leaderboard.admission.
+    admit`: its flags file, the regular file beside it, has the record's sha256 and gives every
+    number it states) and converted before anything is written, so a bad record leaves `out_dir`
+    untouched. Returns the written paths in input order.
 
     Raises:
-        AtbenchError: no record found, an invalid record (`RecordError`), a record without an
-            AutoAttack column, or two records that would share an output file (e.g. two tracks).
+        AtbenchError: no record found, an invalid record (`RecordError`), one that fails its
+            admission (naming the record and the field), a record without an AutoAttack column,
+            or two records that would share an output file (e.g. two tracks).
     """
     files = _record_files(records)
     if not files:
@@ -124,6 +128,7 @@ def export_robustbench(records: str | Path | Iterable[str | Path], out_dir: str 
     entries: dict[Path, tuple[Path, dict]] = {}
     for path in files:
         record = load_record(path)
+        admit(record, path)
         out = out_dir / f"{record['defense']['id']}-seed{record['seed']}.json"
         if out in entries:
             raise AtbenchError(f"{entries[out][0]} and {path} both export to {out.name}",

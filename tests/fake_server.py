@@ -17,7 +17,8 @@ class FakeServer(ThreadingHTTPServer):
     `status` (path -> HTTP error code), `cut_after` (path -> bytes sent before closing the socket,
     on the first request only), `stall_before` / `stall_after` (paths that hang before the
     headers / after that many body bytes until the test ends), `ignore_range` (answer 200 with the
-    whole file) and `hold` (an event every answer waits for). `requests` records (path, Range);
+    whole file), `no_length` (paths answered without Content-Length, the end marked by closing
+    the connection) and `hold` (an event every answer waits for). `requests` records (path, Range);
     `arrived` is set by the first request."""
 
     daemon_threads = True
@@ -31,6 +32,7 @@ class FakeServer(ThreadingHTTPServer):
         self.stall_before: set[str] = set()
         self.stall_after: dict[str, int] = {}
         self.ignore_range = False
+        self.no_length: set[str] = set()
         self.hold: threading.Event | None = None
         self.arrived = threading.Event()
         self.requests: list[tuple[str, str | None]] = []
@@ -66,7 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if path not in srv.no_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:
             if cut is not None or path in srv.stall_after:

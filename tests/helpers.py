@@ -84,3 +84,32 @@ def tiny_mlp(n_test: int = 64, seed: int = 0, *, eval_layers: bool = True):
         opt.step()
     opt.zero_grad(set_to_none=True)
     return model.eval(), x, y
+
+
+def bench_workload(tmp_dir):
+    """The tiny model and 80 synthetic test points under the white-box synthetic-tiny protocol
+    at three eps where the model is partly robust (survivors and inherited breaks both occur),
+    for the bench cases and their pytest-benchmark timings."""
+    import dataclasses
+
+    from benchmark.commands.bench import Workload
+    from benchmark.core.registry import TRACKS
+
+    bundle = load_dataset("synthetic")
+    protocol = dataclasses.replace(white_box_protocol(tmp_dir), eps=("0.1", "0.13", "0.16"))
+    return Workload("tiny", tiny_standard_model(), protocol, bundle.test.x[:80], bundle.test.y[:80], "cpu",
+                    TRACKS.get("synthetic-tiny"))
+
+
+def ten_class_bench_workload():
+    """A 10-class model (AutoAttack's targeted attacks need 9 targets) at an eps where it is
+    partly robust, under the synthetic-tiny protocol (AutoAttack included)."""
+    import dataclasses
+
+    from benchmark.commands.bench import Workload
+    from benchmark.core.registry import TRACKS
+    from benchmark.pipeline.protocol import load_protocol
+
+    model, x, y = tiny_mlp(60)
+    protocol = dataclasses.replace(load_protocol("synthetic-tiny"), eps=("0.05",), primary_eps="0.05")
+    return Workload("tiny-mlp", model, protocol, x, y, "cpu", TRACKS.get("synthetic-tiny"))

@@ -15,6 +15,8 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.registry import ATTACKS
 from tests.helpers import tiny_mlp
 
+pytestmark = pytest.mark.unit
+
 NAMES = ATTACKS.names()
 GRADIENT = [n for n in NAMES if issubclass(ATTACKS.get(n), PGD)]
 EPS = {"Linf": 0.05, "L2": 0.5}  # the tiny model is partly robust at these

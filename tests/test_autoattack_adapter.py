@@ -13,6 +13,8 @@ from torch import nn
 from attacks.autoattack import AutoAttackAdapter
 from tests.helpers import tiny_mlp
 
+pytestmark = pytest.mark.unit
+
 EPS = 0.05  # the tiny model keeps some but not all points robust at this Linf eps
 BATCH = 16  # below the number of points, so AutoAttack's batching is exercised
 

@@ -15,6 +15,8 @@ import pytest
 
 from benchmark.pipeline.protocol import PROTOCOL_DIR
 
+pytestmark = pytest.mark.system
+
 ATBENCH = [str(Path(sys.executable).with_name("atbench"))] if Path(sys.executable).with_name("atbench").exists() \
     else [sys.executable, "-m", "benchmark"]
 #: Invalid values per option type. {file} is an existing file, {folder} an existing folder.
@@ -37,10 +39,11 @@ COMMON = {"--track": "name", "--track-file": "file", "--defense": "name", "--def
           "--records-dir": "folder", "--boards-dir": "folder"}
 #: command -> (arguments that make the rest of the line valid, {option: type}); "" is a positional.
 COMMANDS = {
-    "run": ([], {**COMMON, "--executor": "choice", "--eval-precision": "choice"}),
+    "run": ([], {**COMMON, "--executor": "choice", "--eval-precision": "choice", "--fast-path": "choice"}),
     "tune": ([], {**COMMON, "--sweeps-dir": "folder"}),
-    "train": ([], COMMON),
-    "eval": ([], {**COMMON, "--checkpoint": "file", "--name": "name", "--eval-precision": "choice"}),
+    "train": ([], {**COMMON, "--fast-path": "choice"}),
+    "eval": ([], {**COMMON, "--checkpoint": "file", "--name": "name", "--eval-precision": "choice",
+                  "--fast-path": "choice"}),
     "regress": (["--current", "{folder}", "--against", "{folder}"],
                 {**COMMON, "--against": "path", "--current": "path", "--tolerance": "fraction", "--alpha": "fraction",
                  "--junit": "output"}),

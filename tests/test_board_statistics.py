@@ -12,6 +12,8 @@ from leaderboard.build import build
 from leaderboard.evidence import worst_flags
 from tests.fixtures_records import consistent
 
+pytestmark = pytest.mark.unit
+
 EPS = ("0.3",)
 
 

@@ -27,6 +27,8 @@ from benchmark.commands.cli import main
 from tests import fake_datasets as fake
 from tests.fake_server import publish
 
+pytestmark = pytest.mark.system
+
 TRACK_FILE = '''
 import dataclasses
 from benchmark.core.registry import TRACKS

@@ -18,6 +18,8 @@ from defenses.classwise_at import (
     summary,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _ctx(errors=None, eps=0.1, seed=0):
     return TrainContext(epoch=1, step=0, device=torch.device("cpu"), eps=eps, attack_steps=3, step_size=eps / 4,

@@ -14,6 +14,8 @@ from leaderboard.admission import admit
 from leaderboard.build import admitted_records, board_files, build
 from leaderboard.record import SCHEMA_VERSION, load_record
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "leaderboard" / "records"
 BOARDS = ROOT / "leaderboard" / "boards"

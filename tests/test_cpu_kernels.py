@@ -9,7 +9,8 @@ import pytest
 
 from benchmark import CPU_KERNEL_PINS
 
-pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")]
 PROBE = ("import os, benchmark, torch; "
          "print(torch.backends.cpu.get_cpu_capability(), os.environ['ONEDNN_MAX_CPU_ISA'], os.environ['MKL_CBWR'])")
 

@@ -18,6 +18,8 @@ from defenses.base import TrainContext
 from defenses.crm_liplt import CRMConfig, CRMLipLT, certified_radius, radius_loss
 from tests.test_lipschitz import assert_covers, explicit, pair_gradient_norms, spectral
 
+pytestmark = pytest.mark.unit
+
 SHAPE = (1, 28, 28)
 
 

@@ -26,6 +26,8 @@ from benchmark.pipeline.data import (
 )
 from benchmark.pipeline.datasets.local import load_cifar10
 
+pytestmark = pytest.mark.unit
+
 EXPECTED_DATASETS = {"mnist5k", "digits", "synthetic", "cifar10", "cifar100", "svhn"}
 
 

@@ -30,6 +30,7 @@ def _tiny():
 
 
 @pytest.mark.parametrize("name", DEFENSES.names())
+@pytest.mark.unit
 def test_metadata_and_config_round_trip(name):
     cls = DEFENSES.get(name)
     assert cls.name == name
@@ -44,6 +45,7 @@ def test_metadata_and_config_round_trip(name):
 
 
 @pytest.mark.parametrize("name", DEFENSES.names())
+@pytest.mark.unit
 def test_two_training_steps_change_the_weights_and_loss_is_finite(name):
     model, x, y = _tiny()
     defense = DEFENSES.get(name)()
@@ -60,12 +62,14 @@ def test_two_training_steps_change_the_weights_and_loss_is_finite(name):
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.unit
 def test_trades_kl_is_zero_on_identical_logits_and_positive_otherwise():
     logits = torch.randn(8, 10)
     assert trades_kl(logits, logits).item() == pytest.approx(0.0, abs=1e-7)
     assert trades_kl(logits, logits + torch.randn(8, 10)).item() > 0
 
 
+@pytest.mark.unit
 def test_trades_loss_matches_the_formula():
     model, x, y = _tiny()
     defense = DEFENSES.get("trades")()
@@ -79,6 +83,7 @@ def test_trades_loss_matches_the_formula():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.unit
 def test_mart_boosted_ce_matches_the_formula():
     logits = torch.randn(6, 10)
     y = torch.randint(0, 10, (6,))
@@ -89,6 +94,7 @@ def test_mart_boosted_ce_matches_the_formula():
     assert boosted_ce(logits, y).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.system
 def test_adversarial_training_beats_standard_training_under_attack(tmp_path):
     """On real digits (scikit-learn), PGD-AT is far more robust to PGD-20 than standard training."""
     track = dataclasses.replace(TRACKS.get("synthetic-tiny"), dataset="digits", epochs=8, eps=0.2,
@@ -106,6 +112,7 @@ def test_adversarial_training_beats_standard_training_under_attack(tmp_path):
     assert robust["pgd-at"] > robust["standard"] + 0.3, robust
 
 
+@pytest.mark.unit
 def test_track_settings_replace_defaults_are_disclosed_and_key_only_their_defense():
     from benchmark.pipeline.assemble import defense_block
     from benchmark.pipeline.train import train_key
@@ -122,6 +129,7 @@ def test_track_settings_replace_defaults_are_disclosed_and_key_only_their_defens
     assert train_key(track, crm, 0) != train_key(bare, bare.defense("crm-liplt"), 0)
 
 
+@pytest.mark.unit
 def test_dyart_overrides_scale_the_burn_in_to_the_track():
     dyart = DEFENSES.get("dyart")()
     assert dyart.overrides(TRACKS.get("mnist5k-cnn")) == {"burn_in_epochs": 1, "ema_decay": 0.995}

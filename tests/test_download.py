@@ -38,6 +38,8 @@ from benchmark.pipeline.datasets.sources import RemoteFile
 from tests import fake_datasets as fake
 from tests.fake_server import publish
 
+pytestmark = pytest.mark.system
+
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"mnist": (200, 50), "cifar10": (100, 50), "cifar100": (300, 100), "svhn": (100, 50)}
 BUILDERS = {"mnist": fake.mnist_files, "cifar10": fake.cifar10_files, "cifar100": fake.cifar100_files,
@@ -324,3 +326,65 @@ def test_cli_exits_2_without_traceback(server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [line.split()[:2] for line in proc.stdout.splitlines()] == [
         [name, MISSING] for name in sources.SOURCES]
+
+
+@pytest.mark.parametrize("mirror", ["http://127.0.0.1:99999/", "http://127.0.0.1:0/", "http://[::1",
+                                    "http://127.0.0.1:port/", "http:///no-host"])
+def test_malformed_mirror_or_port_out_of_range_is_one_error(tmp_path, mirror):
+    """Breaks if a mirror with a port outside 1..65535 is accepted (urllib takes 99999 modulo
+    65536, i.e. port 34463) or a malformed URL escapes as a ValueError instead of one error."""
+    error = download_error("mnist", tmp_path, mirror=mirror)
+    assert repr(mirror) in error.problem and "https://host/path/" in error.fix
+    assert list(tmp_path.iterdir()) == []
+
+
+def _pin_size(monkeypatch, source, size: int):
+    """Pin the source's only file to `size` bytes (its hash unchanged)."""
+    pinned = dataclasses.replace(source.files[0], size=size)
+    monkeypatch.setitem(sources.SOURCES, source.dataset, dataclasses.replace(source, files=(pinned,)))
+    return pinned
+
+
+@pytest.mark.parametrize("announced", [True, False])
+@pytest.mark.parametrize("delta", [-100, 100])
+def test_answer_of_another_size_than_pinned_is_refused(server, monkeypatch, tmp_path, announced, delta):
+    """Breaks if a file whose Content-Length (`announced`) or final length differs from the pinned
+    size is reported as a cut connection to re-run (a re-run gets the same file), is not refused
+    at once naming both sizes, or if more than the pinned size is ever written."""
+    source = publish(server, monkeypatch, "cifar10", build("cifar10"))
+    served = len(server.files[f"/cifar10/{source.files[0].name}"])
+    pinned = _pin_size(monkeypatch, source, served - delta)
+    if not announced:
+        server.no_length.add(f"/cifar10/{pinned.name}")
+    error = download_error("cifar10", tmp_path)
+    assert "was cut" not in error.problem and "re-running cannot help" in error.fix
+    assert pinned.url in error.problem and f"pinned size is {pinned.size:,} bytes" in error.problem
+    if announced or delta < 0:  # a longer file without a length is known to be longer, not its size
+        assert f"its size is {served:,} bytes" in error.problem
+    assert list((tmp_path / DOWNLOADS).iterdir()) == [] and visible_files(tmp_path) == []
+    assert len(server.requests) == 1
+
+
+def test_resumed_answer_of_another_total_size_is_refused(server, monkeypatch, tmp_path):
+    """Breaks if a Range answer whose Content-Range total differs from the pinned size is
+    appended to the partial file, or if the partial file (finished work) is deleted."""
+    source = publish(server, monkeypatch, "cifar10", build("cifar10"))
+    served = len(server.files[f"/cifar10/{source.files[0].name}"])
+    pinned = _pin_size(monkeypatch, source, served + 7)
+    part = tmp_path / DOWNLOADS / f"{pinned.name}.part"
+    part.parent.mkdir()
+    part.write_bytes(server.files[f"/cifar10/{pinned.name}"][:500])
+    error = download_error("cifar10", tmp_path)
+    assert f"its size is {served:,} bytes" in error.problem and f"{pinned.size:,}" in error.problem
+    assert part.stat().st_size == 500 and server.requests == [(f"/cifar10/{pinned.name}", "bytes=500-")]
+
+
+def test_cli_refuses_a_mirror_port_out_of_range(tmp_path):
+    """Breaks if `atbench data download --mirror http://127.0.0.1:99999/` is accepted or ends in a
+    traceback instead of exit 2 naming the port."""
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "data", "download", "mnist", "--data-dir",
+                           str(tmp_path / "data"), "--mirror", "http://127.0.0.1:99999/", "-q"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "atbench: error:" in proc.stderr and "99999" in proc.stderr and "  fix:" in proc.stderr
+    assert not (tmp_path / "data").exists()

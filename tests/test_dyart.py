@@ -17,6 +17,8 @@ from defenses.dyart import (
     soft_margin_and_grad,
 )
 
+pytestmark = pytest.mark.unit
+
 D = 40
 
 

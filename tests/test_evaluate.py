@@ -16,6 +16,8 @@ from benchmark.pipeline.evaluate import (
 from benchmark.pipeline.protocol import load_protocol
 from tests.helpers import tiny_standard_model, white_box_protocol
 
+pytestmark = pytest.mark.unit
+
 PROTOCOL = load_protocol("synthetic-tiny")
 
 

@@ -8,8 +8,10 @@ import pytest
 from benchmark.core.errors import AtbenchError
 from benchmark.pipeline.executor import run_local, worker_count
 from tests.helpers import run_track
+from tests.shared_run import DEFENSES, TRACK, shared_tiny_run
 
 
+@pytest.mark.unit
 def test_worker_count_rules(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     assert worker_count(None, "cpu", 9) == 4
@@ -27,20 +29,21 @@ def fails_for(value):
     return value * 10
 
 
+@pytest.mark.system
 def test_results_come_back_in_order_and_errors_reach_the_caller():
     assert run_local(fails_for, [(1,), (3,), (4,)], 2, "cpu") == [10, 30, 40]
     with pytest.raises(AtbenchError, match="job 2 failed"):
         run_local(fails_for, [(1,), (2,), (3,)], 2, "cpu")
 
 
-def test_records_do_not_depend_on_the_number_of_workers(tmp_path):
-    outputs = {}
-    for jobs in (1, 2):
-        root = tmp_path / f"jobs{jobs}"
-        run_track("synthetic-tiny", ["pgd-at"], (0, 1), runs_dir=root / "runs", records_dir=root / "records",
-                  boards_dir=root / "boards", jobs=jobs)
-        outputs[jobs] = root / "records" / "synthetic-tiny"
-    for name in ("pgd-at-seed0", "pgd-at-seed1"):
+@pytest.mark.system
+def test_records_do_not_depend_on_the_number_of_workers(tmp_path, tmp_path_factory):
+    """Two jobs in two worker processes give the records of the session's shared run, made by one."""
+    root = tmp_path / "jobs2"
+    run_track(TRACK, DEFENSES, (0,), runs_dir=root / "runs", records_dir=root / "records", boards_dir=root / "boards",
+              jobs=2)
+    outputs = {1: shared_tiny_run(tmp_path_factory)[0] / "records" / TRACK, 2: root / "records" / TRACK}
+    for name in (f"{defense}-seed0" for defense in DEFENSES):
         a, b = (json.loads((outputs[j] / f"{name}.json").read_text()) for j in (1, 2))
         assert a["robust_acc"] == b["robust_acc"] and a["clean_acc"] == b["clean_acc"]
         assert a["provenance"]["checkpoint_sha256"] == b["provenance"]["checkpoint_sha256"]
@@ -48,6 +51,7 @@ def test_records_do_not_depend_on_the_number_of_workers(tmp_path):
         assert all(np.array_equal(flags[0][k], flags[1][k]) for k in flags[0].files)
 
 
+@pytest.mark.unit
 def test_every_user_error_survives_pickling():
     import pickle
 

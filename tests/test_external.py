@@ -12,6 +12,8 @@ from benchmark.core.io import sha256_file
 from leaderboard.record import load_record
 from tests.helpers import tiny_standard_model
 
+pytestmark = pytest.mark.system
+
 MODULE = '''
 from benchmark.pipeline.data import load_dataset
 from benchmark.models.architectures import build_model

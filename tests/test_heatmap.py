@@ -14,6 +14,8 @@ from leaderboard.build import admitted_records, build, write_board
 from leaderboard.plot import classwise_matrix, plot_classwise
 from tests.fixtures_records import consistent, write_consistent
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "leaderboard" / "records"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

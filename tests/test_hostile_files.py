@@ -56,6 +56,7 @@ def evil_checkpoint(path, sentinel):
 
 @FUZZ
 @given(position=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+@pytest.mark.system
 def test_a_flipped_byte_in_the_training_state_never_loads_silently(trained, tmp_path, position, bit):
     run_dir, _ = trained
     original = (run_dir / "last.pt").read_bytes()
@@ -71,6 +72,7 @@ def test_a_flipped_byte_in_the_training_state_never_loads_silently(trained, tmp_
         assert state_digest(state) == state_digest(load_verified_checkpoint(run_dir / "last.pt"))
 
 
+@pytest.mark.system
 def test_a_flipped_byte_in_the_evaluated_checkpoint_fails_its_sha256_check(trained, tmp_path, capsys):
     run_dir, result = trained
     runs = tmp_path / "runs"
@@ -89,6 +91,7 @@ def test_a_flipped_byte_in_the_evaluated_checkpoint_fails_its_sha256_check(train
     assert not (copy / "record.json").exists()
 
 
+@pytest.mark.system
 def test_checkpoints_that_would_run_code_are_refused_everywhere(trained, tmp_path, capsys):
     run_dir, result = trained
     sentinel = tmp_path / "code-ran"
@@ -132,6 +135,7 @@ def _rejected_naming(exc: AtbenchError, path) -> None:
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.system
 def test_damaged_train_json_is_rejected_naming_file_and_field(trained, tmp_path, data):
     _, result = trained
     path = tmp_path / "train.json"
@@ -146,6 +150,7 @@ def test_damaged_train_json_is_rejected_naming_file_and_field(trained, tmp_path,
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.unit
 def test_damaged_eval_state_is_rejected_naming_file_and_field(tmp_path, data):
     state = {"key": "k", "runtimes": {"pgd@0.1": 1.5, "cw@0.1": 0.5},
              "preds": {"pgd@0.1": [0, -1, 2], "cw@0.1": [1, 1, -1], "pgd@0.1/apgd-ce": [0, 1, 0]}}
@@ -161,6 +166,7 @@ def test_damaged_eval_state_is_rejected_naming_file_and_field(tmp_path, data):
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.system
 def test_damaged_records_and_boards_reach_the_user_as_one_message(tmp_path, capsys, data):
     """`atbench regress` reading a damaged record, or a damaged board, exits 0, 1 or 2, and on 2
     prints one message naming the file: no traceback."""
@@ -183,6 +189,7 @@ TOML_VALUES = ['"x"', '""', "-1", "0", "7", "1e309", "-0.5", "true", "[]", '["a"
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.unit
 def test_damaged_protocols_are_rejected_naming_file_and_field(tmp_path, data):
     lines = PROTOCOL.splitlines()
     for _ in range(data.draw(st.integers(1, 3))):
@@ -251,6 +258,7 @@ def nan_under_attack():  # finite on the clean points, NaN on every input an att
     ("five_classes", "model output has shape (16, 5), expected (batch, 10); the model is not scored"),
     ("nan_under_attack", "the model is not scored"),
 ])
+@pytest.mark.system
 def test_eval_reports_nan_inf_and_wrong_shape_models_and_scores_none(tmp_path, monkeypatch, capsys, model, expected):
     (tmp_path / "bad_models.py").write_text(BAD_MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -13,6 +13,8 @@ from leaderboard.html import render_board_page, render_index
 from leaderboard.markdown import pct, render_markdown, with_interval
 from tests.html_fixtures import fixture_board
 
+pytestmark = pytest.mark.unit
+
 
 class _Tables(HTMLParser):
     """Every table of a page: per table its attributes and rows, per row its attributes and

@@ -36,12 +36,14 @@ def _leaderboard(root, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+@pytest.mark.system
 def test_consistent_records_build_a_board(board_folder, capsys):
     code, err = _leaderboard(board_folder, capsys)
     assert code == 0, err
     assert (board_folder / "boards" / "mnist5k-cnn.md").is_file()
 
 
+@pytest.mark.system
 def test_a_record_edited_by_hand_is_refused_naming_record_and_field(board_folder, capsys):
     path = board_folder / "records" / "mnist5k-cnn" / "standard-seed0.json"
     record = json.loads(path.read_text())
@@ -54,6 +56,7 @@ def test_a_record_edited_by_hand_is_refused_naming_record_and_field(board_folder
     assert not (board_folder / "boards").exists()  # nothing half-built
 
 
+@pytest.mark.system
 def test_a_record_whose_flags_file_is_deleted_or_swapped_is_refused(board_folder, capsys):
     folder = board_folder / "records" / "mnist5k-cnn"
     (folder / "trades-seed0.flags.npz").unlink()
@@ -64,6 +67,7 @@ def test_a_record_whose_flags_file_is_deleted_or_swapped_is_refused(board_folder
     assert code == 2 and "trades-seed0.json" in err and "flags.sha256" in err
 
 
+@pytest.mark.unit
 def test_write_board_admits_before_writing(board_folder):
     path = board_folder / "records" / "mnist5k-cnn" / "pgd-at-seed0.json"
     record = json.loads(path.read_text())
@@ -98,6 +102,7 @@ def external(tmp_path):
     return tmp_path, paths, dirs
 
 
+@pytest.mark.system
 def test_an_external_model_cannot_take_a_defense_name_and_never_clobbers_silently(external, capsys):
     tmp, (first, second), dirs = external
     for extra in ([], ["--replace"]):
@@ -121,6 +126,7 @@ def test_an_external_model_cannot_take_a_defense_name_and_never_clobbers_silentl
     assert replaced != record["provenance"]["checkpoint_sha256"]
 
 
+@pytest.mark.system
 def test_an_architecture_without_weights_is_refused(external, capsys):
     _, _, dirs = external
     assert main(["eval", "--model", "cnn-tiny", "--name", "random", *dirs]) == 2
@@ -128,6 +134,7 @@ def test_an_architecture_without_weights_is_refused(external, capsys):
 
 
 @pytest.mark.parametrize("name", ["../../../escaped", "/abs/escaped", "FGSM RS v2!", "a/b", "..", "", "x" * 65, "Up"])
+@pytest.mark.unit
 def test_names_that_are_not_slugs_never_become_paths(tmp_path, name):
     with pytest.raises(AtbenchError, match="not allowed"):
         check_name(name, "defense")
@@ -136,6 +143,7 @@ def test_names_that_are_not_slugs_never_become_paths(tmp_path, name):
     assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.unit
 def test_no_path_leaves_its_root_even_through_a_link(tmp_path):
     root, outside = tmp_path / "runs", tmp_path / "outside"
     root.mkdir()
@@ -146,6 +154,7 @@ def test_no_path_leaves_its_root_even_through_a_link(tmp_path):
     assert inside(root, Path("ok") / "pgd-at") == root / "ok" / "pgd-at"
 
 
+@pytest.mark.system
 def test_regress_refuses_a_nan_tolerance_and_another_protocols_reference(tmp_path, capsys):
     smoke = write_consistent(tmp_path / "smoke", "pgd-at", protocol_id="smoke", track="smoke").parent
     board = write_consistent(tmp_path / "mnist", "pgd-at").parent
@@ -164,6 +173,7 @@ def test_regress_refuses_a_nan_tolerance_and_another_protocols_reference(tmp_pat
     ("truncated", "is truncated or damaged"),
     ("list", "holds a list, not a state_dict"),
 ])
+@pytest.mark.unit
 def test_damaged_checkpoints_are_named_not_followed(tmp_path, content, words):
     from benchmark.core.io import load_checkpoint
 
@@ -183,6 +193,7 @@ def test_damaged_checkpoints_are_named_not_followed(tmp_path, content, words):
     (lambda logits, y: torch.nn.functional.cross_entropy(logits, y).detach(), "detached"),
     (lambda logits, y: torch.nn.functional.cross_entropy(logits, y) * float("nan"), "became nan"),
 ])
+@pytest.mark.system
 def test_a_failing_loss_is_one_line_naming_defense_and_epoch(tmp_path, capsys, loss, words):
     from defenses.base import Defense, DefenseMeta
 

@@ -10,6 +10,8 @@ import pytest
 from benchmark.core import io
 from benchmark.core.io import atomic_write_bytes
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_written_file_has_the_permissions_open_gives_and_replaces_the_old_one(tmp_path):
     path = tmp_path / "sub" / "board.html"

@@ -25,7 +25,7 @@ import torch
 from benchmark.core.io import load_verified_checkpoint
 from benchmark.pipeline.protocol import PROTOCOL_DIR
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [pytest.mark.system, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")]
 TIMEOUT = 600
 AUTOATTACK = '[[attacks]]\nname = "autoattack"\nversion = "standard"\nseed = 0\n\n'
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("benchmark", "attacks", "defenses", "leaderboard")
 #: (layer, module prefixes), lowest first; a module belongs to the longest prefix that matches.

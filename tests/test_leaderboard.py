@@ -38,6 +38,7 @@ def _mixed() -> list:
     ]
 
 
+@pytest.mark.unit
 def test_entries_are_ordered_by_worst_case_then_clean_then_id():
     _, board = build(_mixed())
     wc = [(-e["worst_case"]["0.3"], -e["clean_acc"], e["defense"]) for e in board["entries"]]
@@ -46,6 +47,7 @@ def test_entries_are_ordered_by_worst_case_then_clean_then_id():
     assert ranks == sorted(ranks) and ranks[0] == 1
 
 
+@pytest.mark.unit
 def test_seeds_are_averaged_with_their_spread():
     items = _mixed()
     _, board = build(items)
@@ -58,6 +60,7 @@ def test_seeds_are_averaged_with_their_spread():
     assert "bootstrap" in board["statistics"]["interval"]
 
 
+@pytest.mark.unit
 def test_json_board_has_the_required_keys():
     _, board = build(_mixed())
     assert board["track"] == "mnist5k-cnn"
@@ -65,7 +68,7 @@ def test_json_board_has_the_required_keys():
     assert board["primary_eps"] == "0.3" and board["eps"] == ["0.1", "0.2", "0.3"]
     assert board["attacks"] == ["autoattack", "pgd"] and board["class_names"] == ["0", "1", "2"]
     assert set(board["statistics"]) == {"interval", "comparison", "correction", "alpha", "rank_rule",
-                                        "training_variance"}
+                                        "training_variance", "evaluation"}
     assert len(board["significance"]) == 10  # every pair of the five defenses
     for e in board["entries"]:
         assert {"rank", "defense", "n_seeds", "seeds", "clean_acc", "robust_acc", "worst_case", "worst_class",
@@ -81,6 +84,7 @@ def test_json_board_has_the_required_keys():
     assert json.loads(dumps_json(board)) == board
 
 
+@pytest.mark.unit
 def test_markdown_shows_intervals_ranks_rule_and_significance():
     md, board = build(_mixed())
     assert md.startswith("# Leaderboard: mnist5k-cnn (protocol mnist5k-cnn v1)")
@@ -98,11 +102,13 @@ def test_markdown_shows_intervals_ranks_rule_and_significance():
     assert f"{top['worst_case']['0.3'] * 100:.2f} ±{half:.1f}" in row
 
 
+@pytest.mark.unit
 def test_markdown_escapes_pipes():
     md, _ = build([consistent("x", recipe_overrides={"note": "a|b"})])
     assert "note=a\\|b" in md
 
 
+@pytest.mark.unit
 def test_output_is_independent_of_input_order():
     items = _mixed()
     md0, board0 = build(items)
@@ -121,6 +127,7 @@ def test_output_is_independent_of_input_order():
     (consistent("x", seed=0), ["several records for one seed"]),
     (consistent("x", seed=1, recipe_overrides={"lr": 1}), ["seeds of defense x differ"]),
 ])
+@pytest.mark.unit
 def test_inconsistent_records_raise(other, words):
     with pytest.raises(AtbenchError) as info:
         build([consistent("x", seed=0), other])
@@ -128,6 +135,7 @@ def test_inconsistent_records_raise(other, words):
         assert w in str(info.value)
 
 
+@pytest.mark.unit
 def test_records_of_other_code_versions_or_other_points_are_refused():
     newer = consistent("y")
     newer.record["versions"]["evaluation"] += 1
@@ -139,6 +147,7 @@ def test_records_of_other_code_versions_or_other_points_are_refused():
         build([consistent("x"), shifted])
 
 
+@pytest.mark.unit
 def test_build_rejects_no_records_and_invalid_records():
     with pytest.raises(AtbenchError):
         build([])
@@ -148,6 +157,7 @@ def test_build_rejects_no_records_and_invalid_records():
         build([bad])
 
 
+@pytest.mark.unit
 def test_pngs_are_valid_and_deterministic():
     items = _mixed()
     md, board = build(items)
@@ -160,6 +170,7 @@ def test_pngs_are_valid_and_deterministic():
     assert matplotlib.get_backend() == backend
 
 
+@pytest.mark.unit
 def test_find_records_sorted_and_validated(tmp_path):
     for item in reversed(_mixed()):
         write_consistent(tmp_path / "mnist5k-cnn" / item.record["defense"]["id"], item.record["defense"]["id"],
@@ -169,6 +180,7 @@ def test_find_records_sorted_and_validated(tmp_path):
     assert find_records(tmp_path, "cifar10-prn18") == []
 
 
+@pytest.mark.unit
 def test_find_records_rejects_a_record_under_the_wrong_protocol(tmp_path):
     path = write_consistent(tmp_path / "mnist5k-cnn", "x", track="cifar10-prn18", protocol_id="cifar10-prn18")
     with pytest.raises(RecordError, match="protocol.id") as info:
@@ -176,6 +188,7 @@ def test_find_records_rejects_a_record_under_the_wrong_protocol(tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.unit
 def test_write_board_writes_every_file_and_rewrites_identical_bytes(tmp_path):
     items = [write_consistent(tmp_path / "records" / "mnist5k-cnn", d, robust=r, flag_seed=i)
              for i, (d, r) in enumerate((("a", 0.7), ("b", 0.4), ("c", 0.65)))]
@@ -188,12 +201,14 @@ def test_write_board_writes_every_file_and_rewrites_identical_bytes(tmp_path):
     assert [p.read_bytes() for p in paths] == first and len(items) == 3
 
 
+@pytest.mark.unit
 def test_write_board_without_records_says_to_run(tmp_path):
     with pytest.raises(AtbenchError, match="no records for protocol 'mnist5k-cnn'") as info:
         write_board(tmp_path, "mnist5k-cnn", tmp_path / "boards")
     assert "atbench run" in info.value.fix
 
 
+@pytest.mark.unit
 def test_write_board_names_a_truncated_record(tmp_path):
     path = write_consistent(tmp_path / "mnist5k-cnn", "x")
     path.write_text(path.read_text()[:100])
@@ -202,6 +217,7 @@ def test_write_board_names_a_truncated_record(tmp_path):
     assert str(path) in str(info.value) and "not valid JSON" in str(info.value)
 
 
+@pytest.mark.system
 def test_leaderboard_imports_neither_torch_nor_pyplot():
     code = ("import sys, leaderboard.build, leaderboard.plot, leaderboard.records, leaderboard.record, "
             "leaderboard.record_docs, leaderboard.robustbench, leaderboard.stats, leaderboard.evidence; "
@@ -209,6 +225,7 @@ def test_leaderboard_imports_neither_torch_nor_pyplot():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
+@pytest.mark.unit
 def test_fired_flags_and_notes_are_shown_with_their_detail():
     flagged, noted = consistent("masked"), consistent("noted", flag_seed=3)
     flagged.record["sanity"]["square_beats_white_box"].update(fired=True, noted=True, value=0.2,
@@ -222,6 +239,7 @@ def test_fired_flags_and_notes_are_shown_with_their_detail():
     assert "- noted: `square_beats_white_box`: seed 0: Square broke 1 of 200 points" in md
 
 
+@pytest.mark.unit
 def test_certified_accuracy_table_appears_when_records_have_it():
     lip = consistent("lip")
     lip.record["certified_l2"] = {"radii": ["0.5"], "certified_acc": {"0.5": 0.25}, "pgd_l2_acc": {"0.5": 0.75},

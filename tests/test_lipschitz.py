@@ -29,6 +29,8 @@ from benchmark.models.lipschitz import (
 )
 from benchmark.pipeline.data import load_dataset
 
+pytestmark = pytest.mark.unit
+
 REL = 1e-4  # power-iteration slack allowed when comparing with exact quantities
 PROPERTY = settings(max_examples=20, deadline=None, derandomize=True, database=None)
 

@@ -13,6 +13,8 @@ import pytest
 from benchmark.core.errors import AtbenchError
 from benchmark.core.lock import LOCK_NAME, folder_lock
 
+pytestmark = pytest.mark.system
+
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path

@@ -22,6 +22,8 @@ from benchmark.pipeline.margins import (
 )
 from tests.helpers import tiny_standard_model
 
+pytestmark = pytest.mark.unit
+
 MARGIN_BINS = margin_edges(-20.0, 20.0, 40)  # the shipped protocols' bins ([analysis.margins])
 
 EPS_MAX = 0.05
@@ -198,7 +200,8 @@ def test_logit_margins_match_the_logits(synthetic_batch):
     assert margins.dtype == np.float64 and margins.shape == (16,)
     for i in range(16):
         others = torch.cat([logits[i, : y[i]], logits[i, y[i] + 1 :]])
-        assert margins[i] == pytest.approx((logits[i, y[i]] - others.max()).item(), abs=1e-6)
+        # batches of 5 and of 16 go through different GEMM blockings: equal up to float32 rounding
+        assert margins[i] == pytest.approx((logits[i, y[i]] - others.max()).item(), rel=1e-6, abs=1e-6)
     assert np.array_equal(margins > 0, (logits.argmax(1) == y).numpy())
 
 

@@ -18,6 +18,8 @@ from benchmark.models.architectures import (
     plain_cnn,
 )
 
+pytestmark = pytest.mark.unit
+
 NUM_CLASSES = 10
 NATURAL_INPUT_SHAPES = {"cnn-mnist": (1, 28, 28), "cnn-tiny": (1, 8, 8)}  # default (3, 32, 32)
 PLAIN_MODELS = {"cnn-mnist", "cnn-cifar", "cnn-tiny"}

@@ -63,6 +63,7 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
+@pytest.mark.unit
 def test_defense_file_registers_its_defenses_once(tmp_path):
     path = write(tmp_path / "mine.py", HEADER + defense_source("file-ce") + defense_source("file-ce2"))
     assert load_file(path) == ("file-ce", "file-ce2")
@@ -80,6 +81,7 @@ def test_defense_file_registers_its_defenses_once(tmp_path):
     ("empty.py", HEADER, "registers no defense"),
     ("clash.py", HEADER + defense_source("file-first") + defense_source("pgd-at"), "'pgd-at' is already registered"),
 ])
+@pytest.mark.system
 def test_defense_file_errors_name_the_file_and_exit_2(tmp_path, capsys, name, text, expected):
     path = tmp_path / name
     if text is not None:
@@ -94,6 +96,7 @@ def test_defense_file_errors_name_the_file_and_exit_2(tmp_path, capsys, name, te
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.system
 def test_run_with_worker_processes_sees_the_defense_file(tmp_path):
     """Two spawned workers import the file in their initializer and train + evaluate with it."""
     path = write(tmp_path / "mine.py", HEADER + defense_source("file-ce"))
@@ -110,6 +113,7 @@ def test_run_with_worker_processes_sees_the_defense_file(tmp_path):
     assert [e["defense"] for e in board["entries"]] == ["file-ce"]
 
 
+@pytest.mark.system
 def test_installed_defense_is_listed_but_imported_only_when_named(installed, capsys):
     assert main(["ls", "defenses"]) == 0
     assert "example-smooth-at (installed)" in capsys.readouterr().out
@@ -123,6 +127,7 @@ def test_installed_defense_is_listed_but_imported_only_when_named(installed, cap
     assert "example-smooth-at" in DEFENSES.names() and "example-smooth-at" not in DEFENSES.installed()
 
 
+@pytest.mark.system
 def test_records_and_boards_naming_a_plugin_never_import_it(installed, tmp_path, capsys):
     folder = tmp_path / "records" / "mnist5k-cnn"
     for flag_seed, name in enumerate(("example-smooth-at", "pgd-at")):
@@ -138,6 +143,7 @@ def test_records_and_boards_naming_a_plugin_never_import_it(installed, tmp_path,
     assert EXAMPLE_MODULE not in sys.modules and "example-smooth-at" not in DEFENSES.names()
 
 
+@pytest.mark.system
 def test_verify_imports_an_external_models_code_only_when_the_user_names_it(tmp_path, monkeypatch, capsys):
     (tmp_path / "hostile_model.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n"
                                                "def build():\n    raise SystemExit\n")
@@ -167,6 +173,7 @@ def broken_distribution(root: Path, entry: str, module_text: str) -> None:
     ("broken_dist:D", HEADER + defense_source("other-name").replace("@register", "") + "D = D_other_name\n",
      "is named 'other-name', not 'broken-at'"),
 ])
+@pytest.mark.unit
 def test_broken_installed_defense_is_a_user_error_naming_it(tmp_path, monkeypatch, entry, module_text, expected):
     broken_distribution(tmp_path, entry, module_text)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -14,6 +14,8 @@ from benchmark.pipeline.protocol import (
     protocol_for,
 )
 
+pytestmark = pytest.mark.unit
+
 GOOD = (PROTOCOL_DIR / "synthetic-tiny.toml").read_text()
 
 

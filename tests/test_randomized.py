@@ -14,6 +14,8 @@ from benchmark.pipeline.steps import evaluate_model
 from leaderboard.record import load_record
 from tests.helpers import tiny_standard_model
 
+pytestmark = pytest.mark.unit
+
 
 class Flaky(nn.Module):
     """Wraps a model; every third forward pass (1st, 4th, ...) predicts a wrong class."""

@@ -10,6 +10,8 @@ from benchmark.pipeline.data import load_dataset
 from defenses.rat import RAT, RATConfig, last_linear, noisy_copy, rat_loss, soft_labels
 from defenses.trades import kl_adversarial_examples
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("mass", [0.8, 0.98])
 @pytest.mark.parametrize("v", [torch.randn(10, generator=torch.Generator().manual_seed(1)), torch.ones(10),

@@ -12,9 +12,9 @@ from benchmark.core.errors import AtbenchError
 from benchmark.pipeline.executor_ray import connect, run_ray
 from benchmark.pipeline.runner import Executor, execute
 from benchmark.pipeline.steps import eval_job, train_job
-from tests.helpers import run_track
+from tests.shared_run import DEFENSES, shared_tiny_run
 
-DEFENSES = ["standard", "pgd-at"]
+pytestmark = pytest.mark.system
 #: Provenance that differs between two runs of the same job: when and how long.
 TIME_FIELDS = ("runtime_s", "provenance.utc_time")
 
@@ -63,15 +63,11 @@ def files_under(folder) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def test_ray_run_writes_the_local_runs_records_and_run_directories(local_ray, tmp_path):
-    roots = {}
-    for executor in ("local", "ray"):
-        root = roots[executor] = tmp_path / executor
-        if executor == "local":
-            run_track("synthetic-tiny", DEFENSES, (0,), runs_dir=root / "runs", records_dir=root / "records",
-                      boards_dir=root / "boards")
-        else:
-            execute(tiny_jobs(DEFENSES, root), "train+eval", Executor("ray"))
+def test_ray_run_writes_the_local_runs_records_and_run_directories(local_ray, tmp_path, tmp_path_factory):
+    """The Ray run of DEFENSES against the session's shared local run of them (`tests.shared_run`;
+    asked for after the Ray run, which overlaps its training when another worker trains it)."""
+    execute(tiny_jobs(DEFENSES, tmp_path / "ray"), "train+eval", Executor("ray"))
+    roots = {"local": shared_tiny_run(tmp_path_factory)[0], "ray": tmp_path / "ray"}
     local, ray = (roots[e] / "records" / "synthetic-tiny" for e in ("local", "ray"))
     assert files_under(local) == files_under(ray) == sorted(
         f"{d}-seed0.{suffix}" for d in DEFENSES for suffix in ("json", "flags.npz"))

@@ -34,10 +34,12 @@ def _validator():
     return jsonschema.Draft202012Validator(schema)
 
 
+@pytest.mark.unit
 def test_committed_schema_file_is_generated_from_the_record_module():
     assert SCHEMA_PATH.read_text() == dumps_json(json_schema()), f"{SCHEMA_PATH} {STALE}"
 
 
+@pytest.mark.unit
 def test_doc_field_table_is_generated_from_the_record_module():
     text = DOC_PATH.read_text()
     assert text == doc_with_table(text), f"the field table of {DOC_PATH} {STALE}"
@@ -45,6 +47,7 @@ def test_doc_field_table_is_generated_from_the_record_module():
         assert f"| `{name}` |" in text
 
 
+@pytest.mark.unit
 def test_schema_names_the_cross_field_rules_and_the_sanity_flags():
     schema = json_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -55,6 +58,7 @@ def test_schema_names_the_cross_field_rules_and_the_sanity_flags():
 
 
 @pytest.mark.parametrize("path", RECORD_FILES, ids=lambda p: p.relative_to(RECORDS).as_posix())
+@pytest.mark.unit
 def test_committed_record_validates_and_round_trips_through_the_typed_record(path):
     record = json.loads(path.read_text())
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in _validator().iter_errors(record)]
@@ -63,6 +67,7 @@ def test_committed_record_validates_and_round_trips_through_the_typed_record(pat
     assert Record.model_validate(record).model_dump(mode="json") == record  # no value changes type or form
 
 
+@pytest.mark.unit
 def test_fixture_record_is_a_valid_record():
     record = make_record()
     assert record["certified_l2"] is None and _validator().is_valid(record)
@@ -133,6 +138,7 @@ MUTATIONS = {
 }
 
 
+@pytest.mark.unit
 def test_the_unmutated_record_passes_both():
     record = make_record()
     assert validate_record(copy.deepcopy(record)) == record
@@ -140,6 +146,7 @@ def test_the_unmutated_record_passes_both():
 
 
 @pytest.mark.parametrize("name", list(MUTATIONS))
+@pytest.mark.unit
 def test_structural_fault_is_rejected_by_both(name):
     record = make_record()
     MUTATIONS[name](record)
@@ -150,6 +157,7 @@ def test_structural_fault_is_rejected_by_both(name):
 
 @pytest.mark.parametrize("eps", ["0.3", "8/255", "1e-2", "00.5", "10", "0.30", "3/007",
                                  "0", "0.0", "0/5", "0e5", "1.", ".5", "-0.1", "1/0", "a", "", "1e-100", "8 / 255"])
+@pytest.mark.unit
 def test_eps_pattern_accepts_exactly_what_the_validator_accepts(eps):
     record = make_record(eps=(eps,), primary=eps)
     try:
@@ -160,6 +168,7 @@ def test_eps_pattern_accepts_exactly_what_the_validator_accepts(eps):
     assert _validator().is_valid(record) == hand
 
 
+@pytest.mark.system
 def test_a_new_field_is_one_edit_of_the_record_module_and_the_generated_files_must_follow(tmp_path):
     """In a scratch copy, add a field to `Record` only: the staleness tests fail until
     `python -m leaderboard.record_docs` regenerates the schema and the doc table, which then name it."""

@@ -58,6 +58,7 @@ class Dropped(Defense):
 '''
 
 
+@pytest.mark.system
 def test_a_file_dropped_into_defenses_is_listed_and_validates_with_no_other_edit(tmp_path):
     for package in ("benchmark", "attacks", "defenses", "leaderboard"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "records",
@@ -76,6 +77,7 @@ def test_a_file_dropped_into_defenses_is_listed_and_validates_with_no_other_edit
     assert "dropped-in" not in DEFENSES.names()  # this process's tree is untouched
 
 
+@pytest.mark.unit
 def test_a_track_outside_the_defenses_threat_models_is_refused():
     linf_only = DEFENSES.get("dyart")
     l2_track = dataclasses.replace(TRACKS.get("synthetic-tiny"), name="synthetic-tiny-l2", norm="L2", eps=1.0)
@@ -84,6 +86,7 @@ def test_a_track_outside_the_defenses_threat_models_is_refused():
     check_supports(DEFENSES.get("pgd-at"), l2_track)
 
 
+@pytest.mark.unit
 def test_pgd_at_trains_on_l2_examples_in_the_l2_ball():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))

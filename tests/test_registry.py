@@ -11,6 +11,8 @@ from benchmark.core.registry import (
     Registry,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_duplicate_name_raises():
     reg = Registry("widget")

@@ -18,7 +18,9 @@ from leaderboard.robustbench import (
     percent,
     robustbench_entry,
 )
-from tests.fixtures_records import make_record
+from tests.fixtures_records import make_record, write_consistent
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACK_DIR = ROOT / "leaderboard" / "records" / "mnist5k-cnn"
@@ -74,11 +76,8 @@ def test_a_fired_flag_in_a_fixture_record_is_named():
 
 
 def test_record_without_autoattack_is_rejected(tmp_path):
-    good = tmp_path / "in" / "good.json"
-    bad = tmp_path / "in" / "bad.json"
-    good.parent.mkdir()
-    good.write_text(dumps_json(make_record("pgd-at")))
-    bad.write_text(dumps_json(make_record("mart", attacks=("pgd", "cw"))))
+    write_consistent(tmp_path / "in", "pgd-at")
+    write_consistent(tmp_path / "in", "mart", attacks=("pgd", "cw"))
     with pytest.raises(AtbenchError, match="autoattack") as info:
         export_robustbench(tmp_path / "in", tmp_path / "out")
     assert "mart" in str(info.value) and info.value.fix
@@ -95,18 +94,14 @@ def test_export_writes_one_readable_file_per_record(tmp_path):
 
 
 def test_export_takes_a_list_of_files_and_names_by_defense_and_seed(tmp_path):
-    files = []
-    for seed in (0, 3):
-        files.append(tmp_path / f"r{seed}.json")
-        files[-1].write_text(dumps_json(make_record("trades", seed)))
+    files = [write_consistent(tmp_path, "trades", seed) for seed in (0, 3)]
     paths = export_robustbench(files, tmp_path / "out")
     assert [p.name for p in paths] == ["trades-seed0.json", "trades-seed3.json"]
 
 
 def test_export_rejects_two_records_for_one_file(tmp_path):
     for track in ("mnist5k-cnn", "smoke"):
-        (tmp_path / track).mkdir()
-        (tmp_path / track / "r.json").write_text(dumps_json(make_record(track=track, protocol_id=track)))
+        write_consistent(tmp_path / track, track=track, protocol_id=track)
     with pytest.raises(AtbenchError, match="both export to pgd-at-seed0.json"):
         export_robustbench(tmp_path, tmp_path / "out")
 

@@ -2,6 +2,7 @@
 and re-evaluates nothing and rewrites byte-identical boards; user errors exit with code 2 and
 one message, never a traceback."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -14,16 +15,19 @@ from benchmark.core.lock import LOCK_NAME
 from benchmark.pipeline.protocol import PROTOCOL_DIR
 from leaderboard.record import load_record, validate_record
 from tests.helpers import run_track
+from tests.shared_run import DEFENSES, shared_tiny_run
 
-DEFENSES = ["standard", "pgd-at"]
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
+    """A copy of the session's shared run of DEFENSES (`tests.shared_run`; the re-run writes into it)."""
+    shared, shared_boards = shared_tiny_run(tmp_path_factory)
+    root = tmp_path_factory.mktemp("run") / "copy"
+    shutil.copytree(shared, root)
     kwargs = dict(runs_dir=root / "runs", records_dir=root / "records", boards_dir=root / "boards")
-    boards = run_track("synthetic-tiny", DEFENSES, (0,), **kwargs).boards
-    return root, kwargs, boards
+    return root, kwargs, [root / p.relative_to(shared) for p in shared_boards]
 
 
 def test_run_writes_valid_records_and_a_board(tiny_run):
@@ -116,3 +120,16 @@ def test_ls_lists_everything(capsys):
     out = capsys.readouterr().out
     for name in ("pgd-at", "autoattack", "mnist5k-cnn", "cifar10-prn18", "mnist5k", "cnn-mnist", "protocols:"):
         assert name in out
+
+
+def test_a_gpu_index_this_machine_lacks_is_refused_before_any_work(monkeypatch):
+    import torch
+
+    from benchmark.core.errors import AtbenchError
+    from benchmark.pipeline.runner import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_device("cuda:0")
+    with pytest.raises(AtbenchError, match="has 1 CUDA GPU"):
+        check_device("cuda:99")

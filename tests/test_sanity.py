@@ -20,6 +20,8 @@ from leaderboard.derive import aggregate
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from tests.helpers import tiny_standard_model
 
+pytestmark = pytest.mark.unit
+
 MODEL_FLAGS = ("stochastic_outputs", "probability_outputs", "zero_gradients", "not_chance_at_large_eps")
 SETTINGS = load_protocol("mnist5k-cnn").analysis.sanity
 PAIRS = [SweepPair("tpgd", ("tpgd-T0.5", "tpgd-T2"), "Temperature-PGD", "pgd", "PGD")]

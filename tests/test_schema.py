@@ -14,6 +14,8 @@ from leaderboard.record import SCHEMA_VERSION, RecordError, load_record, validat
 from tests.fixtures_records import make_record
 from tests.fuzzing import key_paths, mutate
 
+pytestmark = pytest.mark.unit
+
 FREE_FORM = {"defense.config", "defense.recipe_overrides", "attacks", "provenance.packages",
              "provenance.seeds"}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,6 +52,7 @@ def _trained(adversarial: bool, epochs: int = 6) -> nn.Module:
     return model.eval()
 
 
+@pytest.mark.unit
 def test_a_masked_model_wins_under_ce_pgd_alone_and_loses_under_the_selection_rule():
     val = load_dataset("synthetic").val
     honest = _trained(adversarial=True)
@@ -101,6 +103,7 @@ class PlantedMasking(Defense):
         return F.cross_entropy(model(ctx.adversarial(model, x, y)), y)
 
 
+@pytest.mark.system
 def test_the_harness_never_selects_the_planted_masked_checkpoint(tmp_path):
     import json
 

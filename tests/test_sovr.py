@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from attacks.cw import margin as logit_margins
 from defenses.sovr import SOVRConfig, ovr_loss, sovr_loss, switched_indices
 
+pytestmark = pytest.mark.unit
+
 
 def _batch(b=25, k=10, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -22,6 +22,8 @@ from leaderboard.stats import (
     wilson_interval,
 )
 
+pytestmark = pytest.mark.unit
+
 FAST = settings(max_examples=60, deadline=None)
 
 

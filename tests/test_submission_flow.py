@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmark.commands.cli import main
 from benchmark.core.registry import DEFENSES
+
+pytestmark = pytest.mark.system
 
 PACKAGE_ROOT = Path(__file__).resolve().parent / "example_defense"
 REFERENCE = PACKAGE_ROOT / "reference" / "smoke"
@@ -31,5 +35,8 @@ def test_external_package_validate_run_verify_regress(tmp_path, monkeypatch, cap
     assert "verified" in capsys.readouterr().out
 
     junit = tmp_path / "junit.xml"
-    assert main(["regress", "--against", str(REFERENCE), "--current", str(record.parent), "--junit", str(junit)]) == 0
+    # the reference was made on another machine: CPU numbers are bit-identical only between machines of
+    # one CPU vendor, so the check is the paired test CI uses, not a fixed tolerance
+    assert main(["regress", "--against", str(REFERENCE), "--current", str(record.parent), "--alpha", "0.05",
+                 "--junit", str(junit)]) == 0
     assert 'failures="0"' in junit.read_text()

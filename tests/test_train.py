@@ -21,6 +21,7 @@ def _same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.system
 def test_training_writes_checkpoints_and_log(tmp_path):
     result = train(TINY, DEFENSES.get("standard")(), 0, tmp_path, progress=False)
     lines = (tmp_path / "train_log.jsonl").read_text().splitlines()
@@ -34,6 +35,7 @@ def test_training_writes_checkpoints_and_log(tmp_path):
     load_checkpoint(result.checkpoint, result.checkpoint_sha256)
 
 
+@pytest.mark.system
 def test_same_seed_same_weights_other_seed_differs(tmp_path):
     defense = DEFENSES.get("pgd-at")()
     a = train(TINY, defense, 0, tmp_path / "a", progress=False)
@@ -44,6 +46,7 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
     assert not _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "c" / "last.pt"))
 
 
+@pytest.mark.system
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     track = dataclasses.replace(TINY, epochs=3)
     cls = DEFENSES.get("pgd-at")
@@ -69,6 +72,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("best_epoch", [1, 0])
+@pytest.mark.system
 def test_a_kill_between_last_and_best_checkpoint_is_repaired_or_named(tmp_path, monkeypatch, best_epoch):
     """`last.pt` is written before `best.pt`. Killed between the two, the run's best epoch is the
     last finished one: a resume rebuilds `best.pt` byte for byte from `last.pt`'s weights. A
@@ -96,6 +100,7 @@ def test_a_kill_between_last_and_best_checkpoint_is_repaired_or_named(tmp_path, 
             train(track, DEFENSES.get("standard")(), 0, tmp_path, progress=False)
 
 
+@pytest.mark.system
 def test_nan_loss_stops_with_a_clear_error_and_keeps_finished_epochs(tmp_path, monkeypatch):
     cls = DEFENSES.get("standard")
     original = cls.loss
@@ -112,6 +117,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_finished_epochs(tmp_path, m
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
 
 
+@pytest.mark.unit
 def test_schedules_and_eps_ramp():
     cosine = dataclasses.replace(TINY, schedule="cosine")
     assert lr_factor(cosine, 0.0) == pytest.approx(1.0) and lr_factor(cosine, 1.0) == pytest.approx(0.0)
@@ -121,6 +127,7 @@ def test_schedules_and_eps_ramp():
     assert [ramp.eps_at(e) for e in range(4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
 
 
+@pytest.mark.system
 def test_ema_and_sgd_paths_run(tmp_path):
     track = dataclasses.replace(TINY, optimizer="sgd", lr=0.05, schedule="piecewise", milestones=(0.5,),
                                 ema_decay=0.9, grad_clip=1.0, epochs=1)
@@ -130,6 +137,7 @@ def test_ema_and_sgd_paths_run(tmp_path):
     assert _same(_weights(result.checkpoint), state["ema"])
 
 
+@pytest.mark.unit
 def test_ema_warm_up_decay_follows_the_reference():
     from benchmark.pipeline.train import update_ema
 
@@ -143,6 +151,7 @@ def test_ema_warm_up_decay_follows_the_reference():
     assert ema.weight[0, 0].item() == pytest.approx(0.1 * 0.995)
 
 
+@pytest.mark.system
 def test_defenses_see_the_last_validation_per_class_robust_error(tmp_path):
     seen = []
 

@@ -28,6 +28,7 @@ def _trains_under(defense: str, norm: str) -> bool:
     return meta.any_track_norm or norm in meta.threat_models
 
 
+@pytest.mark.unit
 def test_every_search_space_has_the_same_budget():
     assert TUNED, "no defense declares a search space"
     for name in TUNED:
@@ -35,6 +36,7 @@ def test_every_search_space_has_the_same_budget():
 
 
 @pytest.mark.parametrize("track", MNIST_TRACKS)
+@pytest.mark.unit
 def test_every_tuned_defense_takes_its_setting_from_a_committed_sweep(track):
     settings = TRACKS.get(track)
     for defense in TUNED:
@@ -45,6 +47,7 @@ def test_every_tuned_defense_takes_its_setting_from_a_committed_sweep(track):
 
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.unit
 def test_committed_sweep_is_complete_current_and_its_winner_follows_the_rule(path):
     record = read_sweep(path)
     defense, track = DEFENSES.get(record["defense"]), TRACKS.get(record["track"])
@@ -73,6 +76,7 @@ class _Untouchable:
         raise AssertionError("tuning read the test split (len)")
 
 
+@pytest.mark.system
 def test_tune_writes_a_sweep_of_every_setting_without_reading_the_test_split(tmp_path, monkeypatch, capsys):
     loader = data._load_cached.__wrapped__
     monkeypatch.setattr(data, "_load_cached",
@@ -89,8 +93,9 @@ def test_tune_writes_a_sweep_of_every_setting_without_reading_the_test_split(tmp
     assert Path(tmp_path / "sweeps" / "synthetic-tiny" / "trades.md").read_text() == sweep_markdown(record)
 
 
+@pytest.mark.system
 def test_tune_refuses_a_defense_without_a_search_space(tmp_path, capsys):
-    assert main(["tune", "--track", "synthetic-tiny", "--defense", "pgd-at", "--runs-dir", str(tmp_path),
+    assert main(["tune", "--track", "synthetic-tiny", "--defense", "pgd-at", "--runs-dir", str(tmp_path / "runs"),
                  "--sweeps-dir", str(tmp_path / "sweeps"), "-q"]) == 2
     assert "declares 0 settings to tune" in capsys.readouterr().err
     assert not (tmp_path / "sweeps").exists()

@@ -146,6 +146,7 @@ def broken(tmp_path):
     return str(path)
 
 
+@pytest.mark.system
 def test_example_package_passes_every_check(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.delitem(sys.modules, "atbench_example_defense", raising=False)
@@ -155,6 +156,7 @@ def test_example_package_passes_every_check(monkeypatch, capsys):
     assert out[-1] == f"example-smooth-at: {len(CHECKS)} of {len(CHECKS)} checks passed"
 
 
+@pytest.mark.system
 def test_non_deterministic_wrap_fails_validation_with_exit_1(broken, capsys):
     assert main(["validate", "broken-noisy", "--defense-file", broken, "-q"]) == 1
     out = capsys.readouterr().out
@@ -172,6 +174,7 @@ NOT_SCORED = "the model is not scored"
     ("broken-five-classes", "model output has shape (16, 5), expected (batch, 10)"),
     ("broken-flat", "model output has shape (160,), expected (batch, 10)"),
 ])
+@pytest.mark.system
 def test_nan_inf_and_wrong_shape_outputs_are_reported_not_scored(broken, capsys, name, expected):
     assert main(["validate", name, "--defense-file", broken, "-q"]) == 1
     lines = capsys.readouterr().out.splitlines()
@@ -181,6 +184,7 @@ def test_nan_inf_and_wrong_shape_outputs_are_reported_not_scored(broken, capsys,
     assert all(NOT_SCORED in line for line in failed.values())
 
 
+@pytest.mark.unit
 def test_declared_randomness_is_not_a_failure(broken):
     assert check_deterministic(Workbench("broken-declared-random")).startswith("skipped: meta.randomized")
 
@@ -190,11 +194,13 @@ def test_declared_randomness_is_not_a_failure(broken):
     ("broken-meta", check_metadata, "paper is empty; link 'example.org' is not an http(s) URL; threat models ('L3',)"),
     ("broken-tuple-config", check_config, "differs from Config() in widths"),
 ])
+@pytest.mark.unit
 def test_each_fault_fails_its_check(broken, name, check, expected):
     with pytest.raises(CheckFailed, match=expected.replace("(", r"\(").replace(")", r"\)")):
         check(Workbench(name))
 
 
+@pytest.mark.unit
 def test_input_range_check_catches_an_attack_that_forgets_the_range_check(monkeypatch):
     bench = Workbench("pgd-at")
     assert check_input_range(bench).startswith("all 5 attacks refuse inputs")
@@ -208,12 +214,14 @@ def test_input_range_check_catches_an_attack_that_forgets_the_range_check(monkey
     (["validate", "x", "--defense-file", "nowhere/mine.py"],
      "argument --defense-file: 'nowhere/mine.py' does not exist"),
 ])
+@pytest.mark.system
 def test_usage_errors_exit_2(capsys, argv, expected):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
 
 
+@pytest.mark.system
 def test_broken_defense_file_exits_2_naming_it(tmp_path, capsys):
     path = tmp_path / "typo.py"
     path.write_text(BROKEN + "\ndef broken(:\n")

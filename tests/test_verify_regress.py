@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from benchmark.commands.cli import main
 from benchmark.commands.regress import (
     Results,
+    align_seeds,
     compare,
     junit_xml,
     load_results,
     markdown,
     metrics_of,
-    restrict_to_seeds,
+    planned,
 )
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import sha256_bytes
@@ -54,12 +55,14 @@ def verify(record: Path, smoke_run, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
+@pytest.mark.system
 def test_verify_passes_on_an_untouched_record(smoke_run, tmp_path, capsys):
     code, out = verify(copy_record(smoke_run, tmp_path), smoke_run, capsys)
     assert code == 0, out
     assert out.count("PASS") == 4 and "verified" in out
 
 
+@pytest.mark.system
 def test_verify_fails_a_number_edited_by_hand(smoke_run, tmp_path, capsys):
     path = copy_record(smoke_run, tmp_path)
     record = json.loads(path.read_text())
@@ -70,6 +73,7 @@ def test_verify_fails_a_number_edited_by_hand(smoke_run, tmp_path, capsys):
     assert "FAIL  numbers match the flags" in out and "robust_acc.pgd.0.2" in out
 
 
+@pytest.mark.system
 def test_verify_names_an_edited_defense_config_without_a_traceback(smoke_run, tmp_path, capsys):
     path = copy_record(smoke_run, tmp_path)
     record = json.loads(path.read_text())
@@ -80,6 +84,7 @@ def test_verify_names_an_edited_defense_config_without_a_traceback(smoke_run, tm
     assert "field 'defense.config' is not a valid pgd-at Config" in err and "Traceback" not in err
 
 
+@pytest.mark.system
 def test_verify_fails_an_edited_flags_file(smoke_run, tmp_path, capsys):
     path = copy_record(smoke_run, tmp_path)
     flags = tmp_path / "pgd-at-seed0.flags.npz"
@@ -90,6 +95,7 @@ def test_verify_fails_an_edited_flags_file(smoke_run, tmp_path, capsys):
     assert code == 1 and "FAIL  flags file hash" in out
 
 
+@pytest.mark.system
 def test_verify_fails_a_forgery_consistent_with_its_flags(smoke_run, tmp_path, capsys):
     """Flags, hash and numbers forged together: only the re-evaluation can tell."""
     path = copy_record(smoke_run, tmp_path)
@@ -110,6 +116,7 @@ def test_verify_fails_a_forgery_consistent_with_its_flags(smoke_run, tmp_path, c
     assert "PASS  numbers match the flags" in out and "FAIL  re-evaluation matches" in out
 
 
+@pytest.mark.system
 def test_verify_fails_another_checkpoint(smoke_run, tmp_path, capsys):
     path = copy_record(smoke_run, tmp_path)
     other = tmp_path / "other.pt"
@@ -120,6 +127,7 @@ def test_verify_fails_another_checkpoint(smoke_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("mode", [[], ["--alpha", "0.05"]])
+@pytest.mark.system
 def test_regress_reproduces_the_committed_smoke_record(smoke_run, tmp_path, capsys, mode):
     junit = tmp_path / "junit.xml"
     code = main(["regress", "--against", str(COMMITTED / "pgd-at-seed0.json"), *mode,
@@ -130,20 +138,23 @@ def test_regress_reproduces_the_committed_smoke_record(smoke_run, tmp_path, caps
     assert suite.get("failures") == "0" and int(suite.get("tests")) > 10
 
 
+@pytest.mark.unit
 def test_a_run_of_some_seeds_is_compared_with_those_seeds_of_the_reference():
     """`regress --seed 0` against a folder of three seeds compares with the seed-0 records, not
     with the mean over seeds (which would mix the training variance into the comparison)."""
     reference = load_results(COMMITTED)
     assert {it.record["seed"] for it in reference.items["pgd-at"]} == {0, 1, 2}
-    seed0 = restrict_to_seeds(reference, {0})
+    seed0, _, lines = align_seeds(reference, load_results(COMMITTED / "pgd-at-seed0.json"), ["pgd-at"])
     record = json.loads((COMMITTED / "pgd-at-seed0.json").read_text())
     assert seed0.metrics["pgd-at"] == pytest.approx(metrics_of(record), abs=1e-12)
     assert seed0.metrics["pgd-at"] != reference.metrics["pgd-at"]  # the mean over seeds differs
-    with pytest.raises(AtbenchError, match="no records of seeds \\[7\\]"):
-        restrict_to_seeds(reference, {7})
+    assert lines == ["seeds compared for pgd-at: 0; left out: 1, 2 of the reference"]
+    with pytest.raises(AtbenchError, match="no seed to compare"):
+        align_seeds(reference, planned(reference, [("pgd-at", 7)]), ["pgd-at"])
 
 
 @pytest.mark.parametrize("mode, words", [([], "tolerance 0.02"), (["--alpha", "0.05"], "Holm-adjusted p = ")])
+@pytest.mark.system
 def test_regress_catches_a_loss_that_ignores_the_adversarial_examples(tmp_path, monkeypatch, capsys, mode, words):
     def clean_loss(self, model, x, y, ctx):  # the planted bug: trains on clean inputs only
         return F.cross_entropy(model(x), y)
@@ -168,6 +179,7 @@ def _results(metrics: dict) -> Results:
     return Results("x", ("p", 1, "0" * 64), metrics)
 
 
+@pytest.mark.unit
 def test_compare_tolerance_missing_results_and_improvements():
     reference = _results({"a": {"clean": 0.9, "pgd@0.3": 0.5}, "b": {"clean": 0.8}})
     current = _results({"a": {"clean": 0.88, "pgd@0.3": 0.47}})
@@ -181,6 +193,7 @@ def test_compare_tolerance_missing_results_and_improvements():
     assert xml.find("testsuite").get("failures") == "2"
 
 
+@pytest.mark.unit
 def test_alpha_mode_separates_noise_from_a_real_drop_and_needs_flags(tmp_path):
     from tests.fixtures_records import write_consistent
 
@@ -206,6 +219,7 @@ def test_alpha_mode_separates_noise_from_a_real_drop_and_needs_flags(tmp_path):
     (lambda d: (d / "x.json").write_text("{") and d / "x.json", "not valid JSON"),
     (lambda d: (d / "b.json").write_text('{"entries": [{"defense": "a"}]}') and d / "b.json", "board entry lacks"),
 ])
+@pytest.mark.system
 def test_regress_input_errors_exit_2(tmp_path, capsys, make, expected):
     path = make(tmp_path)
     assert main(["regress", "--against", str(path), "--current", str(COMMITTED)]) == 2

@@ -17,6 +17,8 @@ from leaderboard.html import render_board_page
 from leaderboard.markdown import pct, with_interval
 from tests.html_fixtures import fixture_board
 
+pytestmark = pytest.mark.system
+
 try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-from pathlib import Path
 from typing import Callable, NoReturn
 
+from benchmark.core.errors import AtbenchError
 from benchmark.core.names import RULE, is_slug
 from benchmark.core.settings import SEED_MAX
+from benchmark.core.writable import name_problem, shown, write_problem
 
 #: Bounds of the command-line numbers.
 MAX_JOBS = 1024
@@ -86,42 +88,50 @@ def folder(text: str) -> str:
     """An argparse type: a folder, existing or to be made; an existing file is refused."""
     if not text or "\0" in text:
         raise argparse.ArgumentTypeError("the folder name is empty or has a NUL byte")
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
-    return text
+    if os.path.lexists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is a file, not a folder")
+    return _writable(text)
 
 
 def output_path(text: str) -> str:
     """An argparse type: a file or folder to write (what it must be is checked by the command)."""
     if not text or "\0" in text:
         raise argparse.ArgumentTypeError("the path is empty or has a NUL byte")
-    return text
+    return _writable(text)
 
 
 def output_file(text: str) -> str:
     """An argparse type: a file to write (its folder is made); an existing folder is refused."""
     if not text or "\0" in text:
         raise argparse.ArgumentTypeError("the file name is empty or has a NUL byte")
-    if Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
-    return text
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is a folder, not a file")
+    return _writable(text)
 
 
 def existing_file(text: str) -> str:
     """An argparse type: a file that exists."""
-    path = Path(text) if text and "\0" not in text else None
-    if path is None or not path.exists():
-        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    existing_path(text)
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is a folder, not a file")
     return text
 
 
 def existing_path(text: str) -> str:
     """An argparse type: a file or folder that exists."""
-    if not text or "\0" in text or not Path(text).exists():
-        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
+    problem = name_problem(text) if text and "\0" not in text else None
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{shown(text)!r} cannot exist: {problem}")
+    if not text or "\0" in text or not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)!r} does not exist")
+    return text
+
+
+def _writable(text: str) -> str:
+    """`text`, if it can be made and written (`benchmark.core.writable`); else an argparse error."""
+    problem = write_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"cannot write {shown(text)}: {problem}")
     return text
 
 
@@ -138,3 +148,26 @@ def device(text: str) -> str:
     if base not in ("cpu", "cuda") or (index and not index.isdigit()) or (base == "cpu" and index):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
     return text
+
+
+#: The environment variables that stand for an option: variable -> (the option, its attribute on
+#: the parsed arguments, its argparse type). `check_environment` checks each value with that type.
+ENVIRONMENT = {"ATBENCH_DATA_DIR": ("--data-dir", "data_dir", folder)}
+
+
+def check_environment(args: argparse.Namespace, environ=os.environ) -> None:
+    """Check every `ENVIRONMENT` value the command will use (it has the option and the option was
+    not given) exactly as a value of its option, before any work.
+
+    Raises:
+        AtbenchError: naming the variable, its value and the option's rule.
+    """
+    for variable, (option, attribute, parse) in ENVIRONMENT.items():
+        value = environ.get(variable)
+        if not value or getattr(args, attribute, "absent") is not None:
+            continue
+        try:
+            parse(value)
+        except argparse.ArgumentTypeError as exc:
+            raise AtbenchError(f"${variable} ({value!r}, standing for {option}): {exc}",
+                               f"set {variable} to a valid {option} value, unset it, or pass {option}") from None

@@ -10,9 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmark.commands import data_command
+from benchmark.commands import data_command, os_errors
+from benchmark.commands.arguments import check_environment
 from benchmark.commands.parser import build_parser
 from benchmark.core.errors import AtbenchError
+from benchmark.core.folders import check_apart
 
 log = logging.getLogger("atbench")
 
@@ -31,10 +33,11 @@ def _jobs(args, stage: str):
     check_device(args.device)
     if stage != "train":
         check_test_split(protocol, load_dataset(track.dataset, args.data_dir))
-    paths = Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir)
+    paths = Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir,
+                  getattr(args, "with_official", False))
     options = Options(progress=not args.quiet, compile=getattr(args, "compile", False),
-                      precision=getattr(args, "eval_precision", "fp32"), defense_files=tuple(args.defense_files),
-                      replace=getattr(args, "replace", False))
+                      fast_path=getattr(args, "fast_path", "auto"), precision=getattr(args, "eval_precision", "fp32"),
+                      defense_files=tuple(args.defense_files), replace=getattr(args, "replace", False))
     return plan(track, protocol, args.defenses, seeds_of(args, track), args.device, paths, options)
 
 
@@ -122,7 +125,8 @@ def _external_jobs(args):
     name = args.name or external_name(args.model, args.checkpoint)
     options = Options(progress=not args.quiet, precision=args.eval_precision, replace=args.replace)
     return [external_job(track, protocol, name, ExternalModel(args.model, args.checkpoint), args.device,
-                         Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir), options)]
+                         Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir,
+                               args.with_official), options)]
 
 
 def cmd_eval(args) -> None:
@@ -141,7 +145,6 @@ def cmd_eval(args) -> None:
 def cmd_tune(args) -> None:
     """`atbench tune`: train and score each defense's search space, write its sweep record."""
     from benchmark.pipeline.executor import run_local, worker_count
-    from benchmark.pipeline.sweeps import SWEEPS_DIR
     from benchmark.pipeline.tune import sweep_record, tune_jobs, tune_one, write_sweep
 
     if args.seeds not in (None, [0]) or args.seed_count not in (None, 1):
@@ -162,7 +165,7 @@ def cmd_tune(args) -> None:
     with _runs_lock(args):
         rows = run_local(tune_one, [(s,) for s in flat], worker_count(args.jobs, args.device, len(flat)), args.device,
                          args.defense_files)
-    root = Path(args.sweeps_dir) if args.sweeps_dir else SWEEPS_DIR
+    root = Path(args.sweeps_dir)
     start = 0
     for job, group in zip(jobs, settings):
         record = sweep_record(job, rows[start:start + len(group)])
@@ -173,12 +176,14 @@ def cmd_tune(args) -> None:
 def cmd_leaderboard(args) -> None:
     """`atbench leaderboard`: rebuild a protocol's board from its published records."""
     from benchmark.core.lock import folder_lock
+    from benchmark.core.workspace import official_records
     from benchmark.pipeline.protocol import protocol_for
     from leaderboard.build import write_board
 
     protocol = protocol_for(_track(args), args.protocol)
+    also = (official_records(),) if args.with_official else ()
     with folder_lock(args.records_dir):
-        paths = write_board(args.records_dir, protocol.id, args.boards_dir)
+        paths = write_board(args.records_dir, protocol.id, args.boards_dir, also)
     print("\n".join(str(p) for p in paths))
 
 
@@ -199,7 +204,10 @@ def cmd_bench(args) -> None:
     results = run_cases(work, args.cases)
     print(markdown(work, results))
     if args.json:
-        write_json(args.json, work, results)
+        try:
+            write_json(args.json, work, results)
+        except OSError as exc:
+            raise os_errors.user_error(exc, "the results are in the table printed above") or exc
 
 
 def cmd_verify(args) -> int:
@@ -219,13 +227,17 @@ def cmd_verify(args) -> int:
 def cmd_regress(args) -> int:
     """`atbench regress`: compare current results with a reference; 1 on a regression."""
     from benchmark.commands.regress import (
+        align_seeds,
         check_request,
         compare,
+        compared_seeds,
+        defenses_to_run,
         load_results,
         markdown,
+        planned,
         record_files,
-        restrict_to_seeds,
         same_protocol,
+        scratch_folders,
         write_junit,
     )
     from benchmark.core.plugins import load_defense_files
@@ -234,21 +246,32 @@ def cmd_regress(args) -> int:
 
     reference = load_results(args.against)
     check_request(reference, args.alpha, args.defenses)
+    wanted = None
     if args.current is not None:
         current = load_results(args.current)
+        wanted = set(args.seeds or range(args.seed_count or 0)) or None
     else:  # run the reference's defenses that can be trained here (not its external models)
         load_defense_files(args.defense_files)
-        args.defenses = args.defenses or sorted(set(reference.metrics) & set(DEFENSES.names()))
+        args.defenses = defenses_to_run(reference, args.defenses, set(DEFENSES.names()) | set(DEFENSES.installed()))
+        args.records_dir, args.boards_dir = scratch_folders(args.runs_dir, args.records_dir, args.boards_dir,
+                                                            args.against)
+        args.replace = True  # regress owns its records folder: each run replaces its earlier results
         jobs = _jobs(args, "train+eval")
-        reference = restrict_to_seeds(reference, {job.seed for job in jobs})
+        compared_seeds(reference, planned(reference, [(job.defense, job.seed) for job in jobs]), args.defenses)
         with _runs_lock(args):
             outcome = execute(jobs, "train+eval", _executor(args))
         current = record_files(outcome.results)
     same_protocol(reference, current)
+    reference, current, seed_lines = align_seeds(reference, current, args.defenses, wanted)
+    for line in seed_lines:
+        print(line)
     changes = compare(reference, current, args.tolerance, args.alpha, args.defenses)
     print(markdown(changes, args.show_all))
     if args.junit:
-        write_junit(args.junit, changes)
+        try:
+            write_junit(args.junit, changes)
+        except OSError as exc:
+            raise os_errors.user_error(exc, "the comparison is in the table printed above") or exc
     return 1 if any(c.regressed for c in changes) else 0
 
 
@@ -311,11 +334,21 @@ COMMANDS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "tune": cmd_tu
             "validate": cmd_validate, "data": data_command.cmd_data,
             "export": cmd_export, "ls": cmd_ls}
 
+#: The folder options whose folders must lie apart (`benchmark.core.folders.check_apart`).
+OUTPUT_FOLDERS = ("--runs-dir", "--records-dir", "--boards-dir", "--sweeps-dir")
+
+
+def _report(exc: AtbenchError) -> int:
+    """Print a user error as one `atbench: error:` line and its fix; the exit code, 2."""
+    print(f"atbench: error: {exc.problem}\n  fix: {exc.fix}", file=sys.stderr)
+    return 2
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `atbench` console script. Returns the exit code: 0 on success, 1 when
     a check fails (validate, verify, regress), 2 on a user error (one message naming the
-    problem and the fix, no traceback)."""
+    problem and the fix, no traceback; an OS error naming a path the user gave is one,
+    `os_errors`), 141 when stdout's reader left early."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a bad value (2), already printed
@@ -324,10 +357,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="atbench: %(message)s")
     logging.getLogger("auto-attack").setLevel(logging.ERROR)
     try:
+        check_environment(args)
+        check_apart({option: getattr(args, option[2:].replace("-", "_"), None) for option in OUTPUT_FOLDERS})
         code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, so that a reader that left early is met below
     except AtbenchError as exc:
-        print(f"atbench: error: {exc.problem}\n  fix: {exc.fix}", file=sys.stderr)
-        return 2
+        return _report(exc)
+    except BrokenPipeError:  # stdout's reader left early (`atbench compare A B | head`): stop quietly
+        os_errors.silence_stdout()
+        return 141
+    except OSError as exc:  # a path the user gave cannot be used: one message; any other OSError is a bug
+        error = os_errors.user_error(exc)
+        if error is None:
+            raise
+        return _report(error)
     except KeyboardInterrupt:
         print("atbench: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
         return 130

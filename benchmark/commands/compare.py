@@ -3,9 +3,10 @@
 95% interval and its p-value (exact McNemar for one seed on each side, a paired bootstrap over
 seeds and points otherwise; `leaderboard.evidence.compare`).
 
-Each side is a defense name (its records under the records folder of the protocol), a record
-file, or a board entry written `BOARD.json:NAME` (the entry's records, found by the board's
-protocol under the records folder). Both sides must be of one protocol and share their points.
+Each side is a defense name (its records under the records folder of the protocol: `--records-dir`,
+else the workspace's `leaderboard/records`, else the official records shipped with atbench), a
+record file, or a board entry written `BOARD.json:NAME` (the entry's records, found by the
+board's protocol in the records folder beside the board's folder, then as a defense name). Both sides must be of one protocol and share their points.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import is_slug
+from benchmark.core.workspace import default, official_records
 from leaderboard.admission import admit
 from leaderboard.evidence import (
     ALPHA,
@@ -28,29 +30,51 @@ from leaderboard.record import load_record
 from leaderboard.records import find_records
 
 
-def _of_defense(records_dir: Path, protocol: str, name: str) -> list[Admitted]:
-    found = [Admitted(r, admit(r, p)) for p, r in find_records(records_dir, protocol) if r["defense"]["id"] == name]
-    if not found:
-        raise AtbenchError(f"no records of {name!r} under {records_dir / protocol}",
-                           "name a defense on that board, a record file, or BOARD.json:NAME")
-    return found
+def _of_defense(roots: list[Path], protocol: str, name: str) -> list[Admitted]:
+    """The admitted records of `name` in the first of `roots` that holds any."""
+    for root in roots:
+        found = [Admitted(r, admit(r, p)) for p, r in find_records(root, protocol) if r["defense"]["id"] == name]
+        if found:
+            return found
+    where = ", ".join(str(root / protocol) for root in roots)
+    raise AtbenchError(f"no records of {name!r} under {where}",
+                       "name an entry of that protocol's board, a record file, or BOARD.json:NAME; "
+                       "--records-dir names the folder that holds <protocol>/ with its records")
 
 
-def resolve(side: str, records_dir: str | Path, protocol: str) -> list[Admitted]:
-    """The admitted records a side names (see the module docstring).
+def _roots(records_dir: str | Path | None) -> list[Path]:
+    """Where defense names are looked up: --records-dir if given, else the workspace's records
+    and then the official records shipped with atbench."""
+    if records_dir is not None:
+        return [Path(records_dir)]
+    return [Path(default("records")), official_records()]
+
+
+def _board_protocol(board: str) -> str:
+    try:
+        protocol = json.loads(Path(board).read_text())["protocol"]["id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AtbenchError(f"{board} is not a board JSON ({exc!r})",
+                           "pass leaderboard/boards/<protocol>.json:NAME") from exc
+    if not isinstance(protocol, str) or not is_slug(protocol):
+        raise AtbenchError(f"{board}: its protocol id {str(protocol)[:80]!r} is not a name",
+                           "pass a board JSON written by `atbench leaderboard`")
+    return protocol
+
+
+def resolve(side: str, records_dir: str | Path | None, protocol: str) -> list[Admitted]:
+    """The admitted records a side names (see the module docstring). A defense name is looked
+    up under `records_dir` (default: the workspace's records, then the official ones); a
+    `BOARD.json:NAME` entry first in the records folder beside the board's folder
+    (`<board>/../../records`, the layout `atbench run` writes), then as a defense name.
 
     Raises:
         AtbenchError: the side names nothing that exists, or a record that fails admission.
     """
-    records_dir = Path(records_dir)
     board, sep, name = side.rpartition(":")
     if sep and board.endswith(".json") and Path(board).is_file():
-        try:
-            protocol = json.loads(Path(board).read_text())["protocol"]["id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise AtbenchError(f"{board} is not a board JSON ({exc!r})",
-                               "pass leaderboard/boards/<protocol>.json") from exc
-        return _of_defense(records_dir, protocol, name)
+        beside = Path(board).resolve().parent.parent / "records"
+        return _of_defense([beside, *_roots(records_dir)], _board_protocol(board), name)
     if side.endswith(".json"):
         if not Path(side).is_file():
             raise AtbenchError(f"record {side} does not exist", "pass a record file, a defense name or BOARD.json:NAME")
@@ -59,7 +83,7 @@ def resolve(side: str, records_dir: str | Path, protocol: str) -> list[Admitted]
     if not is_slug(side):
         raise AtbenchError(f"{side!r} names no defense, record or board entry",
                            "pass a defense name, a record file or BOARD.json:NAME")
-    return _of_defense(records_dir, protocol, side)
+    return _of_defense(_roots(records_dir), protocol, side)
 
 
 def comparison(a: list[Admitted], b: list[Admitted]) -> dict:

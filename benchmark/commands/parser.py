@@ -6,8 +6,15 @@ import argparse
 
 from benchmark.commands import arguments as arg
 from benchmark.commands import data_command
+from benchmark.core.workspace import default
 
 DEFAULT_TRACK = "mnist5k-cnn"
+#: The help text's note on where a default folder lies (`benchmark.core.workspace`).
+HERE = "under the current folder"
+
+
+def _folder_help(what: str, kind: str) -> str:
+    return f"{what} (default: {default(kind)} {HERE})"
 
 
 def _defense_file(p: argparse.ArgumentParser) -> None:
@@ -38,9 +45,10 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
         p.add_argument("--device", default="cpu", type=arg.device,
                        help="torch device: cpu, cuda, cuda:N (default: cpu)")
         p.add_argument("--data-dir", default=None, type=arg.folder,
-                       help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
-        p.add_argument("--runs-dir", default="runs", type=arg.folder,
-                       help="where checkpoints, logs and records go (default: runs)")
+                       help="folder with local data sets (default: $ATBENCH_DATA_DIR, else data "
+                            f"{HERE})")
+        p.add_argument("--runs-dir", default=default("runs"), type=arg.folder,
+                       help=_folder_help("where checkpoints, logs and each run's record go", "runs"))
         p.add_argument("--jobs", type=arg.jobs, default=None, metavar="N",
                        help="worker processes (default: one per CPU core, one on a GPU); CPU jobs are "
                             "single-threaded, so results do not depend on N")
@@ -50,14 +58,26 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
     p.add_argument("--protocol", default=None, metavar="ID_OR_PATH", type=arg.protocol,
                    help="use this protocol (an id or a .toml file) instead of the track's; "
                         "each protocol has its own records folder and board")
-    p.add_argument("--records-dir", default="leaderboard/records", type=arg.folder,
-                   help="published records (default: leaderboard/records)")
-    p.add_argument("--boards-dir", default="leaderboard/boards", type=arg.folder,
-                   help="boards (default: leaderboard/boards)")
+    p.add_argument("--records-dir", default=default("records"), type=arg.folder,
+                   help=_folder_help("where records are published, <records-dir>/<protocol>/", "records"))
+    p.add_argument("--boards-dir", default=default("boards"), type=arg.folder,
+                   help=_folder_help("where boards are written, <boards-dir>/<protocol>.md|json|html|png", "boards"))
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
+def _official(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--with-official", action="store_true",
+                   help="build the board from the official records shipped with atbench as well as "
+                        "--records-dir's: your entries beside the official ones (each record admitted; "
+                        "nothing is copied)")
+
+
 def _fast_path(p: argparse.ArgumentParser, compile: bool, precision: bool) -> None:
+    p.add_argument("--fast-path", choices=["auto", "on", "off"], default="auto",
+                   help="the GPU fast path (benchmark/pipeline/fastpath.py): training data and augmentation on the "
+                        "device, channels_last, bf16 autocast for training; evaluation uses only the "
+                        "channels_last layout. auto (default): on for CUDA, off on the CPU; on forces it (records "
+                        "and train.json say so, and a fast-path run never reuses a plain run's checkpoint)")
     if compile:
         p.add_argument("--compile", action="store_true", help="torch.compile the model for training (GPU fast path)")
     if precision:
@@ -69,6 +89,7 @@ def _fast_path(p: argparse.ArgumentParser, compile: bool, precision: bool) -> No
 def _commands(sub) -> None:
     run = sub.add_parser("run", help="train + evaluate every (defense, seed) on a track, then write the board")
     _common(run)
+    _official(run)
     _fast_path(run, compile=True, precision=True)
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local worker processes (default), or Ray tasks (docs/ray.md)")
@@ -81,6 +102,7 @@ def _commands(sub) -> None:
     evaluate = sub.add_parser("eval", help="evaluate trained runs (or an external model) under the track's protocol, "
                                            "publish the records and write the board")
     _common(evaluate)
+    _official(evaluate)
     _fast_path(evaluate, compile=False, precision=True)
     evaluate.add_argument("--model", default=None, metavar="SPEC",
                           help="evaluate this model instead of trained defenses: module:callable (returning an "
@@ -92,13 +114,17 @@ def _commands(sub) -> None:
     evaluate.add_argument("--replace", action="store_true",
                           help="publish over a record of the same name, seed and protocol that came from another "
                                "checkpoint or model")
-    _common(sub.add_parser("leaderboard", help="rebuild a protocol's board (the track's, or --protocol's) from its "
-                                               "published records"), defenses=False)
+    board = sub.add_parser("leaderboard", help="rebuild a protocol's board (the track's, or --protocol's) from its "
+                                               "published records")
+    _common(board, defenses=False)
+    _official(board)
     tune = sub.add_parser("tune", help="train and score each defense's declared search space on the validation split "
                                        "and write its sweep record (the track takes the winner)")
     _common(tune)
-    tune.add_argument("--sweeps-dir", default=None, type=arg.folder,
-                      help="where sweep records go (default: leaderboard/sweeps)")
+    tune.add_argument("--sweeps-dir", default=default("sweeps"), type=arg.folder,
+                      help=_folder_help("where the sweep records are written, <sweeps-dir>/<track>/<defense>.json|md "
+                                        "(the tracks' own settings come from the sweeps shipped with atbench)",
+                                        "sweeps"))
     bench = sub.add_parser("bench", help="time our evaluation against a reference doing the same work (ratios in "
                                          "one run) on a trained defense")
     bench.add_argument("cases", nargs="*", metavar="CASE", type=arg.slug("bench case"),
@@ -111,8 +137,9 @@ def _commands(sub) -> None:
     bench.add_argument("--points", type=arg.points, default=None, help="test points (default: the protocol's subset)")
     bench.add_argument("--device", default="cpu", type=arg.device, help="torch device (default: cpu)")
     bench.add_argument("--data-dir", default=None, type=arg.folder,
-                       help="folder with local data sets (default: $ATBENCH_DATA_DIR or ./data)")
-    bench.add_argument("--runs-dir", default="runs", type=arg.folder, help="where the trained run is (default: runs)")
+                       help=f"folder with local data sets (default: $ATBENCH_DATA_DIR, else data {HERE})")
+    bench.add_argument("--runs-dir", default=default("runs"), type=arg.folder,
+                       help=_folder_help("where the trained run is", "runs"))
     bench.add_argument("--repeats", type=arg.repeats, default=1,
                        help="runs of each side; the fastest counts (default: 1)")
     bench.add_argument("--train-model", default=None, metavar="MODEL", type=arg.slug("model"),
@@ -126,34 +153,61 @@ def _commands(sub) -> None:
     verify.add_argument("record", type=arg.existing_file, help="a record (.json) with its .flags.npz beside it")
     verify.add_argument("--checkpoint", default=None, metavar="PATH", type=arg.existing_file,
                         help="the evaluated checkpoint (default: <runs-dir>/<track>/<defense>/seed<k>/best.pt)")
-    verify.add_argument("--runs-dir", default="runs", type=arg.folder, help="where the run was trained (default: runs)")
+    verify.add_argument("--runs-dir", default=default("runs"), type=arg.folder,
+                        help=_folder_help("where the run was trained", "runs"))
     verify.add_argument("--points", type=arg.points, default=40, help="points re-evaluated (default: 40)")
     verify.add_argument("--tolerance", type=arg.fraction, default=0.05,
                         help="largest allowed gap of any (attack, eps) robust accuracy on those points (default: 0.05)")
     verify.add_argument("--device", default="cpu", type=arg.device, help="torch device (default: cpu)")
-    verify.add_argument("--data-dir", default=None, type=arg.folder, help="folder with local data sets")
+    verify.add_argument("--data-dir", default=None, type=arg.folder,
+                        help=f"folder with local data sets (default: $ATBENCH_DATA_DIR, else data {HERE})")
     verify.add_argument("-q", "--quiet", action="store_true", help="no per-attack lines")
     verify.add_argument("--model", default=None, metavar="SPEC",
                         help="the module:callable of an external model's record: its code is imported only when "
                              "named here")
     _defense_file(verify)
-    regress = sub.add_parser("regress", help="compare current results with reference ones per defense, attack and "
-                                             "eps; exit 1 when an accuracy drops by more than the tolerance")
-    _common(regress)
+    regress = sub.add_parser("regress", help="compare current results (a run of the track, or --current) with "
+                                             "reference ones per defense, seed, attack and eps; exit 1 on a "
+                                             "regression", conflict_handler="resolve")
+    _common(regress)  # the options below replace the common ones of the same name: regress means more by them
+    regress.add_argument("--defense", action="append", dest="defenses", metavar="NAME", type=arg.slug("defense"),
+                         help="compare only this defense, repeatable (default: every defense of the reference; when "
+                              "running the track, those of them atbench can train here)")
+    regress_seeds = regress.add_mutually_exclusive_group()
+    regress_seeds.add_argument("--seed", action="append", type=arg.seed, dest="seeds", metavar="K",
+                               help="seed in 0..2^31-1, repeatable: the seeds trained and evaluated (default: the "
+                                    "track's), or with --current the seeds compared (default: all); only seeds both "
+                                    "sides hold are compared, and a line names them and those left out")
+    regress_seeds.add_argument("--seeds", type=arg.seed_count, dest="seed_count", metavar="N",
+                               help="seeds 0..N-1, as --seed")
+    regress.add_argument("--runs-dir", default=default("runs"), type=arg.folder,
+                         help=_folder_help("where the runs' checkpoints, logs and records go, and (unless "
+                                           "--records-dir/--boards-dir) regress's own records and board, "
+                                           "<runs-dir>/regress/records|boards", "runs"))
+    regress.add_argument("--records-dir", default=None, type=arg.folder,
+                         help="where regress publishes the current records, <records-dir>/<protocol>/, replacing "
+                              "its earlier ones (default: <runs-dir>/regress/records)")
+    regress.add_argument("--boards-dir", default=None, type=arg.folder,
+                         help="where regress writes the board of those records (default: <runs-dir>/regress/boards)")
     regress.add_argument("--against", required=True, metavar="PATH", type=arg.existing_path,
-                         help="the reference: a records folder, a record, or a board JSON")
+                         help="the reference: a records folder, a record, or a board JSON (a board holds means over "
+                              "its seeds: the current results must be of exactly those seeds)")
     regress.add_argument("--current", default=None, metavar="PATH", type=arg.existing_path,
-                         help="read the current results from here instead of running the track (same kinds); "
-                              "when it runs the track, the reference is limited to the seeds it runs")
+                         help="read the current results from here (same kinds) instead of training and evaluating the "
+                              "track; the options that only steer a run (--track, --protocol, --defense-file, "
+                              "--device, --jobs, the folders) then have no effect")
     regress.add_argument("--tolerance", type=arg.fraction, default=0.02,
-                         help="largest allowed drop, a number in [0, 1] (default: 0.02)")
+                         help="without --alpha: a drop (rise) of more than this, a number in [0, 1], is a regression "
+                              "(an improvement); a smaller change is 'within tolerance' (default: 0.02)")
     regress.add_argument("--alpha", type=arg.level, default=None,
-                         help="instead of --tolerance: a drop is a regression only if a paired test on both sides' "
-                              "per-example flags finds it significant at this level (Holm-corrected; needs records)")
+                         help="instead of --tolerance: a drop (rise) is a regression (an improvement) only if a paired "
+                              "test on both sides' per-example flags finds it significant at this level "
+                              "(Holm-corrected; needs records), otherwise 'not significant'")
     regress.add_argument("--junit", default=None, metavar="PATH", type=arg.output_file,
-                         help="also write the comparison as JUnit XML")
-    regress.add_argument("--all", action="store_true", dest="show_all", help="list unchanged metrics too")
-    regress.set_defaults(records_dir="runs/regress/records", boards_dir="runs/regress/boards")
+                         help="also write the comparison as JUnit XML (a test per defense and metric, a failure per "
+                              "regression)")
+    regress.add_argument("--all", action="store_true", dest="show_all",
+                         help="list unchanged metrics too (default: only the changed ones)")
     compare = sub.add_parser("compare", help="paired comparison of two defenses, records or board entries on one "
                                              "protocol: per attack and eps, the difference, its interval and p-value")
     compare.add_argument("a", metavar="A", help="a defense name, a record file, or BOARD.json:NAME")
@@ -161,8 +215,11 @@ def _commands(sub) -> None:
     _track(compare)
     compare.add_argument("--protocol", default=None, metavar="ID_OR_PATH", type=arg.protocol,
                          help="the protocol (default: the track's)")
-    compare.add_argument("--records-dir", default="leaderboard/records", type=arg.folder,
-                         help="published records (default: leaderboard/records)")
+    compare.add_argument("--records-dir", default=None, type=arg.folder,
+                         help="where a defense name's records are looked up, <records-dir>/<protocol>/ (default: "
+                              f"{default('records')} {HERE}, else the official records shipped with atbench; a "
+                              "BOARD.json:NAME entry is looked up in the records folder beside the board's folder "
+                              "first)")
     compare.add_argument("--format", choices=["md", "json"], default="md", help="output format (default: md)")
     compare.add_argument("--require-better", action="store_true",
                          help="exit 1 unless A is significantly better than B on the worst case at the primary eps")

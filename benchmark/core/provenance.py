@@ -53,6 +53,19 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.machine()}, {kernels} kernels, {torch.get_num_threads()} threads)"
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor string ("AuthenticAMD", "GenuineIntel", ...; "unknown" where the OS does
+    not say). CPU results are bit-identical only between machines of one vendor: MKL's matrix
+    products take vendor-specific paths even under `MKL_CBWR=AVX2` (README, "Same CPU numbers")."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def utc_now() -> str:
     """The current UTC time, ISO 8601 with a Z suffix."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

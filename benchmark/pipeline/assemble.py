@@ -17,6 +17,7 @@ from benchmark.pipeline.sweeps import sweep_source
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import HARNESS_VERSION, TrainResult
 from defenses.base import Defense
+from leaderboard.evaluation_setting import search_suffix
 from leaderboard.record import build_record
 
 
@@ -33,6 +34,10 @@ class Subject:
         checkpoint_sha256: sha256 of the evaluated checkpoint.
         training: the record's `training` block (how the checkpoint was chosen), None for an
             external model.
+        code_sha256: the defense's source hash (`benchmark.pipeline.train.defense_source_sha256`;
+            not recorded, but part of the evaluation's key), None for an external model.
+        fast_path: the fast-path settings the checkpoint was trained with (`TrainResult.fast_path`;
+            empty for the plain path and for an external model).
     """
 
     name: str
@@ -42,6 +47,8 @@ class Subject:
     train_seconds: float
     checkpoint_sha256: str
     training: dict | None = None
+    code_sha256: str | None = None
+    fast_path: tuple[str, ...] = ()
 
 
 def defense_block(defense: Defense, track: Track) -> dict:
@@ -83,6 +90,7 @@ class Evidence:
         class_names: the data set's class names.
         precision: the attacks' search precision.
         votes: forward passes deciding each prediction (1 unless evaluated as randomized).
+        fast_path: the fast-path settings the evaluation ran with (`FastPath.for_evaluation`).
     """
 
     accuracies: dict
@@ -95,18 +103,30 @@ class Evidence:
     class_names: tuple[str, ...]
     precision: str = "fp32"
     votes: int = 1
+    fast_path: tuple[str, ...] = ()
+
+
+def fast_path_block(subject: Subject, evidence: Evidence) -> dict | None:
+    """The record's `provenance.fast_path`: the settings on while training (None for an
+    external model) and while evaluating; None when both ran the plain path."""
+    if not subject.fast_path and not evidence.fast_path:
+        return None
+    return {"training": None if subject.training is None else list(subject.fast_path),
+            "evaluation": list(evidence.fast_path)}
 
 
 def assemble(track: Track, subject: Subject, protocol: Protocol, evidence: Evidence, device: str) -> dict:
     """The record of `subject` evaluated under `protocol` (docs/record-format.md). An attack
-    that searched in reduced precision says so in its `attacks` entry.
+    that searched in reduced precision says so in its `attacks` entry, and a run with the fast
+    path on in its `provenance.fast_path`.
 
     Raises:
         RecordError: the assembled record does not match `leaderboard.record.Record`.
     """
-    search = "" if evidence.precision == "fp32" else f" [{evidence.precision} search, fp32 check]"
+    search = search_suffix(evidence.precision)
     commit, dirty = git_state()
     packages = package_versions()
+    fast = fast_path_block(subject, evidence)
     return build_record(
         versions={"evaluation": EVALUATION_VERSION, "harness": HARNESS_VERSION},
         track=track.name, seed=subject.seed, defense=subject.defense, training=subject.training,
@@ -125,5 +145,6 @@ def assemble(track: Track, subject: Subject, protocol: Protocol, evidence: Evide
             "seeds": {"train": subject.seed, "test_subset": protocol.subset_seed},
             "data_sha256": evidence.data_sha256, "test_subset_sha256": evidence.subset_sha256,
             "checkpoint_sha256": subject.checkpoint_sha256, "utc_time": utc_now(),
+            **({"fast_path": fast} if fast else {}),
         },
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,6 +26,11 @@ from benchmark.pipeline.job import Job
 
 #: Devices a task can run on: Ray hands each CUDA task a GPU of its own (seen as `cuda`).
 RAY_DEVICES = ("cpu", "cuda")
+#: Seconds a cluster's address has to accept a TCP connection before `connect` gives up (Ray
+#: itself retries an address where nobody listens without end).
+CONNECT_TIMEOUT_S = 5.0
+_ADDRESS_FIX = ("run `ray start --head` on the cluster's head node and pass --address auto there (or its host:port), "
+                "or leave out --address to start a local Ray instance")
 
 
 def run_ray(jobs: Sequence[Job], train_fn: Callable[[Job], Any], eval_fn: Callable[[Job, Any], Path],
@@ -40,7 +46,8 @@ def run_ray(jobs: Sequence[Job], train_fn: Callable[[Job], Any], eval_fn: Callab
 
     Raises:
         AtbenchError: ray is not installed, the device is not `cpu` or `cuda`, the cluster
-            cannot be reached, or a task raised one (the other tasks are then cancelled;
+            cannot be reached (nobody accepting a connection at its address within
+            `CONNECT_TIMEOUT_S`), or a task raised one (the other tasks are then cancelled;
             finished outputs stay on disk and a re-run resumes).
     """
     device = jobs[0].device
@@ -88,19 +95,63 @@ def import_ray():
 
 def connect(ray, address: str | None) -> bool:
     """Connect this process to the Ray cluster at `address`, or start a local instance sized
-    to this machine; returns whether it connected (False when Ray was initialised already)."""
+    to this machine; returns whether it connected (False when Ray was initialised already).
+    The cluster's address must first accept a TCP connection within `CONNECT_TIMEOUT_S`
+    (`probe`), so an address where nobody listens fails at once, with nothing of Ray started."""
     if ray.is_initialized():
         return False
     try:
         if address:
+            probe(ray, address)
             ray.init(address=address, logging_level=logging.ERROR)
         else:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR)
     except (ConnectionError, ValueError) as exc:
-        raise AtbenchError(f"cannot connect to a Ray cluster at {address}: {exc}",
-                           "run `ray start --head` on the cluster's head node and pass --address auto there "
-                           "(or its host:port), or leave out --address to start a local Ray instance") from exc
+        raise AtbenchError(f"cannot connect to a Ray cluster at {address}: {exc}", _ADDRESS_FIX) from exc
     return True
+
+
+def probe(ray, address: str) -> None:
+    """Refuse `address` (`auto`, `host:port`, `ray://host:port`) unless it is well formed and its
+    host:port accepts a TCP connection within `CONNECT_TIMEOUT_S`. `auto` is looked up as Ray
+    looks it up; when Ray knows no cluster there is nothing to probe (`ray.init` says so at once).
+
+    Raises:
+        AtbenchError: a malformed address, or nobody answering there in time.
+    """
+    host, port = endpoint(ray, address)
+    if host is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        why = f"no answer within {CONNECT_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else str(exc)
+        raise AtbenchError(f"cannot connect to a Ray cluster at {address}: nothing accepts a connection at "
+                           f"{host}:{port} ({why})", _ADDRESS_FIX) from None
+
+
+def endpoint(ray, address: str) -> tuple[str | None, int]:
+    """The host and port `address` names (`auto`: the cluster Ray recorded on this machine, or
+    (None, 0) when it recorded none).
+
+    Raises:
+        AtbenchError: the address is not `auto`, `host:port` or `ray://host:port` with a port in
+            1..65535.
+    """
+    target = address
+    if address == "auto":
+        try:
+            target = ray._private.services.canonicalize_bootstrap_address("auto")
+        except (AttributeError, ImportError, ValueError, ConnectionError):  # Ray's lookup: its error comes at init
+            target = None
+        if target is None:
+            return None, 0
+    host, _, port = target.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise AtbenchError(f"--address {address} is not a Ray address with a port in 1..65535",
+                           "pass auto, HOST:PORT (the cluster's GCS, e.g. 10.0.0.5:6379) or ray://HOST:PORT")
+    return host, int(port)
 
 
 def task_resources(device: str) -> dict[str, int]:

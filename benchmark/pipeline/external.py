@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -28,11 +30,15 @@ def _import_callable(spec: str):
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise AtbenchError(f"model spec {spec!r} is not of the form module:callable", SPEC_HELP)
+    here = os.getcwd()
+    if here not in sys.path:  # as `python -m` does: modules of the current folder come first
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise AtbenchError(f"cannot import module {module_name!r} of model spec {spec!r}: {exc}",
-                           "install the package or run from the folder that contains it") from exc
+        raise AtbenchError(f"cannot import module {module_name!r} of model spec {spec!r} from the current folder "
+                           f"({here}) or the installed packages: {exc}",
+                           "run from the folder that contains the module, or install its package") from exc
     target = module
     for part in attr.split("."):
         if not hasattr(target, part):

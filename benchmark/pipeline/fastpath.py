@@ -9,8 +9,12 @@ float precision of training's forward and backward passes):
 - optionally `torch.compile` of the training forward;
 - attacks always take input gradients only (`attacks.base.frozen_eval`).
 
-On the CPU every setting is off by default, so CPU records stay bit-identical. Evaluation
-stays in full precision by default; `search_model(model, "bf16")` runs only the attacks'
+`--fast-path auto` (the default) turns the fast path on for a CUDA device and off on the CPU,
+so CPU records stay bit-identical; `on` forces it anywhere (the CPU end-to-end test runs it), and
+`off` turns it off. A run made with any setting on says so (`settings`: train.json, the train
+key and the record's `provenance.fast_path`), so it is never mistaken for, nor reused as, a plain
+run. Evaluation uses only the model's layout (`for_evaluation`) and stays in full precision by
+default; `search_model(model, "bf16")` runs only the attacks'
 search in bf16, and the evaluation re-checks every adversarial example in full precision on
 the model itself.
 """
@@ -27,6 +31,8 @@ from benchmark.core.errors import AtbenchError
 
 #: Precisions of an evaluation's attack search; predictions are always full precision.
 SEARCH_PRECISIONS = ("fp32", "bf16")
+#: `--fast-path` modes: "auto" is on for a CUDA device and off elsewhere.
+FAST_PATH_MODES = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +52,27 @@ class FastPath:
     compile: bool = False
 
     @classmethod
-    def for_device(cls, device: str | torch.device, compile: bool = False) -> "FastPath":
-        """Everything on for a CUDA device, everything off on the CPU (`compile` as asked)."""
-        cuda = torch.device(device).type == "cuda"
-        return cls(data_on_device=cuda, channels_last=cuda, bf16=cuda, compile=compile)
+    def for_device(cls, device: str | torch.device, compile: bool = False, mode: str = "auto") -> "FastPath":
+        """The fast path `mode` asks for on `device`: every setting but `compile` on with "on",
+        off with "off", and with "auto" on for a CUDA device and off elsewhere; `compile` as
+        asked.
+
+        Raises:
+            AtbenchError: an unknown mode.
+        """
+        if mode not in FAST_PATH_MODES:
+            raise AtbenchError(f"unknown fast-path mode {mode!r}", f"use one of: {', '.join(FAST_PATH_MODES)}")
+        on = mode == "on" or (mode == "auto" and torch.device(device).type == "cuda")
+        return cls(data_on_device=on, channels_last=on, bf16=on, compile=compile)
+
+    def for_evaluation(self) -> "FastPath":
+        """The part of this fast path an evaluation uses: the model's layout (its data stay
+        where they are, its predictions are full precision, its model is not compiled)."""
+        return FastPath(channels_last=self.channels_last)
+
+    def settings(self) -> tuple[str, ...]:
+        """The names of the settings that are on, in field order (empty for the plain path)."""
+        return tuple(name for name in FAST_PATH_SETTINGS if getattr(self, name))
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         """Convert `model` in place to the memory layout of this fast path; returns it."""
@@ -68,6 +91,10 @@ class FastPath:
     def autocast(self, device: torch.device) -> ContextManager:
         """bf16 autocast on `device` when enabled, else a no-op context."""
         return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+
+#: The names of the fast path's settings (what `FastPath.settings` returns a selection of).
+FAST_PATH_SETTINGS = tuple(f.name for f in dataclasses.fields(FastPath))
 
 
 class Bf16Search(nn.Module):

@@ -13,6 +13,7 @@ from typing import Sequence
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import check_name, inside
 from benchmark.core.registry import DEFENSES
+from benchmark.core.workspace import default, official_records
 from benchmark.pipeline.protocol import Protocol
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import check_supports, supports
@@ -24,12 +25,23 @@ STAGES = ("train", "eval", "train+eval")
 
 @dataclasses.dataclass(frozen=True)
 class Paths:
-    """Where a job reads and writes (the records and boards folders are shared by all jobs)."""
+    """Where a job reads and writes (the records and boards folders are shared by all jobs;
+    defaults: `benchmark.core.workspace`).
 
-    runs_dir: str = "runs"
-    records_dir: str = "leaderboard/records"
-    boards_dir: str = "leaderboard/boards"
+    Attributes:
+        with_official: the board also admits the official records shipped with atbench.
+    """
+
+    runs_dir: str = default("runs")
+    records_dir: str = default("records")
+    boards_dir: str = default("boards")
     data_dir: str | None = None
+    with_official: bool = False
+
+    @property
+    def also_records(self) -> tuple[Path, ...]:
+        """The read-only record folders a board admits besides `records_dir`."""
+        return (official_records(),) if self.with_official else ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +51,8 @@ class Options:
     Attributes:
         progress: progress bars and per-epoch lines (only with one worker).
         compile: `torch.compile` the model for training (the GPU fast path).
+        fast_path: the rest of the GPU fast path (`benchmark.pipeline.fastpath.FAST_PATH_MODES`):
+            "auto" (on for CUDA, off on the CPU), "on" or "off".
         precision: the attacks' search precision, "fp32" or "bf16" (`benchmark.pipeline.fastpath`).
         defense_files: `--defense-file`s every worker imports first.
         replace: an evaluation may publish over a record of the same identity from another source.
@@ -46,6 +60,7 @@ class Options:
 
     progress: bool = True
     compile: bool = False
+    fast_path: str = "auto"
     precision: str = "fp32"
     defense_files: tuple[str, ...] = ()
     replace: bool = False

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.core.errors import AtbenchError
+from benchmark.pipeline.fastpath import FAST_PATH_SETTINGS
 from benchmark.pipeline.train import TrainResult
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -57,6 +58,7 @@ def read_train_result(path: str | Path) -> TrainResult:
     fix = (f"delete {path} and re-run: training resumes from last.pt in the same folder, "
            "so no finished epoch is lost")
     body = _read_object(path, fix)
+    body.setdefault("fast_path", [])  # a train.json from before atbench recorded the fast path
     accuracy = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
     count = (lambda v: _is_int(v) and v >= 1, "an integer of at least 1")
     _check_fields(path, body, {
@@ -66,13 +68,16 @@ def read_train_result(path: str | Path) -> TrainResult:
         "best_val_robust_acc": accuracy, "best_val_clean_acc": accuracy,
         "runtime_s": (lambda v: _is_number(v) and v >= 0, "a number of at least 0"),
         "train_key": (lambda v: isinstance(v, str) and bool(_SHA256.fullmatch(v)), "64 hex digits"),
+        "fast_path": (lambda v: isinstance(v, list) and all(s in FAST_PATH_SETTINGS for s in v)
+                      and len(set(v)) == len(v), f"a list of distinct settings of {', '.join(FAST_PATH_SETTINGS)}"),
     }, fix)
     if body["best_epoch"] > body["epochs"]:
         raise AtbenchError(f"{path}: field 'best_epoch' ({body['best_epoch']}) exceeds 'epochs' ({body['epochs']})",
                            fix)
     # The checkpoint lies beside train.json: read it from there, so the run folder can be used
     # from any working directory (or after a move).
-    return TrainResult(**{**body, "checkpoint": str(path.parent / Path(body["checkpoint"]).name)})
+    return TrainResult(**{**body, "checkpoint": str(path.parent / Path(body["checkpoint"]).name),
+                          "fast_path": tuple(body["fast_path"])})
 
 
 def read_eval_state(path: str | Path, points: int) -> dict:

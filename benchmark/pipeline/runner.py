@@ -20,6 +20,7 @@ from benchmark.core.io import atomic_write_bytes
 from benchmark.core.lock import folder_lock
 from benchmark.pipeline.executor import run_local, worker_count
 from benchmark.pipeline.job import STAGES, Job
+from benchmark.pipeline.publish_checks import check_precision, check_settings
 from benchmark.pipeline.steps import eval_job, full_job, train_job
 from leaderboard.record import RecordError, load_record
 
@@ -70,13 +71,17 @@ def execute(jobs: Sequence[Job], stage: str = "train+eval", executor: Executor =
 
     Raises:
         AtbenchError: no jobs, an unknown stage, a device that cannot be used, a stage the
-            executor cannot run, or the first error a job raised (finished work stays on disk).
+            executor cannot run, an evaluation whose records would meet published ones of another
+            evaluation setting (`benchmark.pipeline.publish_checks`; the search precision is
+            checked before any work), or the first error a job raised (finished work stays on disk).
     """
     if stage not in STAGES:
         raise AtbenchError(f"unknown stage {stage!r}", f"use one of: {', '.join(STAGES)}")
     if not jobs:
         raise AtbenchError("there is nothing to run", "name a defense (`atbench ls defenses`)")
     first = jobs[0]
+    if stage != "train":
+        check_precision(jobs)
     if executor.kind == "ray":
         if stage != "train+eval":
             raise AtbenchError("the ray executor runs whole jobs (train and evaluate)", "use `atbench run`")
@@ -99,14 +104,17 @@ def execute(jobs: Sequence[Job], stage: str = "train+eval", executor: Executor =
 
 def publish_all(jobs: Sequence[Job], records: Sequence[Path]) -> list[Path]:
     """Publish every job's record into its records folder and rewrite the board of its
-    protocol (under the records folder's lock); returns the board files."""
+    protocol (under the records folder's lock; every record is checked against the published
+    ones' evaluation settings before any is copied, `check_settings`); returns the board files."""
     from leaderboard.build import write_board
 
     first = jobs[0]
     with folder_lock(first.paths.records_dir):
+        check_settings(jobs, records)
         for job, record in zip(jobs, records):
             publish(record, job)
-        return write_board(first.paths.records_dir, first.protocol.id, first.paths.boards_dir)
+        return write_board(first.paths.records_dir, first.protocol.id, first.paths.boards_dir,
+                           first.paths.also_records)
 
 
 def _source(record: dict) -> tuple:
@@ -136,8 +144,11 @@ def publish(record_path: Path, job: Job) -> Path:
                 and not job.options.replace):
             raise AtbenchError(f"{published} already holds {job.defense} seed {job.seed} under protocol "
                                f"{job.protocol.id} v{job.protocol.version} from another checkpoint, configuration or "
-                               "model; publishing would replace it",
-                               "give the new model a name of its own (--name), or pass --replace to replace it")
+                               f"model; publishing would replace it (the new record is kept at {record_path}; with "
+                               "unchanged code and settings, another checkpoint means another machine's arithmetic: "
+                               "CPU results are bit-identical only between machines of one CPU vendor)",
+                               "publish into another folder (--records-dir DIR), give a new model a name of its own "
+                               "(--name), or pass --replace to replace the published record")
     flags = record_path.parent / record["flags"]["file"]
     atomic_write_bytes(target / flags.name, flags.read_bytes())
     atomic_write_bytes(published, record_path.read_bytes())
@@ -152,3 +163,6 @@ def check_device(device: str) -> None:
         raise AtbenchError(f"unknown device {device!r}", "use cpu, cuda or cuda:N") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AtbenchError(f"device {device!r} requested but no CUDA GPU is available", "use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise AtbenchError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} CUDA GPU(s)",
+                           f"use cuda:0..cuda:{torch.cuda.device_count() - 1}, or cuda")

@@ -49,6 +49,7 @@ from benchmark.pipeline.run_files import read_train_result
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import (
     TrainResult,
+    defense_source_sha256,
     effective_track,
     seeded_generator,
     train,
@@ -61,30 +62,32 @@ log = logging.getLogger(__name__)
 
 
 def train_step(track: Track, defense: Defense, seed: int, run_dir: Path, device: str,
-               data_dir: str | None, progress: bool, compile: bool = False) -> TrainResult:
-    """Train unless `train.json` shows a finished run with the same inputs; `compile` turns on
-    `torch.compile` in the device's fast path (`benchmark.pipeline.fastpath`)."""
+               data_dir: str | None, progress: bool, fast: FastPath | None = None) -> TrainResult:
+    """Train unless `train.json` shows a finished run with the same inputs (the fast path's
+    settings included); `fast` is how training uses the device (`benchmark.pipeline.fastpath`;
+    default: `FastPath.for_device(device)`)."""
     done = run_dir / "train.json"
-    key = train_key(track, defense, seed)
+    fast = fast or FastPath.for_device(device)
+    key = train_key(track, defense, seed, fast)
     if done.is_file():
         result = read_train_result(done)
         if result.train_key == key and Path(result.checkpoint).is_file():
             log.info("%s seed %d: trained already, skipping", defense.name, seed)
             return result
-    result = train(track, defense, seed, run_dir, device=device, data_dir=data_dir, progress=progress,
-                   fast=FastPath.for_device(device, compile))
+    result = train(track, defense, seed, run_dir, device=device, data_dir=data_dir, progress=progress, fast=fast)
     atomic_write_json(done, result.__dict__)
     return result
 
 
 def load_trained_model(track: Track, defense: Defense, checkpoint: str, checkpoint_sha256: str,
-                       data_dir: str | None, device: str) -> torch.nn.Module:
-    """Rebuild the architecture, load the checkpoint (weights only, sha256 checked), calibrate
-    on the validation split and return the deployed (wrapped) model."""
+                       data_dir: str | None, device: str, fast: FastPath | None = None) -> torch.nn.Module:
+    """Rebuild the architecture, load the checkpoint (weights only, sha256 checked), put it in
+    the memory layout of `fast` (default: `FastPath.for_device(device)`), calibrate on the
+    validation split and return the deployed (wrapped) model."""
     bundle, track = load_dataset(track.dataset, data_dir), effective_track(track, defense)
     model = build_model(track.model, bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std)
     model.load_state_dict(load_checkpoint(checkpoint, checkpoint_sha256)["model"])
-    FastPath.for_device(device).prepare_model(model.to(device)).eval()
+    (fast or FastPath.for_device(device)).prepare_model(model.to(device)).eval()
     val = bundle.val
     ctx = TrainContext(epoch=track.epochs - 1, step=0, device=torch.device(device), eps=track.eps,
                        attack_steps=track.attack_steps, step_size=track.step_ratio * track.eps,
@@ -94,14 +97,19 @@ def load_trained_model(track: Track, defense: Defense, checkpoint: str, checkpoi
 
 
 def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, protocol: Protocol, run_dir: Path,
-                   device: str, data_dir: str | None, progress: bool, precision: str = "fp32") -> Path:
+                   device: str, data_dir: str | None, progress: bool, precision: str = "fp32",
+                   fast: FastPath = FastPath()) -> Path:
     """Evaluate a deployed model under `protocol` and write `record.json` and the flags file
-    into `run_dir`, unless a record for the same checkpoint, description, protocol and search
-    `precision` exists. A killed evaluation resumes from `eval_state.json`. Returns the
-    record's path."""
+    into `run_dir`, unless a record for the same checkpoint, description, defense source,
+    protocol and search `precision` exists. A killed evaluation resumes from `eval_state.json`.
+    `fast` is the fast path the model was prepared with (`FastPath.for_evaluation`): when a
+    setting is on, the key and the record's `provenance.fast_path` say so. Returns the record's
+    path."""
     eval_key = sha256_json({"checkpoint": subject.checkpoint_sha256, "protocol": protocol.sha256,
                             "defense": subject.defense, "evaluation": EVALUATION_VERSION,
-                            **({"precision": precision} if precision != "fp32" else {})})
+                            **({"code": subject.code_sha256} if subject.code_sha256 else {}),
+                            **({"precision": precision} if precision != "fp32" else {}),
+                            **({"fast_path": list(fast.settings())} if fast.settings() else {})})
     record_path, key_path = run_dir / "record.json", run_dir / "eval_key.txt"
     if record_path.is_file() and key_path.is_file() and key_path.read_text() == eval_key:
         log.info("%s seed %d: evaluated already, skipping", subject.name, subject.seed)
@@ -131,7 +139,7 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
     atomic_write_bytes(run_dir / flags_file, flags_bytes)
     evidence = Evidence(summary, extra.record, flags_file, sha256_bytes(flags_bytes), seconds, bundle.sha256,
                         sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), bundle.class_names, precision,
-                        votes)
+                        votes, fast.settings())
     record = validate_record(assemble(track, subject, protocol, evidence, device), str(record_path))
     atomic_write_json(record_path, record)
     atomic_write_bytes(key_path, eval_key.encode())
@@ -155,8 +163,9 @@ def trained_result(job: Job) -> TrainResult:
 def train_job(job: Job) -> TrainResult:
     """Train (or resume, or skip when done) the job's defense and seed on its track."""
     log.info("%s seed %d on %s: training", job.defense, job.seed, job.track.name)
+    fast = FastPath.for_device(job.device, job.options.compile, job.options.fast_path)
     return train_step(job.track, job.track.defense(job.defense), job.seed, job.run_dir, job.device,
-                      job.paths.data_dir, job.options.progress, job.options.compile)
+                      job.paths.data_dir, job.options.progress, fast)
 
 
 def _evaluate_external(job: Job) -> Path:
@@ -180,11 +189,13 @@ def eval_job(job: Job, trained: TrainResult | None = None) -> Path:
     defense = job.track.defense(job.defense)
     log.info("%s seed %d on %s: evaluating", job.defense, job.seed, job.track.name)
     subject = Subject(defense.name, defense_block(defense, job.track), effective_track(job.track, defense).model,
-                      job.seed, result.runtime_s, result.checkpoint_sha256, training_block(result))
+                      job.seed, result.runtime_s, result.checkpoint_sha256, training_block(result),
+                      defense_source_sha256(type(defense)), fast_path=result.fast_path)
+    fast = FastPath.for_device(job.device, mode=job.options.fast_path).for_evaluation()
     model = load_trained_model(job.track, defense, result.checkpoint, result.checkpoint_sha256, job.paths.data_dir,
-                               job.device)
+                               job.device, fast)
     return evaluate_model(model, subject, job.track, job.protocol, job.run_dir, job.device, job.paths.data_dir,
-                          job.options.progress, job.options.precision)
+                          job.options.progress, job.options.precision, fast)
 
 
 def full_job(job: Job) -> Path:

@@ -1,5 +1,5 @@
 """Committed sweep records (`atbench tune`): where a track's per-defense hyperparameters come
-from. `leaderboard/sweeps/<track>/<defense>.json` holds every setting of the defense's declared
+from. `leaderboard/sweeps/<track>/<defense>.json` of the installed package holds every setting of the defense's declared
 search space, its validation score under the selection rule and the winner; the track's
 `defense_configs` are the winners (`sweep_winners`), so a defense's setting on a board always
 links to the sweep that chose it.
@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import AtbenchError
+from benchmark.core.workspace import shipped_sweeps
 
-SWEEPS_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "sweeps"
+#: The sweeps that ship with atbench (read-only); `atbench tune` writes to `--sweeps-dir`
+#: (default `leaderboard/sweeps` under the current folder, `benchmark.core.workspace`).
+SWEEPS_DIR = shipped_sweeps()
 #: Per track, per defense, the sweep its setting came from ("<track>/<defense>"), filled as the
 #: tracks read their winners.
 SOURCES: dict[str, dict[str, str]] = {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 import json
 import logging
 import math
@@ -52,7 +54,8 @@ HARNESS_VERSION = 3
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """What training produced: the selected checkpoint and how it was chosen."""
+    """What training produced: the selected checkpoint, how it was chosen, and the fast-path
+    settings it was trained with (`FastPath.settings`; empty for the plain path)."""
 
     checkpoint: str
     checkpoint_sha256: str
@@ -62,6 +65,7 @@ class TrainResult:
     epochs: int
     runtime_s: float
     train_key: str
+    fast_path: tuple[str, ...] = ()
 
 
 def check_supports(cls: type[Defense], track: Track) -> None:
@@ -97,13 +101,41 @@ def effective_track(track: Track, defense: Defense) -> Track:
     return track.with_overrides(defense.overrides(track))
 
 
-def train_key(track: Track, defense: Defense, seed: int) -> str:
-    """Hash of everything that determines the trained weights (the track's settings for other
-    defenses do not)."""
+@functools.cache
+def defense_source_sha256(cls: type[Defense]) -> str | None:
+    """sha256 of the source files of a defense class and of the classes it inherits from (the
+    file in `defenses/`, a `--defense-file` or an installed plugin's module; not
+    `defenses/base.py`, whose changes are harness changes and bump `HARNESS_VERSION`), read once
+    per process: a defense whose code changed is trained and evaluated again. Modules those
+    files import are not covered. None when a class has no source file (defined interactively).
+    """
+    files = []
+    for klass in cls.__mro__:
+        if klass in Defense.__mro__:
+            continue
+        try:
+            path = inspect.getsourcefile(klass)
+        except TypeError:  # a built-in or a class without a module file
+            return None
+        if path is None:
+            return None
+        files.append(path)
+    try:
+        return sha256_json([sha256_file(f) for f in dict.fromkeys(files)])
+    except OSError:
+        return None
+
+
+def train_key(track: Track, defense: Defense, seed: int, fast: FastPath = FastPath()) -> str:
+    """Hash of everything that determines the trained weights: the harness version, the track's
+    settings (not those for other defenses), the defense's name, config and source
+    (`defense_source_sha256`), the seed, and the fast path's settings when one is on (so a
+    plain run keeps its key and a fast-path run never shares a plain run's checkpoint)."""
     settings = {k: v for k, v in effective_track(track, defense).to_dict().items() if k != "defense_configs"}
     return sha256_json({
         "harness": HARNESS_VERSION, "track": settings,
-        "defense": defense.name, "config": defense.config_dict(), "seed": seed,
+        "defense": defense.name, "config": defense.config_dict(), "source": defense_source_sha256(type(defense)),
+        "seed": seed, **({"fast_path": list(fast.settings())} if fast.settings() else {}),
     })
 
 
@@ -316,7 +348,7 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
     device = torch.device(device)
     fast = fast or FastPath.for_device(device)
     check_supports(type(defense), track)
-    key = train_key(track, defense, seed)
+    key = train_key(track, defense, seed, fast)
     track = effective_track(track, defense)
     bundle = load_dataset(track.dataset, data_dir)
     if fast.data_on_device:
@@ -358,5 +390,5 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
     return TrainResult(
         checkpoint=str(best_path), checkpoint_sha256=run.best["sha256"], best_epoch=run.best["epoch"] + 1,
         best_val_robust_acc=run.best["robust"], best_val_clean_acc=run.best["clean"], epochs=track.epochs,
-        runtime_s=spent + (time.perf_counter() - start), train_key=key,
+        runtime_s=spent + (time.perf_counter() - start), train_key=key, fast_path=fast.settings(),
     )

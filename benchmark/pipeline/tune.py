@@ -22,7 +22,6 @@ from benchmark.pipeline.job import Job
 from benchmark.pipeline.protocol import parse_eps
 from benchmark.pipeline.selection import SELECTION_RULE
 from benchmark.pipeline.steps import load_trained_model, train_job
-from benchmark.pipeline.sweeps import SWEEPS_DIR
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import HARNESS_VERSION, TrainResult
 
@@ -120,8 +119,9 @@ def sweep_markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sweep(record: dict, root: Path = SWEEPS_DIR) -> list[Path]:
-    """Write the record and its table into `<root>/<track>/<defense>.{json,md}`."""
+def write_sweep(record: dict, root: Path) -> list[Path]:
+    """Write the record and its table into `<root>/<track>/<defense>.{json,md}` (`root` is the
+    command's `--sweeps-dir`, never the installed package's sweeps)."""
     base = root / record["track"] / record["defense"]
     atomic_write_json(base.with_suffix(".json"), record)
     atomic_write_text(base.with_suffix(".md"), sweep_markdown(record))

@@ -20,6 +20,16 @@ def _primary_eps(work: Workload) -> float:
     return work.protocol.eps_value(work.protocol.primary_eps)
 
 
+def each_eps_from_scratch(work: Workload) -> dict[str, np.ndarray]:
+    """The per-example flags of the protocol run once per eps on all points (the multi-eps
+    case's reference)."""
+    flags: dict[str, np.ndarray] = {}
+    for eps in work.protocol.eps:
+        one = dataclasses.replace(work.protocol, eps=(eps,))
+        flags.update(run_protocol(work.model, one, work.x, work.y, work.device, progress=False).flags)
+    return flags
+
+
 @BENCH_CASES.register(name="multi-eps")
 def multi_eps_vs_per_eps(work: Workload) -> Comparison:
     """The protocol's multi-eps evaluation (eps in increasing order, only survivors attacked
@@ -28,15 +38,8 @@ def multi_eps_vs_per_eps(work: Workload) -> Comparison:
     Not weaker means: for every (attack, eps), no point is robust in the multi-eps result that
     the from-scratch evaluation broke. The details give both accuracies per (attack, eps) and
     the count of such points (`robust_only_in_multi`)."""
-    def per_eps() -> dict[str, np.ndarray]:
-        flags: dict[str, np.ndarray] = {}
-        for eps in work.protocol.eps:
-            one = dataclasses.replace(work.protocol, eps=(eps,))
-            flags.update(run_protocol(work.model, one, work.x, work.y, work.device, progress=False).flags)
-        return flags
-
     ours, ref = time_pair(lambda: run_protocol(work.model, work.protocol, work.x, work.y, work.device, progress=False),
-                          per_eps, work.device, work.repeats)
+                          lambda: each_eps_from_scratch(work), work.device, work.repeats)
     multi, scratch = ours.result, ref.result
     columns = {}
     for name in attack_flag_names(multi.flags):
@@ -61,7 +64,7 @@ def _pgd_settings(work: Workload) -> dict:
     return {}
 
 
-def _torchattacks_pgd(model: torch.nn.Module, eps: float, steps: int, step_ratio: float, random_start: bool):
+def torchattacks_pgd(model: torch.nn.Module, eps: float, steps: int, step_ratio: float, random_start: bool):
     """torchattacks' PGD (last iterate), its random start seeded through torch's global
     generator inside a fork (the caller's random streams are untouched)."""
     try:
@@ -100,11 +103,11 @@ def pgd_vs_torchattacks(work: Workload) -> Comparison:
     x, y, labels = work.x.to(device), work.y.to(device), work.y.numpy()
     ours_attack = PGD(steps=steps, step_ratio=ratio, seed=0)
     ours, ref = time_pair(lambda: ours_attack(work.model, x, y, eps),
-                          lambda: _torchattacks_pgd(work.model, eps, steps, ratio, True)(x, y), work.device,
+                          lambda: torchattacks_pgd(work.model, eps, steps, ratio, True)(x, y), work.device,
                           work.repeats)
     with frozen_eval(work.model):
         ours_from_x = sign_ascent(work.model, x, cross_entropy(y), eps, steps, ratio * eps, x_init=x, y=y)
-    theirs_from_x = _torchattacks_pgd(work.model, eps, steps, ratio, False)(x, y)
+    theirs_from_x = torchattacks_pgd(work.model, eps, steps, ratio, False)(x, y)
     robust = {name: predict(work.model, adv, device) == labels for name, adv in
               [("ours", ours.result), ("theirs", ref.result), ("ours_from_x", ours_from_x),
                ("theirs_from_x", theirs_from_x)]}
@@ -128,6 +131,22 @@ def _autoattack_settings(work: Workload) -> dict:
                        "bench the autoattack-adapter case on a protocol with AutoAttack")
 
 
+def pyautoattack_direct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                        cfg: AutoAttackAdapter.Config) -> torch.Tensor:
+    """`pyautoattack.AutoAttack(...).run_standard_evaluation` called directly with the adapter's
+    settings `cfg` (the same work as the adapter: EOT samples on version rand), quiet, with
+    the caller's random streams untouched; returns the adversarial examples."""
+    from pyautoattack import AutoAttack
+
+    devices = [x.device] if x.device.type == "cuda" else []
+    with quiet_autoattack(), torch.random.fork_rng(devices=devices):
+        aa = AutoAttack(model, device=x.device, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version)
+        if cfg.version == "rand":
+            aa.apgd.eot_iter = cfg.eot_samples
+        aa.verbose = False
+        return aa.run_standard_evaluation(x, y, batch_size=cfg.batch_size)[0]
+
+
 @BENCH_CASES.register(name="autoattack-adapter")
 def autoattack_adapter_vs_direct(work: Workload) -> Comparison:
     """Our AutoAttack adapter (the protocol's AutoAttack settings at its primary eps) against
@@ -136,22 +155,11 @@ def autoattack_adapter_vs_direct(work: Workload) -> Comparison:
 
     Not weaker means the two leave exactly the same points robust (the adapter must not change
     AutoAttack's result); the target is an overhead of at most 5% (ratio <= 1.05)."""
-    from pyautoattack import AutoAttack
-
     adapter = AutoAttackAdapter(**_autoattack_settings(work))
     cfg, eps = adapter.config, _primary_eps(work)
     x, y = work.x.to(work.device), work.y.to(work.device)
-
-    def direct() -> torch.Tensor:
-        devices = [x.device] if x.device.type == "cuda" else []
-        with quiet_autoattack(), torch.random.fork_rng(devices=devices):
-            aa = AutoAttack(work.model, device=x.device, eps=eps, norm=cfg.norm, seed=cfg.seed, version=cfg.version)
-            if cfg.version == "rand":  # as the adapter does: the same work on both sides
-                aa.apgd.eot_iter = cfg.eot_samples
-            aa.verbose = False
-            return aa.run_standard_evaluation(x, y, batch_size=cfg.batch_size)[0]
-
-    ours, ref = time_pair(lambda: adapter(work.model, x, y, eps), direct, work.device, work.repeats)
+    ours, ref = time_pair(lambda: adapter(work.model, x, y, eps),
+                          lambda: pyautoattack_direct(work.model, x, y, eps, cfg), work.device, work.repeats)
     ours_robust = predict(work.model, ours.result, torch.device(work.device)) == work.y.numpy()
     ref_robust = predict(work.model, ref.result, torch.device(work.device)) == work.y.numpy()
     same = bool((ours_robust == ref_robust).all())

@@ -135,11 +135,18 @@ def _source(name: str) -> Source:
 
 
 def _check_mirror(mirror: str) -> None:
-    parts = urllib.parse.urlsplit(mirror)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise AtbenchError(f"--mirror {mirror!r} is not an http(s) URL",
-                           "give the URL of the folder holding the files, e.g. https://host/path/ "
-                           "(each file's name is appended to it)")
+    """Refuse a mirror that is not an http(s) URL with a host and, if it names one, a port in
+    1..65535 (urllib would silently take a larger port modulo 65536)."""
+    fix = "give the URL of the folder holding the files, e.g. https://host/path/ (each file's name is appended to it)"
+    try:
+        parts = urllib.parse.urlsplit(mirror)
+        port = parts.port
+    except ValueError as exc:
+        raise AtbenchError(f"--mirror {mirror!r} is not a valid URL: {exc}", fix) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise AtbenchError(f"--mirror {mirror!r} is not an http(s) URL with a host", fix)
+    if port is not None and not 1 <= port <= 65535:
+        raise AtbenchError(f"--mirror {mirror!r} names port {port}, outside 1..65535", fix)
 
 
 def _status(data_dir: Path, source: Source) -> str:
@@ -196,7 +203,8 @@ def _fetch(file: RemoteFile, url: str, downloads: Path, timeout: float, progress
 
 def _stream(url: str, part: Path, have: int, size: int, timeout: float, progress: bool) -> None:
     """Append the rest of `url` (from byte `have`) to `part`, or write it all again when the server
-    answers the Range request with the whole file."""
+    answers the Range request with the whole file. Never writes past the pinned `size`: an answer
+    whose announced or actual length differs from it is refused (`_wrong_size`)."""
     response = _open(url, have, timeout, part)
     if have and response.status == 206 and _range_start(response) != have:  # a part we did not ask for
         response.close()
@@ -206,23 +214,39 @@ def _stream(url: str, part: Path, have: int, size: int, timeout: float, progress
     with response:
         if response.status != 206:  # the whole file: a server that ignores Range answers 200
             have = 0
+        announced = _announced_size(response, have)
+        if announced is not None and announced != size:
+            raise _wrong_size(url, size, announced, part, delete=False)
         bar = tqdm(total=size, initial=have, desc=part.name.removesuffix(".part"), unit="B", unit_scale=True,
                    unit_divisor=1024, disable=not progress, leave=False)
         with open(part, "ab" if have else "wb") as out, bar:
             while True:
-                try:
-                    chunk = response.read(CHUNK_BYTES)
+                try:  # at most the pinned size; one byte more tells a longer file
+                    chunk = response.read(min(CHUNK_BYTES, size - have) or 1)
                 except TimeoutError as exc:
                     raise _stalled(url, timeout) from exc
                 except (http.client.HTTPException, OSError) as exc:
                     raise _cut(url, have, size) from exc
                 if not chunk:
                     break
+                if have == size:
+                    out.close()
+                    raise _wrong_size(url, size, None, part, delete=True)
                 out.write(chunk)
                 have += len(chunk)
                 bar.update(len(chunk))
-    if have < size:
-        raise _cut(url, have, size)
+    if have < size:  # an answer that announced the pinned size and ended early was cut
+        raise _cut(url, have, size) if announced is not None else _wrong_size(url, size, have, part, delete=True)
+
+
+def _announced_size(response: http.client.HTTPResponse, have: int) -> int | None:
+    """The whole file's size the answer announces (Content-Range's total, else `have` plus
+    Content-Length), or None when it announces none."""
+    total = re.fullmatch(r"bytes \d+-\d+/(\d+)", response.headers.get("Content-Range", "").strip())
+    if total:
+        return int(total.group(1))
+    length = response.headers.get("Content-Length", "").strip()
+    return have + int(length) if length.isdigit() else None
 
 
 def _open(url: str, offset: int, timeout: float, part: Path) -> http.client.HTTPResponse:
@@ -254,6 +278,18 @@ def _range_start(response: http.client.HTTPResponse) -> int | None:
 
 def _stalled(url: str, timeout: float) -> AtbenchError:
     return AtbenchError(f"the server of {url} sent nothing for {timeout:g} s: the download timed out", _RETRY_FIX)
+
+
+def _wrong_size(url: str, size: int, got: int | None, part: Path, delete: bool) -> AtbenchError:
+    """The error for an answer that is not the pinned file's size (`got` None: longer). The
+    bytes written from it are deleted (`delete`): they belong to another file."""
+    if delete:
+        part.unlink(missing_ok=True)
+    sent = f"more than {size:,} bytes" if got is None else f"{got:,} bytes"
+    return AtbenchError(f"{url} is not the pinned file: its size is {sent}, the pinned size is {size:,} bytes; "
+                        "nothing of it was kept",
+                        "the server holds another file, so re-running cannot help: fetch the official file (leave "
+                        "out --mirror) or use --mirror URL with a mirror that holds it")
 
 
 def _cut(url: str, have: int, size: int) -> AtbenchError:

@@ -1,0 +1,46 @@
+"""Where atbench reads and writes: one rule for every command.
+
+Every command writes under the folder it is run from (the workspace), never into the installed
+package: runs, published records, boards and sweeps each have one default root there, and each
+command's `--runs-dir`, `--records-dir`, `--boards-dir`, `--sweeps-dir` or `--data-dir`
+replaces it. Data sets are read from `$ATBENCH_DATA_DIR` when it is set. Inside an atbench
+checkout the workspace defaults are the checkout's committed folders, so the main job rewrites
+the committed records and boards.
+
+The records that ship with atbench (the official entries of every board) are read-only package
+data (`official_records`); `--with-official` admits them beside the workspace's own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Default folder of each kind of output, relative to the current folder.
+DEFAULTS = {
+    "runs": "runs",
+    "records": "leaderboard/records",
+    "boards": "leaderboard/boards",
+    "sweeps": "leaderboard/sweeps",
+    "data": "data",
+}
+
+
+def default(kind: str) -> str:
+    """The default folder of `kind` ("runs", "records", "boards", "sweeps", "data"), relative
+    to the current folder."""
+    return DEFAULTS[kind]
+
+
+def package_root() -> Path:
+    """The folder atbench's packages are installed in (the checkout, for an editable install)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def official_records() -> Path:
+    """The records that ship with atbench: `leaderboard/records/<protocol>/` of the installed
+    package (read-only)."""
+    return package_root() / "leaderboard" / "records"
+
+
+def shipped_sweeps() -> Path:
+    """The sweeps that ship with atbench, whose winners the tracks' settings are (read-only)."""
+    return package_root() / "leaderboard" / "sweeps"
