@@ -10,7 +10,7 @@ import pytest
 from benchmark.commands.arguments import ENVIRONMENT
 from benchmark.commands.cli import main
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # calls the CLI (in process)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "benchmark"
 

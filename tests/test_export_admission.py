@@ -12,7 +12,7 @@ import pytest
 
 from benchmark.commands.cli import main
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # calls the CLI (in process)
 
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboard" / "records" / "mnist5k-cnn"
 

@@ -16,7 +16,7 @@ from benchmark.commands import cli
 from benchmark.commands.os_errors import user_error
 from benchmark.core.writable import write_problem
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # calls the CLI (in process)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from benchmark.commands.cli import main
 from benchmark.core.errors import AtbenchError
 from benchmark.core.folders import check_apart
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # calls the CLI (in process)
 
 SMOKE = Path(__file__).resolve().parents[1] / "leaderboard" / "records" / "smoke"
 

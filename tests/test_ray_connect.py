@@ -68,13 +68,46 @@ def test_a_malformed_address_is_refused_before_ray_starts(address):
     assert ray.inits == []
 
 
-def test_an_address_that_accepts_connections_is_passed_to_ray():
-    """Breaks if the probe refuses an address where something listens (the check above would
-    then pass for any address)."""
+def _server(answer: bytes | None):
+    """A TCP server on 127.0.0.1 that reads the client's first bytes and answers `answer` (None:
+    stays silent); its address and its thread."""
     import socket
+    import threading
 
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        address = f"127.0.0.1:{server.getsockname()[1]}"
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            if answer is not None:
+                conn.sendall(answer)
+            time.sleep(CONNECT_TIMEOUT_S + 1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_a_grpc_server_is_passed_to_ray():
+    """Breaks if the probe refuses an address that answers as a gRPC (HTTP/2) server does (the
+    refusals below would then pass for any address)."""
+    settings_frame = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    server, address = _server(settings_frame)
+    with server:
         ray = RecordingRay()
         assert connect(ray, address) is True
     assert ray.inits == [{"address": address, "logging_level": 40}]
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 400 Bad Request\r\n\r\n", None], ids=["http1", "silent"])
+def test_a_port_that_speaks_another_protocol_is_refused_within_the_timeout(answer):
+    """Ray would wait for a cluster there without end (measured past 80 s)."""
+    server, address = _server(answer)
+    with server:
+        ray = RecordingRay()
+        start = time.monotonic()
+        with pytest.raises(AtbenchError, match="does not answer as a Ray cluster"):
+            connect(ray, address)
+        assert time.monotonic() - start <= CONNECT_TIMEOUT_S + 1
+    assert ray.inits == []

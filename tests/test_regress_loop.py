@@ -18,7 +18,7 @@ from benchmark.core.registry import TRACKS
 from benchmark.pipeline.train import train_key
 from tests.fixtures_records import write_consistent
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # calls the CLI (in process)
 
 
 def regress(capsys, *argv: str) -> tuple[int, str]:

@@ -96,8 +96,9 @@ def import_ray():
 def connect(ray, address: str | None) -> bool:
     """Connect this process to the Ray cluster at `address`, or start a local instance sized
     to this machine; returns whether it connected (False when Ray was initialised already).
-    The cluster's address must first accept a TCP connection within `CONNECT_TIMEOUT_S`
-    (`probe`), so an address where nobody listens fails at once, with nothing of Ray started."""
+    The cluster's address must first accept a TCP connection and answer as a gRPC server within
+    `CONNECT_TIMEOUT_S` (`probe`), so an address where nobody (or something else) listens fails
+    within that time, with nothing of Ray started."""
     if ray.is_initialized():
         return False
     try:
@@ -113,7 +114,8 @@ def connect(ray, address: str | None) -> bool:
 
 def probe(ray, address: str) -> None:
     """Refuse `address` (`auto`, `host:port`, `ray://host:port`) unless it is well formed and its
-    host:port accepts a TCP connection within `CONNECT_TIMEOUT_S`. `auto` is looked up as Ray
+    host:port accepts a TCP connection and answers the HTTP/2 preface (gRPC) within
+    `CONNECT_TIMEOUT_S`. `auto` is looked up as Ray
     looks it up; when Ray knows no cluster there is nothing to probe (`ray.init` says so at once).
 
     Raises:
@@ -123,11 +125,40 @@ def probe(ray, address: str) -> None:
     if host is None:
         return
     try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as conn:
+            speaks_grpc = _answers_http2(conn)
     except OSError as exc:
         why = f"no answer within {CONNECT_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else str(exc)
         raise AtbenchError(f"cannot connect to a Ray cluster at {address}: nothing accepts a connection at "
                            f"{host}:{port} ({why})", _ADDRESS_FIX) from None
+    if not speaks_grpc:
+        raise AtbenchError(f"cannot connect to a Ray cluster at {address}: {host}:{port} accepts connections but "
+                           f"does not answer as a Ray cluster (gRPC) within {CONNECT_TIMEOUT_S:g} s",
+                           _ADDRESS_FIX)
+
+
+#: The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _answers_http2(conn: socket.socket) -> bool:
+    """Whether the peer answers the HTTP/2 preface with a SETTINGS frame within the connection's
+    timeout, as Ray's gRPC servers (GCS, Ray client) do. Ray may wait for a cluster at a port
+    that accepts connections but speaks another protocol without end; this is bounded. A TLS
+    cluster (`RAY_USE_TLS`) answers the preface with a TLS alert, so it is not probed this way."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return True
+    try:
+        conn.sendall(_HTTP2_HELLO)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:  # a timeout or a reset: no HTTP/2 answer
+        return False
+    return header[3] == 0x04  # the frame type: SETTINGS
 
 
 def endpoint(ray, address: str) -> tuple[str | None, int]:
