@@ -10,6 +10,7 @@ environment's own (editable) atbench install.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -153,5 +154,8 @@ def test_installed_atbench_runs_from_an_empty_folder_and_writes_only_there(insta
     assert expected <= written, sorted(expected - written)
     assert any(f.startswith("runs/regress/records/smoke/") for f in written), "regress keeps its scratch in runs/"
     assert not (work / "data").exists()
-    assert _tree_hash(site) == before, "a command wrote into the installed package"
+    after = _tree_hash(site)
+    assert after == before, "a command wrote into the installed package"
+    digest = hashlib.sha256(json.dumps(after, sort_keys=True).encode()).hexdigest()
+    print(f"installed package {site}: {len(after)} files, sha256 of their hashes {digest} before and after")
     print("\n".join(sorted(written)))

@@ -111,3 +111,16 @@ def test_a_port_that_speaks_another_protocol_is_refused_within_the_timeout(answe
             connect(ray, address)
         assert time.monotonic() - start <= CONNECT_TIMEOUT_S + 1
     assert ray.inits == []
+
+
+def test_a_real_ray_cluster_passes_the_probe():
+    """Breaks if the gRPC check refuses a real Ray cluster's GCS address."""
+    import ray
+
+    from benchmark.pipeline.executor_ray import probe
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level=40)
+    try:
+        probe(ray, ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
