@@ -106,3 +106,19 @@ def server():
     srv.release.set()
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    """The bench cases' tiny trained workload (`tests.helpers.bench_workload`), once per module."""
+    from tests.helpers import bench_workload
+
+    return bench_workload(tmp_path_factory.mktemp("protocol"))
+
+
+@pytest.fixture(scope="module")
+def ten_class_workload():
+    """The bench cases' ten-class workload (`tests.helpers.ten_class_bench_workload`), once per module."""
+    from tests.helpers import ten_class_bench_workload
+
+    return ten_class_bench_workload()

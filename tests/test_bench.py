@@ -18,17 +18,8 @@ from benchmark.commands.bench_cases.training import at_step_vs_plain_loop, step_
 from benchmark.commands.cli import main
 from benchmark.core.errors import AtbenchError
 from benchmark.core.registry import TRACKS
-from tests.helpers import bench_workload, ten_class_bench_workload
 
 
-@pytest.fixture(scope="module")
-def workload(tmp_path_factory):
-    return bench_workload(tmp_path_factory.mktemp("protocol"))
-
-
-@pytest.fixture(scope="module")
-def ten_class_workload():
-    return ten_class_bench_workload()
 
 
 @pytest.mark.unit

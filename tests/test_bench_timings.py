@@ -22,7 +22,6 @@ from benchmark.pipeline.fastpath import FastPath
 from benchmark.pipeline.train import apply_step, harness_loss, seeded_generator
 from defenses.base import TrainContext
 from defenses.pgd_at import PGDAT
-from tests.helpers import bench_workload, ten_class_bench_workload
 
 pytestmark = pytest.mark.benchmark
 
@@ -31,14 +30,6 @@ SIDES = ("ours", "reference")
 PGD_STEPS, PGD_STEP_RATIO, PGD_EPS = 50, 0.25, 0.13
 
 
-@pytest.fixture(scope="module")
-def workload(tmp_path_factory):
-    return bench_workload(tmp_path_factory.mktemp("protocol"))
-
-
-@pytest.fixture(scope="module")
-def ten_class_workload():
-    return ten_class_bench_workload()
 
 
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
