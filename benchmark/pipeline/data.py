@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.registry import DATASETS
+from benchmark.core.workspace import default
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ class DataBundle:
 
 
 def default_data_dir() -> Path:
-    """The folder holding local data sets: `$ATBENCH_DATA_DIR` if set, else `./data`."""
-    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+    """The folder holding local data sets: `$ATBENCH_DATA_DIR` if set, else the workspace's
+    `./data` (`benchmark.core.workspace`)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or default("data"))
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> DataBundle:
