@@ -24,12 +24,15 @@ class FlagsFile:
         data: its bytes.
         flags: "clean", "<column>@<eps>" (and AutoAttack's "<column>@<eps>/<part>") -> bool array.
         labels, indices: the points' labels and test-set indices.
+        values: the per-point measurements beside the flags ("input_margin", "certified_radius", ...),
+            by name; empty when the file holds none.
     """
 
     data: bytes
     flags: dict[str, np.ndarray]
     labels: np.ndarray
     indices: np.ndarray
+    values: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def read_flags(record: dict, record_path: Path) -> FlagsFile:
@@ -61,7 +64,8 @@ def read_flags(record: dict, record_path: Path) -> FlagsFile:
         npz = np.load(io.BytesIO(data))
         arrays = {k: npz[k] for k in npz.files}
         flags = {k: v for k, v in arrays.items() if v.dtype == bool}
-        return FlagsFile(data, flags, arrays["labels"], arrays["indices"])
+        values = {k: v for k, v in arrays.items() if v.dtype != bool and k not in ("labels", "indices")}
+        return FlagsFile(data, flags, arrays["labels"], arrays["indices"], values)
     except Exception as exc:  # numpy raises several types for a broken archive
         raise AtbenchError(f"{path} is not a readable flags file ({type(exc).__name__}: {exc})",
                            "restore it from git or regenerate the record with `atbench run`") from exc

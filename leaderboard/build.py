@@ -5,13 +5,17 @@ from __future__ import annotations
 import copy
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
 from leaderboard.evaluation_setting import check_one_setting
+from leaderboard.input_margins import consistent_margins
 from leaderboard.evidence import (
     ALPHA,
     BOOTSTRAP_SEED,
@@ -24,9 +28,12 @@ from leaderboard.evidence import (
     significance,
     tied_ranks,
 )
-from leaderboard.flags import SANITY_FLAGS
+from leaderboard.flags import SANITY_FLAGS, board_detail
 from leaderboard.html import render_board_page, render_index
-from leaderboard.markdown import DIGITS, render_markdown
+from leaderboard.claims import board_claims
+from leaderboard.formats import DIGITS
+from leaderboard.markdown import render_markdown
+from leaderboard.view import board_view
 from leaderboard.plot import plot_classwise, plot_robustness, plot_significance
 from leaderboard.record import validate_record
 from leaderboard.records import find_records
@@ -43,9 +50,31 @@ def _mean(values: list[float]) -> float:
 
 def _meta(rec: dict) -> dict:
     d = rec["defense"]
-    return {"architecture": rec["architecture"], "fidelity": d["fidelity"], "config": d["config"],
+    return {"architecture": rec["architecture"], "fidelity": fidelity(d), "config": d["config"],
             "recipe_overrides": d["recipe_overrides"], "paper": d["paper"], "venue": d["venue"],
             "link": d["link"], "external": d["external"], "sweep": d["sweep"]}
+
+
+def fidelity(defense: dict) -> dict[str, str]:
+    """How closely an entry follows its paper, in two parts: the loss ("reference": it matches the
+    authors' code; "our-reading": the paper's text; "external": a model trained outside atbench)
+    and the recipe ("track": the track's common recipe with the entry's overrides, never the
+    paper's own schedule; "own": an external model's). docs/defenses.md gives each paper's recipe."""
+    if defense["external"]:
+        return {"loss": "external", "recipe": "own"}
+    return {"loss": defense["fidelity"], "recipe": "track"}
+
+
+def _margins(items: list[Admitted], eps: list[str], primary: str) -> dict:
+    """The input-margin numbers of an entry from its consistent margins
+    (`leaderboard.input_margins`): the mean over seeds of the median, the share below half the
+    primary eps, and the points (summed over seeds) whose searched margin an attack corrected."""
+    found = [consistent_margins(it, eps) for it in items]
+    half = float(Fraction(primary)) / 2
+    return {"median_input_margin": _r(_mean([float(np.median(m.margins)) for m in found])),
+            "frac_margin_below_half_primary": _r(_mean([float((m.margins < half).mean()) for m in found])),
+            "margin_corrected": {"points": int(sum(int(m.corrected.sum()) for m in found)),
+                                 "of": int(sum(len(m.margins) for m in found))}}
 
 
 def _check_one_board(records: list[dict]) -> dict:
@@ -110,12 +139,11 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, at
         "worst_case": {e: _r(_mean([r["worst_case"][e] for r in recs])) for e in eps},
         "per_class_worst_case": per_class,
         "worst_class_robust_acc": {e: per_class[e][evidence_of["worst_class"][e]] for e in eps},
-        "median_input_margin": _r(_mean([r["margins"]["input"]["median"] for r in recs])),
+        **_margins(items, eps, primary),
         "logit_margin_percentiles": {
             side: {p: _r(_mean([r["margins"]["logit"][f"{side}_percentiles"][p] for r in recs]))
                    for p in ("p10", "p50")}
             for side in ("clean", "adversarial")},
-        "frac_margin_below_half_primary": _r(_mean([r["margins"]["input"]["frac_below_half_primary"] for r in recs])),
         "sanity_fired": _flag_details(recs, "fired"),
         "sanity_noted": {k: v for k, v in _flag_details(recs, "noted").items()
                          if k not in _flag_details(recs, "fired")},
@@ -127,15 +155,18 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, at
     }
 
 
-def _flag_details(recs: list[dict], level: str) -> dict[str, str]:
-    """Sanity flags at `level` ("fired" or "noted") in any seed of a defense -> the detail of
-    the first seed at that level."""
-    fired: dict[str, str] = {}
+def _flag_details(recs: list[dict], level: str) -> dict[str, dict]:
+    """Sanity flags at `level` ("fired" or "noted") in any seed of a defense -> the first such
+    seed's evidence: its detail (in the board's units, `leaderboard.flags.board_detail`), value,
+    threshold and p-value."""
+    found: dict[str, dict] = {}
     for r in sorted(recs, key=lambda r: r["seed"]):
         for name in SANITY_FLAGS:
-            if r["sanity"][name][level] and name not in fired:
-                fired[name] = f"seed {r['seed']}: {r['sanity'][name]['detail']}"
-    return fired
+            s = r["sanity"][name]
+            if s[level] and name not in found:
+                found[name] = {"seed": r["seed"], "detail": board_detail(s["detail"]), "value": s["value"],
+                               "threshold": s["threshold"], "p_value": s["p_value"]}
+    return found
 
 
 def _certified(recs: list[dict]) -> dict | None:
@@ -171,14 +202,18 @@ def build_json(admitted: list[Admitted]) -> dict:
     for x in entries:
         x["rank"] = ranks[x["defense"]]
     seeds = {x["n_seeds"] == 1 for x in entries}
-    return {
+    board = {
         "track": records[0]["track"],
         "protocol": {k: proto[k] for k in ("id", "version", "sha256", "norm", "n_examples")},
         "primary_eps": primary, "eps": list(eps), "attacks": attacks,
+        "attack_groups": {g: list(m) for g, m in sorted(records[0]["attack_groups"].items())},
         "class_names": list(records[0]["class_names"]), "entries": entries,
         "statistics": statistics_block(seeds == {True}, seeds == {False}, len(pairs), evaluation),
         "significance": pairs,
+        "claims": board_claims(groups, list(eps), primary, records[0]["num_classes"]),
     }
+    board["view"] = board_view(board)
+    return board
 
 
 def statistics_block(one_seed: bool, all_seeded: bool, pairs: int, evaluation: str) -> dict:
@@ -202,8 +237,13 @@ def statistics_block(one_seed: bool, all_seeded: bool, pairs: int, evaluation: s
         interval = f"{wilson} for a defense with one training seed; {bootstrap} for one with several"
         test = f"{mcnemar} for two single-seed defenses; otherwise a {paired}"
         variance = "measured only for the defenses with several seeds (see the seeds column)"
-    return {"interval": interval, "comparison": test, "correction": f"Holm over all {pairs} pairs", "alpha": ALPHA,
-            "rank_rule": "rank = 1 + the number of defenses significantly better at the primary eps; ties share a rank",
+    correction = f"Holm over all {pairs} pairs" if pairs > 1 else ("no correction (one pair)" if pairs else
+                                                                   "none (one entry: no pair to compare)")
+    return {"interval": interval, "comparison": test, "correction": correction, "alpha": ALPHA,
+            "rank_rule": "rank = 1 + the number of entries significantly better at the primary eps, so entries with "
+                         "the same count share a rank; ranks are tiers, not pairwise verdicts: two entries in different "
+                         "tiers need not differ significantly from each other (the significance matrix says which "
+                         "pairs do)",
             "training_variance": variance, "evaluation": evaluation}
 
 

@@ -74,17 +74,34 @@ def pair_replicates(pairs: int) -> int:
     return max(REPLICATES, math.ceil(20 * pairs / ALPHA))
 
 
-def interval(matrix: np.ndarray) -> list[float]:
-    """The 95% interval of the mean of a (seeds, points) flag matrix, widened outwards to 4
+def interval(matrix: np.ndarray, level: float = 0.95) -> list[float]:
+    """The `level` interval of the mean of a (seeds, points) flag matrix, widened outwards to 4
     decimals: Wilson for one seed; for several, the two-level bootstrap widened to at least the Wilson
     interval of one seed's worth of points at the mean (a percentile bootstrap cannot see
     variance it never draws: flags all equal would give it zero width)."""
     points = matrix.shape[1]
-    low, high = stats.wilson_interval(int(round(matrix.mean() * points)), points)
+    low, high = stats.wilson_interval(int(round(matrix.mean() * points)), points, level)
     if matrix.shape[0] > 1:
-        boot_low, boot_high = stats.two_level_bootstrap(matrix, REPLICATES, BOOTSTRAP_SEED)
+        boot_low, boot_high = stats.two_level_bootstrap(matrix, REPLICATES, BOOTSTRAP_SEED, level)
         low, high = min(low, boot_low), max(high, boot_high)
     return [math.floor(low * 1e4 + 1e-9) / 1e4, math.ceil(high * 1e4 - 1e-9) / 1e4]
+
+
+def worst_class_interval(matrix: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
+    """A 95% interval of the lowest class accuracy of a (seeds, points) flag matrix, simultaneous
+    over the classes: each class with points gets its interval at level 1 - ALPHA / K (Bonferroni,
+    K classes), so with 95% confidence every class accuracy lies in its interval at once, and
+    the lowest class accuracy lies between the lowest lower bound and the lowest upper bound.
+    (The lowest of K estimates is biased low; this interval covers the true lowest accuracy.)"""
+    present = [k for k in range(num_classes) if (labels == k).any()]
+    bounds = [interval(matrix[:, labels == k], 1 - ALPHA / len(present)) for k in present]
+    return [min(b[0] for b in bounds), min(b[1] for b in bounds)]
+
+
+def tied_worst_classes(class_means: np.ndarray) -> list[int]:
+    """Every class at the lowest accuracy (NaN classes, without points, left out), in index order."""
+    lowest = np.nanmin(class_means)
+    return [int(k) for k in np.flatnonzero(np.isclose(class_means, lowest, rtol=0.0, atol=1e-12))]
 
 
 def _sig(p: float) -> float:
@@ -109,18 +126,19 @@ def entry_evidence(items: list[Admitted], eps: list[str], primary: str, attacks:
     labels = items[0].flags.labels
     stack = lambda fn: np.stack([fn(item) for item in items])
     worst = {e: stack(lambda it, e=e: worst_flags(it, e)) for e in eps}
-    worst_class = {e: int(np.nanargmin(seed_class_means(worst[e], labels, num_classes))) for e in eps}
+    worst_classes = {e: tied_worst_classes(seed_class_means(worst[e], labels, num_classes)) for e in eps}
     return {
         "intervals": {
             "clean_acc": interval(stack(lambda it: it.flags.flags["clean"])),
             "robust_acc": {a: {e: interval(stack(lambda it, a=a, e=e: column_flags(it, a, e))) for e in eps}
                            for a in attacks},
             "worst_case": {e: interval(worst[e]) for e in eps},
-            "worst_class_robust_acc": {e: interval(worst[e][:, labels == worst_class[e]]) for e in eps},
+            "worst_class_robust_acc": {e: worst_class_interval(worst[e], labels, num_classes) for e in eps},
         },
         "seed_sd": {"clean_acc": _sd([float(it.flags.flags["clean"].mean()) for it in items]),
                     "worst_case": {e: _sd(list(worst[e].mean(axis=1))) for e in eps}},
-        "worst_class": worst_class,
+        "worst_class": {e: classes[0] for e, classes in worst_classes.items()},
+        "worst_classes": worst_classes,
         "class_disparity": disparity(worst[primary], labels, num_classes),
     }
 

@@ -9,7 +9,6 @@ script sorts, filters and searches the table (`leaderboard.html_assets`).
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.html_assets import JS
@@ -17,13 +16,15 @@ from leaderboard.html_detail import render_detail
 from leaderboard.html_parts import (
     definition_list,
     esc,
-    interval_html,
     page,
     path_href,
     simple_table,
 )
 from leaderboard.html_table import ranked_table
-from leaderboard.markdown import flag_letter, p_text, pct, render_markdown
+from leaderboard.html_view import block_html, section_html
+from leaderboard.formats import pct
+from leaderboard.view import board_view
+from leaderboard.view_tables import flag_letter
 
 
 def _anchors(entries: list[dict]) -> dict[str, str]:
@@ -49,7 +50,7 @@ def _filters(entries: list[dict]) -> str:
         '<div class="filters" id="filters" hidden>'
         '<div class="control"><label for="filter-search">Search defense</label>'
         '<input type="search" id="filter-search" placeholder="e.g. trades" autocomplete="off"></div>'
-        + _select("filter-fidelity", "Fidelity", sorted({x["fidelity"] for x in entries}))
+        + _select("filter-fidelity", "Loss fidelity", sorted({x["fidelity"]["loss"] for x in entries}))
         + _select("filter-architecture", "Architecture", sorted({x["architecture"] for x in entries}))
         + '<div class="control check"><input type="checkbox" id="filter-flagged">'
           '<label for="filter-flagged">Hide flagged entries</label></div>'
@@ -63,68 +64,9 @@ def _flag_legend() -> str:
     return f'<p class="flag-legend">Flags (explained in each entry\'s panel and below): {items}</p>'
 
 
-def _per_eps_table(board: dict) -> str:
-    eps = board["eps"]
-    rows = [[f"{x['rank']} · {esc(x['defense'])}", pct(x["clean_acc"])]
-            + [interval_html(x["worst_case"][e], x["intervals"]["worst_case"][e]) for e in eps]
-            for x in board["entries"]]
-    return simple_table("Worst-case robust accuracy (%) per eps, ± half the 95% interval",
-                        ["rank · defense", "clean"] + [f"eps={e}" for e in eps], rows, cls="data per-eps")
-
-
-def _certified_table(board: dict) -> str:
-    certified = [x for x in board["entries"] if x["certified_l2"]]
-    if not certified:
-        return ""
-    radii = sorted(certified[0]["certified_l2"], key=Fraction)
-    rows = [[f"{x['rank']} · {esc(x['defense'])}"]
-            + [f"{pct(x['certified_l2'][r]['certified'])} / {pct(x['certified_l2'][r]['pgd_l2'])}" for r in radii]
-            for x in certified]
-    return ('<section id="certified"><h2>Certified L2 accuracy</h2>'
-            + simple_table("LipLT-certified L2 accuracy / L2-PGD robust accuracy (%) per radius",
-                           ["rank · defense"] + [f"r={r}" for r in radii], rows) + "</section>")
-
-
-def _significance(board: dict) -> str:
-    order = [x["defense"] for x in board["entries"]]
-    pairs = {(r["a"], r["b"]): r for r in board["significance"]}
-
-    def cell(a: str, b: str) -> str:
-        if a == b:
-            return '<td class="diag">–</td>'
-        row = pairs.get((a, b)) or pairs[(b, a)]
-        sign = 1 if (a, b) in pairs else -1
-        effect, low, high = (sign * row["effect"], *sorted((sign * row["low"], sign * row["high"])))
-        p = p_text(row["p_adjusted"])
-        text = f"{effect * 100:+.1f} (p{'' if p.startswith('<') else '='}{p}){'*' if row['significant'] else ''}"
-        klass = ("better" if effect > 0 else "worse") if row["significant"] else "none"
-        tip = (f"{a} minus {b}: {effect * 100:+.1f} points (95% interval {low * 100:+.1f} to {high * 100:+.1f}); "
-               f"p = {p_text(row['p_value'])}, Holm-adjusted p = {p_text(row['p_adjusted'])}")
-        text = f"<strong>{esc(text)}</strong>" if row["significant"] else esc(text)
-        return f'<td class="num {klass}" title="{esc(tip)}">{text}</td>'
-
-    head = "".join(f'<th scope="col" class="num">{esc(b)}</th>' for b in order)
-    body = "".join(f'<tr><th scope="row">{esc(a)}</th>{"".join(cell(a, b) for b in order)}</tr>' for a in order)
-    return ('<div class="table-wrap"><table class="significance"><caption><span class="cap">Row minus column, in '
-            "points, with the Holm-adjusted p-value; * and bold: significant</span></caption>"
-            f'<thead><tr><th scope="col">row \\ column</th>'
-            f"{head}</tr></thead><tbody>{body}</tbody></table></div>"
-            '<p class="legend-line"><span class="key better">row significantly better</span>'
-            '<span class="key worse">row significantly worse</span><span class="key">no significant difference</span>'
-            "</p>")
-
-
-def _inline_markdown(text: str) -> str:
-    """The Markdown board's inline marks as HTML: `code` and *emphasis*, everything escaped."""
-    parts = text.split("`")
-    return "".join(f"<code>{esc(part)}</code>" if i % 2 else re.sub(r"\*([^*]+)\*", r"<em>\1</em>", esc(part))
-                   for i, part in enumerate(parts))
-
-
-def _how_to_read(board: dict) -> str:
-    """The Markdown board's "How to read this board" section, as HTML (the same text)."""
-    text = render_markdown(board).split("## How to read this board\n", 1)[1].strip()
-    return "".join(f"<p>{_inline_markdown(par)}</p>" for par in text.split("\n\n"))
+_SIGNIFICANCE_LEGEND = ('<p class="legend-line"><span class="key better">row significantly better</span>'
+                        '<span class="key worse">row significantly worse</span>'
+                        '<span class="key">no significant difference</span></p>')
 
 
 def _protocol(board: dict, record: dict) -> str:
@@ -141,69 +83,67 @@ def _protocol(board: dict, record: dict) -> str:
                            "every column", ["attack", "configuration"], rows, numeric_from=2))
 
 
+def _ranking(board: dict, section: dict, anchors: dict[str, str]) -> str:
+    """The view's ranking section with the page's filters, sortable table and flag legend."""
+    table, rest = section["blocks"][0], section["blocks"][1:]
+    return (f'<section id="ranking" aria-labelledby="ranking-title"><h2 id="ranking-title">{esc(section["title"])}'
+            f"</h2>{_filters(board['entries'])}{ranked_table(board, table, anchors)}{_flag_legend()}"
+            + "".join(block_html(b) for b in rest) + "</section>")
+
+
 def render_board_page(board: dict, records: list[dict]) -> str:
-    """One board (`leaderboard.build.build_json`) as a self-contained HTML page.
+    """One board (`leaderboard.build.build_json`) as a self-contained HTML page: the sections of its
+    view (`leaderboard.view`), the same sentences and cells as the Markdown board, with the page's
+    own layout: filters, a sortable table, a panel per entry and the protocol's facts.
 
     `records` are the records the board was built from (any order): they give each entry's
     confusion matrix, margins, training and provenance, and the links to the record files
     (`../records/<protocol>/`). Deterministic: the same inputs give the same bytes.
     """
     p, stats, entries = board["protocol"], board["statistics"], board["entries"]
+    view = board_view(board)
     records = sorted(records, key=lambda r: (r["defense"]["id"], r["seed"]))
     anchors = _anchors(entries)
     details = "".join(render_detail(board, x, [r for r in records if r["defense"]["id"] == x["defense"]],
                                     anchors[x["defense"]]) for x in entries)
-    title = f"Leaderboard: {board['track']} (protocol {p['id']} v{p['version']})"
     ident = p["id"]
+    sections = []
+    for section in view["sections"]:
+        if section["id"] == "summary":
+            continue
+        if section["id"] == "ranking":
+            sections.append(_ranking(board, section, anchors))
+        elif section["id"] == "significance":
+            sections.append(section_html(section, after=_SIGNIFICANCE_LEGEND))
+        elif section["id"] == "how-to-read":
+            sections.append(section_html(section, after=definition_list(
+                [(k.replace("_", " "), esc(stats[k])) for k in ("interval", "comparison", "correction", "alpha",
+                                                                "rank_rule", "training_variance", "evaluation")])))
+        else:
+            sections.append(section_html(section))
+        if section["id"] == "classwise":
+            sections.append('<section id="details"><h2>Entries in detail</h2><p>Open an entry for its robust '
+                            "accuracy against eps per attack, its per-class accuracy, flags, recipe and, per seed, the "
+                            f"confusion matrix, margins, provenance and links to the record files.</p>{details}</section>"
+                            f'<section id="protocol"><h2>Protocol</h2>{_protocol(board, records[0])}</section>')
+    summary = "".join(block_html(b) for b in view["sections"][0]["blocks"])
+    nav = "".join(f'<a href="#{esc(s["id"])}">{esc(s["title"])}</a>' for s in view["sections"][1:])
     body = f"""<header>
-<h1>{esc(title)}</h1>
+<h1>{esc(view['title'])}</h1>
 <p class="subtitle">{len(entries)} entries · {esc(p['norm'])} threat model · ranked at eps={esc(board['primary_eps'])} \
 · {p['n_examples']} test points</p>
-<nav class="toc" aria-label="Sections"><a href="index.html">All boards</a><a href="#ranking">Ranking</a>\
-<a href="#per-eps">Per eps</a><a href="#details">Entries in detail</a><a href="#significance">Significance</a>\
-<a href="#protocol">Protocol</a><a href="#how-to-read">How to read</a>\
-<a href="{path_href(ident + '.json')}">JSON</a><a href="{path_href(ident + '.md')}">Markdown</a></nav>
+<nav class="toc" aria-label="Sections"><a href="index.html">All boards</a>{nav}<a href="#details">Entries in detail</a>\
+<a href="#protocol">Protocol</a><a href="{path_href(ident + '.json')}">JSON</a>\
+<a href="{path_href(ident + '.md')}">Markdown</a></nav>
+{summary}
 </header>
 <main>
-<section id="ranking" aria-labelledby="ranking-title"><h2 id="ranking-title">Ranking</h2>
-{_filters(entries)}
-{ranked_table(board, anchors)}
-{_flag_legend()}
-<p>Accuracies in % of the protocol's {p['n_examples']} test points with their 95% interval (± half its width, in \
-points): {esc(stats['interval'])}. Each number is the mean over the defense's seeds. Training variance: \
-{esc(stats['training_variance'])}.</p>
-<p>Evaluation: {esc(stats['evaluation'])}; every record of this board was made so.</p>
-<p><strong>Ranks.</strong> {esc(stats['rank_rule'].capitalize())}: {esc(stats['comparison'])}, \
-{esc(stats['correction'])}, alpha {stats['alpha']}. Rows are ordered by worst-case accuracy, then clean accuracy, \
-then id.</p>
-</section>
-<section id="per-eps"><h2>Worst-case robust accuracy per eps</h2>
-{_per_eps_table(board)}
-</section>
-{_certified_table(board)}
-<section id="details"><h2>Entries in detail</h2>
-<p>Open an entry for its robust accuracy against eps per attack, its per-class accuracy, flags, recipe and, per \
-seed, the confusion matrix, margins, provenance and links to the record files.</p>
-{details}
-</section>
-<section id="significance"><h2>Significance of every pair</h2>
-<p>Row minus column: the difference in worst-case robust accuracy at eps={esc(board['primary_eps'])} in points \
-and the Holm-adjusted p-value ({esc(stats['comparison'])}).</p>
-{_significance(board)}
-</section>
-<section id="protocol"><h2>Protocol</h2>
-{_protocol(board, records[0])}
-</section>
-<section id="how-to-read"><h2>How to read this board</h2>
-{_how_to_read(board)}
-{definition_list([(k.replace('_', ' '), esc(stats[k])) for k in ('interval', 'comparison', 'correction', 'alpha',
-                                                                 'rank_rule', 'training_variance', 'evaluation')])}
-</section>
+{"".join(sections)}
 </main>
 <footer>Built by atbench from the records in <code>leaderboard/records/{esc(ident)}/</code>: every number is \
 re-derived from their per-example flags. Board data: <a href="{path_href(ident + '.json')}">{esc(ident)}.json</a>.\
 </footer>"""
-    return page(title, body, JS)
+    return page(view["title"], body, JS)
 
 
 def render_index(boards: list[tuple[dict, str]]) -> str:

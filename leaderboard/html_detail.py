@@ -23,13 +23,10 @@ from leaderboard.html_svg import (
     eps_chart,
     legend,
 )
-from leaderboard.markdown import (
-    flag_letter,
-    override_value,
-    p_text,
-    pct,
-    worst_class_interval,
-)
+from leaderboard.formats import count, override_value, p_text, pct
+from leaderboard.evidence import ALPHA
+from leaderboard.view import note_reason
+from leaderboard.view_tables import flag_letter, worst_class_text
 
 
 def _eps_section(board: dict, x: dict) -> str:
@@ -54,26 +51,25 @@ def _eps_section(board: dict, x: dict) -> str:
 def _class_sentence(board: dict, x: dict) -> str:
     names, primary = board["class_names"], board["primary_eps"]
     d, gain = x["class_disparity"], x["attack_gain"]
-    text = (f"Worst class at eps={esc(primary)}: class <strong>{esc(names[x['worst_class'][primary]])}</strong> at "
-            f"{interval_html(*worst_class_interval(x, primary))}%. "
-            f"Class disparity {'real' if d['real'] else 'not shown'} (permutation p = {p_text(d['p_value'])}).")
+    text = (f"At eps={esc(primary)}: {esc(worst_class_text(x, names, primary))} (95% interval simultaneous over "
+            f"the classes). Class disparity {'real' if d['real'] else 'not shown'} (permutation p = {p_text(d['p_value'])}).")
     if gain["attack"] and gain["points"]:
         weak = ", ".join(esc(names[k]) for k in gain["weakest_classes"])
-        text += (f" <code>{esc(gain['attack'])}</code> breaks {gain['points']} points PGD leaves robust, "
+        text += (f" <code>{esc(gain['attack'])}</code> breaks {count(gain['points'], 'point')} PGD leaves robust, "
                  f"{gain['share_on_weakest'] * 100:.0f}% of them in PGD's weakest classes ({weak}; "
                  f"{gain['expected_share'] * 100:.0f}% expected; p = {p_text(gain['p_value'])}: "
-                 f"{'concentrated there' if gain['concentrated'] else 'not concentrated there'}).")
+                 f"{'concentrated there' if gain['concentrated'] else 'not shown to be concentrated there'}).")
     return f"<p>{text}</p>"
 
 
 def _class_section(board: dict, x: dict) -> str:
     eps, primary, names = board["eps"], board["primary_eps"], board["class_names"]
-    worst = x["worst_class"][primary]
-    rows = [[esc(name) + (' <span class="tag">worst</span>' if c == worst else "")]
+    worst = x["worst_classes"][primary]
+    rows = [[esc(name) + (' <span class="tag">worst</span>' if c in worst else "")]
             + [pct(x["per_class_worst_case"][e][c]) for e in eps] for c, name in enumerate(names)]
     title = f"{x['defense']}: worst-case robust accuracy (%) per class at eps={primary}"
     return ("<section><h4>Per-class worst-case accuracy</h4>"
-            + class_bars(names, x["per_class_worst_case"][primary], worst, title) + _class_sentence(board, x)
+            + class_bars(names, x["per_class_worst_case"][primary], worst[0], title) + _class_sentence(board, x)
             + simple_table(f"Worst-case robust accuracy (%) of {esc(x['defense'])} per class",
                            ["class"] + [f"eps={e}" for e in eps], rows, cls="data class-table")
             + "</section>")
@@ -81,9 +77,10 @@ def _class_section(board: dict, x: dict) -> str:
 
 def _flags_section(x: dict) -> str:
     items = [f'<li class="flag"><strong>[{flag_letter(n)}] flag <code>{esc(n)}</code></strong>: '
-             f"{esc(x['sanity_fired'][n])}<br><span class=\"muted\">{esc(FLAG_DOCS[n])}</span></li>"
+             f"seed {x['sanity_fired'][n]['seed']}: {esc(x['sanity_fired'][n]['detail'])}<br><span class=\"muted\">{esc(FLAG_DOCS[n])}</span></li>"
              for n in SANITY_FLAGS if n in x["sanity_fired"]]
-    items += [f"<li><strong>note <code>{esc(n)}</code></strong>: {esc(x['sanity_noted'][n])}"
+    items += [f"<li><strong>note <code>{esc(n)}</code></strong>: seed {x['sanity_noted'][n]['seed']}: "
+              f"{esc(x['sanity_noted'][n]['detail'])}. Not a flag: {esc(note_reason(n, x['sanity_noted'][n], ALPHA))}"
               f"<br><span class=\"muted\">{esc(FLAG_DOCS[n])}</span></li>"
               for n in SANITY_FLAGS if n in x["sanity_noted"]]
     body = f'<ul class="flags">{"".join(items)}</ul>' if items else "<p>No flag fired and nothing was noted.</p>"
@@ -99,7 +96,7 @@ def _recipe_section(x: dict) -> str:
              if x["sweep"] else "none")
     facts = [("paper", paper + (f" ({esc(x['venue'])})" if x["venue"] else "")),
              ("model", "external model (trained outside atbench)" if x["external"] else "trained by atbench"),
-             ("fidelity", esc(x["fidelity"])), ("architecture", f"<code>{esc(x['architecture'])}</code>"),
+             ("loss fidelity", esc(x["fidelity"]["loss"])), ("recipe", esc(x["fidelity"]["recipe"])), ("architecture", f"<code>{esc(x['architecture'])}</code>"),
              ("recipe overrides", f'<ul class="plain">{overrides}</ul>' if overrides else "none"),
              ("sweep", sweep)]
     return f"<section><h4>Recipe</h4>{definition_list(facts)}</section>"

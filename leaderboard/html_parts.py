@@ -6,7 +6,7 @@ from html import escape
 from urllib.parse import quote
 
 from leaderboard.html_assets import CSS
-from leaderboard.markdown import pct, with_interval
+from leaderboard.formats import pct, with_interval
 
 
 def esc(value: object) -> str:

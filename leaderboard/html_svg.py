@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from leaderboard.html_parts import esc, interval_range
-from leaderboard.markdown import pct
+from leaderboard.formats import pct
 
 #: Series colours (Okabe-Ito, colour-blind safe, yellow replaced by a darker ochre); the worst
 #: case is drawn in WORST_COLOUR.

@@ -140,11 +140,14 @@ def consistent(defense: str = "pgd-at", seed: int = 0, *, robust: float = 0.6, f
     for name, points in (flips or {}).items():
         flags[name][list(points)] = False
     record.update(aggregate_record(record, flags, labels))
+    # FAB's margins: 0 for misclassified points, else up to twice the largest eps (the search cap)
+    cap = 2 * max(float(e) for e in record["protocol"]["eps"])
+    values = {"input_margin": np.where(flags["clean"], rng.uniform(0.0, cap, n), 0.0)}
     buf = io.BytesIO()
     indices = np.arange(n, dtype=np.int64)
-    np.savez(buf, labels=labels, indices=indices, **{key: flags[key] for key in sorted(flags)})
+    np.savez(buf, labels=labels, indices=indices, **{key: flags[key] for key in sorted(flags)}, **values)
     record["flags"] = {"file": f"{defense}-seed{seed}.flags.npz", "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
-    return Admitted(record, FlagsFile(buf.getvalue(), flags, labels, indices))
+    return Admitted(record, FlagsFile(buf.getvalue(), flags, labels, indices, values))
 
 
 def write_consistent(folder, defense: str = "pgd-at", seed: int = 0, **kwargs):

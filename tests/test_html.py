@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 import pytest
 
 from leaderboard.html import render_board_page, render_index
-from leaderboard.markdown import pct, render_markdown, with_interval
+from leaderboard.formats import class_list, pct, with_interval
+from leaderboard.markdown import render_markdown
 from tests.html_fixtures import fixture_board
 
 pytestmark = pytest.mark.unit
@@ -101,22 +102,25 @@ def test_every_table_number_is_the_boards(built):
         for head, (value, interval) in expected.items():
             assert cell[head]["text"] == with_interval(value, interval)
             assert float(cell[head]["attrs"]["data-value"]) == value
-        klass = board["class_names"][x["worst_class"][primary]]
+        classes = class_list(board["class_names"], x["worst_classes"][primary])
         worst_class = with_interval(x["worst_class_robust_acc"][primary], ci["worst_class_robust_acc"][primary])
-        assert cell["worst class (%)"]["text"] == f"{worst_class} (class {klass})"
-        assert cell["median margin"]["text"] == f"{x['median_input_margin']:.4f}"
+        assert cell["worst class (%)"]["text"] == f"{worst_class} ({classes})"
+        corrected = x["margin_corrected"]
+        assert cell["median margin"]["text"] == \
+            f"{x['median_input_margin']:.4f} ({corrected['points']} of {corrected['of']} lowered)"
         assert cell["flags"]["attrs"]["data-value"] == str(len(x["sanity_fired"]))
-        assert (cell["seeds"]["attrs"]["data-value"], cell["fidelity"]["text"], cell["architecture"]["text"]) == \
-            (str(x["n_seeds"]), x["fidelity"], x["architecture"])
+        assert (cell["seeds"]["attrs"]["data-value"], cell["loss fidelity"]["text"], cell["recipe"]["text"],
+                cell["architecture"]["text"]) == \
+            (str(x["n_seeds"]), x["fidelity"]["loss"], x["fidelity"]["recipe"], x["architecture"])
     for row, x in zip(body_rows(table_with(page, **{"class": "data per-eps"})), board["entries"]):
-        assert [c["text"] for c in row["cells"][2:]] == [
+        assert [c["text"] for c in row["cells"][3:]] == [
             with_interval(x["worst_case"][e], x["intervals"]["worst_case"][e]) for e in board["eps"]]
 
 
 def test_the_significance_matrix_matches_the_board(built):
     board, _, page = built
     order = [x["defense"] for x in board["entries"]]
-    matrix = body_rows(table_with(page, **{"class": "significance"}))
+    matrix = body_rows(table_with(page, **{"class": "data significance"}))
     for pair in board["significance"]:
         row = matrix[order.index(pair["a"])]
         cell = row["cells"][1 + order.index(pair["b"])]
@@ -149,7 +153,7 @@ def test_detail_panels_hold_each_records_numbers_and_links(built):
             assert [c["text"] for c in row["cells"][1:]] == [
                 with_interval(x["robust_acc"][a][e], x["intervals"]["robust_acc"][a][e]) for e in board["eps"]]
         for name in x["sanity_fired"]:
-            assert name in panel and unescape(panel).count(x["sanity_fired"][name]) == 1
+            assert name in panel and unescape(panel).count(x["sanity_fired"][name]["detail"]) == 1
 
 
 def test_nothing_is_loaded_from_the_network(built):

@@ -67,12 +67,14 @@ def test_json_board_has_the_required_keys():
     assert {"id", "version", "sha256", "norm", "n_examples"} == set(board["protocol"])
     assert board["primary_eps"] == "0.3" and board["eps"] == ["0.1", "0.2", "0.3"]
     assert board["attacks"] == ["autoattack", "pgd"] and board["class_names"] == ["0", "1", "2"]
+    assert board["attack_groups"] == {} and board["view"]["title"].startswith("Leaderboard: mnist5k-cnn")
+    assert {c["method"] for c in board["claims"]} == {"dyart", "rat", "sovr", "classwise-at", "crm-liplt"}
     assert set(board["statistics"]) == {"interval", "comparison", "correction", "alpha", "rank_rule",
                                         "training_variance", "evaluation"}
     assert len(board["significance"]) == 10  # every pair of the five defenses
     for e in board["entries"]:
         assert {"rank", "defense", "n_seeds", "seeds", "clean_acc", "robust_acc", "worst_case", "worst_class",
-                "worst_class_robust_acc", "per_class_worst_case", "architecture", "external", "sweep", "fidelity",
+                "worst_classes", "margin_corrected", "worst_class_robust_acc", "per_class_worst_case", "architecture", "external", "sweep", "fidelity",
                 "recipe_overrides", "paper", "venue", "link", "median_input_margin", "logit_margin_percentiles",
                 "frac_margin_below_half_primary", "sanity_fired", "sanity_noted", "certified_l2", "intervals",
                 "seed_sd", "class_disparity", "attack_gain", "training"} == set(e)
@@ -88,7 +90,8 @@ def test_json_board_has_the_required_keys():
 def test_markdown_shows_intervals_ranks_rule_and_significance():
     md, board = build(_mixed())
     assert md.startswith("# Leaderboard: mnist5k-cnn (protocol mnist5k-cnn v1)")
-    assert "**Ranks.** Rank = 1 + the number of defenses significantly better" in md
+    assert "**Ranks.** Rank = 1 + the number of entries significantly better" in md
+    assert "ranks are tiers, not pairwise verdicts" in md
     assert "## Significance of every pair" in md and "How to read this board" in md
     for d in _ids(board):
         assert f"[{d}](https://example.org/{d})" in md
@@ -233,10 +236,12 @@ def test_fired_flags_and_notes_are_shown_with_their_detail():
     noted.record["sanity"]["square_beats_white_box"].update(noted=True, detail="Square broke 1 of 200 points")
     md, board = build([flagged, noted, consistent("clean", flag_seed=9)])
     entry = {e["defense"]: e for e in board["entries"]}
-    assert entry["masked"]["sanity_fired"] == {"square_beats_white_box": "seed 0: Square broke 40 of 200 points"}
+    assert entry["masked"]["sanity_fired"] == {"square_beats_white_box": {
+        "seed": 0, "detail": "Square broke 40 of 200 points", "value": 0.2, "threshold": 0.0, "p_value": None}}
     assert entry["noted"]["sanity_fired"] == {} and "square_beats_white_box" in entry["noted"]["sanity_noted"]
     assert "`square_beats_white_box`: seed 0: Square broke 40 of 200 points" in md
-    assert "- noted: `square_beats_white_box`: seed 0: Square broke 1 of 200 points" in md
+    assert ("- noted: `square_beats_white_box`: seed 0: Square broke 1 of 200 points. Not a flag: not above the "
+            "flag's threshold (0% of the points ≤ 0% of the points)") in md
 
 
 @pytest.mark.unit
@@ -249,4 +254,5 @@ def test_certified_accuracy_table_appears_when_records_have_it():
     assert {e["defense"]: e["certified_l2"] for e in board["entries"]}["lip"] == {
         "0.5": {"certified": 0.25, "pgd_l2": 0.75}}
     assert "25.00 / 75.00" in md and "Certified L2 accuracy" in md
+    assert "Not in this table:\n\n- plain: its records have no certified block" in md
     assert "Certified L2 accuracy" not in build([consistent("plain")])[0]

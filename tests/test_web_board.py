@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from leaderboard.html import render_board_page
-from leaderboard.markdown import pct, with_interval
+from leaderboard.formats import pct, with_interval
 from tests.html_fixtures import fixture_board
 
 pytestmark = pytest.mark.system
@@ -165,11 +165,12 @@ def test_filters_and_search(page):
     assert "of" in driver.find_element(By.ID, "filter-status").text
     driver.find_element(By.ID, "filter-flagged").click()
     assert driver.execute_script(ROWS_JS) == _defenses(entries)
-    for ident, field in (("filter-fidelity", "fidelity"), ("filter-architecture", "architecture")):
+    for ident, field in (("filter-fidelity", lambda x: x["fidelity"]["loss"]),
+                         ("filter-architecture", lambda x: x["architecture"])):
         choice = Select(driver.find_element(By.ID, ident))
-        value = sorted({x[field] for x in entries})[-1]
+        value = sorted({field(x) for x in entries})[-1]
         choice.select_by_value(value)
-        assert driver.execute_script(ROWS_JS) == _defenses([x for x in entries if x[field] == value])
+        assert driver.execute_script(ROWS_JS) == _defenses([x for x in entries if field(x) == value])
         choice.select_by_value("")
     query = entries[-1]["defense"][:4].upper()
     driver.find_element(By.ID, "filter-search").send_keys(query)

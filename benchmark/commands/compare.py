@@ -25,7 +25,8 @@ from leaderboard.evidence import (
     compare,
     worst_flags,
 )
-from leaderboard.markdown import p_text, table
+from leaderboard.formats import p_text
+from leaderboard.markdown import table
 from leaderboard.record import load_record
 from leaderboard.records import find_records
 

@@ -1,0 +1,203 @@
+"""Every sentence of a board's view (`leaderboard.view`), checked against the numbers it describes
+(tests/test_board_sentences.py). `sentences(view)` lists them with where they stand;
+`problems(board, view)` returns one line per sentence that its data contradicts."""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from leaderboard.formats import class_list
+
+_WITHIN = re.compile(r"within chance \(p = ([0-9.e-]+) ≥ ([0-9.]+)\)")
+_THRESHOLD = re.compile(r"not above the flag's threshold \(([0-9.]+)(?: points|% of the points)? ≤ ([0-9.]+)")
+_HOLM_PAIRS = re.compile(r"Holm over all (\d+) pairs")
+_TESTS = re.compile(r"Holm-corrected over the (\d+) tests? made here")
+
+
+def sentences(view: dict) -> list[tuple[str, str]]:
+    """(where, text) of every sentence-bearing text of a view: paragraphs, items, table captions
+    and headers, and the text cells of the claims table and the certified notes."""
+    found = []
+    for section in view["sections"]:
+        for i, block in enumerate(section["blocks"]):
+            where = f"{section['id']}[{i}]"
+            if block["kind"] == "paragraph":
+                found.append((where, block["text"]))
+            elif block["kind"] == "items":
+                found += [(f"{where}.item{j}", text) for j, text in enumerate(block["items"])]
+            elif block["kind"] == "table":
+                found.append((f"{where}.caption", block["caption"]))
+                found += [(f"{where}.header.{c['id']}", c["label"]) for c in block["columns"]]
+                if block["id"] == "claims":
+                    found += [(f"{where}.row{j}", " | ".join(c["text"] for c in row))
+                              for j, row in enumerate(block["rows"])]
+    return found
+
+
+def _section(view: dict, ident: str) -> dict | None:
+    return next((s for s in view["sections"] if s["id"] == ident), None)
+
+
+def _notes(board: dict, view: dict, alpha: float) -> list[str]:
+    found = []
+    entries = {x["defense"]: x for x in board["entries"]}
+    flags = _section(view, "flags")
+    items = [t for b in flags["blocks"] if b["kind"] == "items" for t in b["items"] if not t.startswith("**")]
+    noted = [(x["defense"], name) for x in board["entries"] for name in x["sanity_noted"]]
+    if len(items) != len(noted):
+        found.append(f"flags: {len(items)} note lines for {len(noted)} noted flags")
+    for text in items:
+        defense, name = text.split(":", 1)[0], re.search(r"`([a-z_]+)`", text).group(1)
+        evidence = entries[defense]["sanity_noted"].get(name)
+        if evidence is None:
+            found.append(f"flags: a note on {defense} {name}, which its records do not note")
+            continue
+        if "Not a flag: " not in text:
+            found.append(f"flags: the note on {defense} {name} gives no reason")
+        m = _WITHIN.search(text)
+        if "within chance" in text and not (m and evidence["p_value"] is not None and evidence["p_value"] >= alpha):
+            found.append(f"flags: the note on {defense} {name} says within chance, but p = {evidence['p_value']}")
+        if "not above the flag's threshold" in text and not evidence["value"] <= evidence["threshold"]:
+            found.append(f"flags: the note on {defense} {name} says not above the threshold, but "
+                         f"{evidence['value']} > {evidence['threshold']}")
+        if re.search(r"by 0\.\d{3}\b", text):
+            found.append(f"flags: the note on {defense} {name} gives a fraction where the tables give points")
+    intro = " ".join(b["text"] for b in flags["blocks"] if b["kind"] == "paragraph")
+    if noted and ("within chance" not in intro or "threshold" not in intro):
+        found.append("flags: the notes' heading does not name both reasons a note may have")
+    return found
+
+
+def _ranks(board: dict, view: dict) -> list[str]:
+    found = []
+    significant = {frozenset((r["a"], r["b"])) for r in board["significance"] if r["significant"]}
+    score = {x["defense"]: x["worst_case"][board["primary_eps"]] for x in board["entries"]}
+    for x in board["entries"]:
+        better = sum(1 for y in board["entries"]
+                     if frozenset((x["defense"], y["defense"])) in significant and score[y["defense"]] > score[x["defense"]])
+        if x["rank"] != 1 + better:
+            found.append(f"ranking: {x['defense']} has rank {x['rank']}, but {better} entries are significantly better")
+    text = " ".join(b["text"] for b in _section(view, "ranking")["blocks"] if b["kind"] == "paragraph")
+    if "tiers" not in text or "need not differ significantly" not in text:
+        found.append("ranking: the rank rule does not say that ranks are tiers, not pairwise verdicts")
+    if "a rank gap is a significant difference" in " ".join(t for _, t in sentences(view)):
+        found.append("a sentence says a rank gap is a significant difference")
+    return found
+
+
+def _counts(board: dict, view: dict) -> list[str]:
+    found = []
+    k = len(board["entries"])
+    for where, text in sentences(view):
+        if re.search(r"(?<![\d.])1 (points|classes|tests|pairs|entries)\b", text):
+            found.append(f"{where}: a plural after 1: {text[:80]!r}")
+        m = _HOLM_PAIRS.search(text)
+        if m and (int(m.group(1)) != len(board["significance"]) or int(m.group(1)) != k * (k - 1) // 2
+                  or int(m.group(1)) < 2):
+            found.append(f"{where}: says Holm over {m.group(1)} pairs; the board has {len(board['significance'])}")
+        if re.search(r"=\d+\.\d{5,}", text):
+            found.append(f"{where}: an unrounded number: {text[:80]!r}")
+    return found
+
+
+def _tables(board: dict, view: dict) -> list[str]:
+    """Every entry is in every table, or listed under it with a reason."""
+    found = []
+    names = [x["defense"] for x in board["entries"]]
+    for section in view["sections"]:
+        tables = [b for b in section["blocks"] if b["kind"] == "table" and b["id"] != "claims"]
+        listed = [t.split(":", 1)[0] for b in section["blocks"] if b["kind"] == "items" for t in b["items"]
+                  if ": " in t]
+        for table in tables:
+            shown = [re.sub(r"^\[([^\]]+)\].*$|^(\S+) \(external model\)$", lambda m: m.group(1) or m.group(2),
+                            row[1 if table["id"] != "significance" else 0]["text"]) for row in table["rows"]]
+            for name in names:
+                if name not in shown and name not in (listed if table["id"] == "certified" else []):
+                    found.append(f"{section['id']}: {name} is missing from the table without a reason")
+    return found
+
+
+def _worst_classes(board: dict, view: dict) -> list[str]:
+    found = []
+    primary, names = board["primary_eps"], board["class_names"]
+    table = _section(view, "ranking")["blocks"][0]
+    column = [c["id"] for c in table["columns"]].index("worst-class")
+    for x, row in zip(board["entries"], table["rows"]):
+        accs = x["per_class_worst_case"][primary]
+        lowest = [k for k, a in enumerate(accs) if a == min(accs)]
+        if f"({class_list(names, lowest)})" not in row[column]["text"]:
+            found.append(f"ranking: {x['defense']}'s worst class cell does not name every class at the minimum "
+                         f"({lowest})")
+        low, high = x["intervals"]["worst_class_robust_acc"][primary]
+        if not low <= min(accs) <= high:
+            found.append(f"ranking: {x['defense']}'s worst-class interval misses its estimate")
+    return found
+
+
+def _claims(board: dict, view: dict, alpha: float) -> list[str]:
+    found = []
+    section = _section(view, "claims")
+    table = next(b for b in section["blocks"] if b["kind"] == "table")
+    tested = [c for c in board["claims"] if c["result"] != "untestable here"]
+    m = _TESTS.search(section["blocks"][0]["text"])
+    if not m or int(m.group(1)) != len(tested):
+        found.append(f"claims: the count of tests corrected over is not {len(tested)}")
+    for claim, row in zip(board["claims"], table["rows"]):
+        result = row[[c["id"] for c in table["columns"]].index("result")]["text"].strip("*")
+        if result == "supported" and not (claim["p_adjusted"] < alpha and claim["effect"] > 0):
+            found.append(f"claims: {claim['method']} {claim['statement']!r} is called supported, adjusted p = "
+                         f"{claim['p_adjusted']}, effect {claim['effect']}")
+        if result == "not supported" and claim["p_adjusted"] is not None and claim["p_adjusted"] < alpha \
+                and claim["effect"] > 0:
+            found.append(f"claims: {claim['statement']!r} is called not supported, yet significant in its direction")
+        if result == "untestable here" and claim["p_value"] is not None:
+            found.append(f"claims: {claim['statement']!r} is called untestable, yet has a p-value")
+        if result not in ("supported", "not supported", "untestable here"):
+            found.append(f"claims: unknown result {result!r}")
+    return found
+
+
+def _classwise(board: dict, view: dict, alpha: float) -> list[str]:
+    found = []
+    lines = next(b for b in _section(view, "classwise")["blocks"] if b["kind"] == "items")["items"]
+    for x, text in zip(board["entries"], lines):
+        real = x["class_disparity"]["p_value"] < alpha
+        if ("class disparity real" in text) != real:
+            found.append(f"classwise: {x['defense']}'s disparity sentence disagrees with p = "
+                         f"{x['class_disparity']['p_value']}")
+        gain = x["attack_gain"]
+        if gain.get("points") and ("concentrated there" in text and "not shown" not in text) != gain["concentrated"]:
+            found.append(f"classwise: {x['defense']}'s concentration sentence disagrees with its test")
+    return found
+
+
+def _significance(board: dict, view: dict, alpha: float) -> list[str]:
+    table = _section(view, "significance")["blocks"][1]
+    order = [x["defense"] for x in board["entries"]]
+    pairs = {(r["a"], r["b"]): r for r in board["significance"]}
+    found = []
+    for a, row in zip(order, table["rows"]):
+        for b, cell in zip(order, row[1:]):
+            pair = pairs.get((a, b)) or pairs.get((b, a))
+            if pair and cell["text"].endswith("*") != (pair["p_adjusted"] < alpha):
+                found.append(f"significance: {a} vs {b} is starred against its adjusted p = {pair['p_adjusted']}")
+    return found
+
+
+def _margins(board: dict, view: dict) -> list[str]:
+    found = []
+    cap = max(float(Fraction(e)) for e in board["eps"])
+    for x in board["entries"]:
+        if x["margin_corrected"]["points"] > x["margin_corrected"]["of"]:
+            found.append(f"ranking: {x['defense']} lowers more margins than it has points")
+        if x["worst_case"][board["primary_eps"]] == 0 and x["median_input_margin"] > cap:
+            found.append(f"ranking: {x['defense']}'s median margin is above the eps at which every point broke")
+    return found
+
+
+def problems(board: dict, view: dict) -> list[str]:
+    """Every sentence of `view` that the numbers of `board` contradict, one line each."""
+    alpha = board["statistics"]["alpha"]
+    return (_notes(board, view, alpha) + _ranks(board, view) + _counts(board, view) + _tables(board, view)
+            + _worst_classes(board, view) + _claims(board, view, alpha) + _classwise(board, view, alpha)
+            + _significance(board, view, alpha) + _margins(board, view))

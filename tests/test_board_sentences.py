@@ -1,0 +1,98 @@
+"""Every sentence a board prints is true of its data: the committed boards' views and a fixture
+board's are checked sentence by sentence (`tests.board_sentences`), and planted false sentences
+are caught. Also: the JSON board's view is the one its numbers give, and Markdown and HTML
+print the view's sentences, not their own."""
+import copy
+import json
+import re
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+from leaderboard.build import admitted_records, build_json
+from leaderboard.evidence import ALPHA
+from leaderboard.html import render_board_page
+from leaderboard.html_view import inline_html
+from leaderboard.markdown import render_markdown
+from leaderboard.view import board_view
+from tests.board_sentences import problems, sentences
+from tests.html_fixtures import fixture_board
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOLS = ["mnist5k-cnn", "mnist5k-cnn-l2", "smoke"]
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict[str, dict]:
+    return {p: build_json(admitted_records(ROOT / "leaderboard" / "records", p)) for p in PROTOCOLS}
+
+
+def _note(view: dict, defense: str) -> tuple[list[str], int]:
+    block = next(b for b in next(s for s in view["sections"] if s["id"] == "flags")["blocks"]
+                 if b["kind"] == "items" and any(t.startswith(f"{defense}:") for t in b["items"]))
+    return block["items"], next(i for i, t in enumerate(block["items"]) if t.startswith(f"{defense}:"))
+
+
+@pytest.mark.golden
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_sentence_of_the_committed_boards_is_true(committed, protocol):
+    board = committed[protocol]
+    assert len(sentences(board["view"])) > 30
+    assert problems(board, board["view"]) == []
+
+
+@pytest.mark.unit
+def test_every_sentence_of_the_fixture_board_is_true():
+    board, _ = fixture_board()
+    assert problems(board, board["view"]) == []
+
+
+@pytest.mark.golden
+def test_a_planted_within_chance_note_with_a_small_p_is_caught(committed):
+    board = committed["mnist5k-cnn"]
+    view = copy.deepcopy(board["view"])
+    notes, i = _note(view, "dyart")
+    assert board["entries"][[x["defense"] for x in board["entries"]].index("dyart")][
+        "sanity_noted"]["tpgd_much_stronger_than_pgd"]["p_value"] < ALPHA
+    notes[i] = notes[i].split("Not a flag: ")[0] + "Not a flag: within chance (p = 0.00098 ≥ 0.05)"
+    assert any("dyart" in p and "says within chance" in p for p in problems(board, view))
+
+
+@pytest.mark.golden
+def test_planted_false_sentences_of_other_kinds_are_caught(committed):
+    board = committed["mnist5k-cnn"]
+    plants = {
+        "a rank gap": lambda v: v["sections"][1]["blocks"].append(
+            {"kind": "paragraph", "text": "Ranks: a rank gap is a significant difference."}),
+        "Holm over": lambda v: v["sections"][1]["blocks"][1].update(
+            text=v["sections"][1]["blocks"][1]["text"].replace("Holm over all 36 pairs", "Holm over all 0 pairs")),
+        "missing from the table": lambda v: next(
+            b for s in v["sections"] if s["id"] == "certified" for b in s["blocks"] if b["kind"] == "items")[
+            "items"].clear(),
+        "worst class": lambda v: v["sections"][1]["blocks"][0]["rows"][0][3].update(text="60.00 ±26.2 (class 7)"),
+        "called supported": lambda v: next(b for s in v["sections"] if s["id"] == "claims" for b in s["blocks"]
+                                           if b["kind"] == "table")["rows"][0][7].update(text="**supported**"),
+        "a plural after 1": lambda v: v["sections"][0]["blocks"].append(
+            {"kind": "paragraph", "text": "Square broke 1 points."}),
+    }
+    for expected, plant in plants.items():
+        view = copy.deepcopy(board["view"])
+        plant(view)
+        assert any(expected in p for p in problems(board, view)), expected
+
+
+@pytest.mark.golden
+def test_the_json_view_is_what_the_numbers_give_and_every_renderer_prints_it(committed):
+    board = committed["mnist5k-cnn"]
+    numbers = {k: v for k, v in board.items() if k != "view"}
+    assert board_view(json.loads(json.dumps(numbers))) == board["view"]
+    markdown = render_markdown(board)
+    records = [it.record for it in admitted_records(ROOT / "leaderboard" / "records", "mnist5k-cnn")]
+    page = unescape(re.sub(r"<[^>]+>", "", render_board_page(board, records)))
+    plain = lambda text: unescape(re.sub(r"<[^>]+>", "", inline_html(text)))
+    for where, text in sentences(board["view"]):
+        if ".header." in where or ".row" in where:
+            continue
+        assert text.replace("|", "\\|") in markdown or text in markdown, where
+        assert " ".join(plain(text).split()) in " ".join(page.split()), where
