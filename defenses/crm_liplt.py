@@ -20,18 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models.lipschitz import LipschitzBound, certified_radius
+from benchmark.models.lipschitz import certified_radius
 from defenses.base import Defense, DefenseMeta, TrainContext, register
+from defenses.lipschitz_training import PLAIN_ARCHITECTURES, WarmBound
 
 __all__ = ["CRMLipLT", "CRMConfig", "certified_radius", "radius_loss"]
 
-#: Plain networks of the model zoo (`benchmark.models.architectures.is_plain`).
-PLAIN_ARCHITECTURES = ("cnn-mnist", "cnn-cifar", "cnn-tiny")
 #: The reference recipe: 400 epochs, the robust term from epoch 10.
 REFERENCE_EPOCHS, REFERENCE_START_EPOCH = 400, 10
-#: Power iterations run from fresh vectors at the start of each epoch, so that the bound's state
-#: at an epoch boundary depends on the weights only (a resumed run matches an uninterrupted one).
-WARM_ITERATIONS = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +66,7 @@ def radius_loss(logits: torch.Tensor, y: torch.Tensor, lipschitz: torch.Tensor, 
 
 
 @register
-class CRMLipLT(Defense):
+class CRMLipLT(WarmBound, Defense):
     """Cross-entropy plus the certified-radius soft minimum from LipLT pairwise bounds."""
 
     name = "crm-liplt"
@@ -85,24 +81,13 @@ class CRMLipLT(Defense):
         tuning_objective="certified-l2",
     )
 
-    def __init__(self, config: CRMConfig | None = None):
-        super().__init__(config)
-        self.bound: LipschitzBound | None = None
-
     def overrides(self, track):
         """Adam at lr 1e-3 (the reference optimiser) and a clean burn-in of 10/400 of the track."""
         return {"optimizer": "adam", "lr": 1e-3,
                 "burn_in_epochs": max(1, round(track.epochs * REFERENCE_START_EPOCH / REFERENCE_EPOCHS))}
 
-    def on_epoch_start(self, model, ctx):
-        """Forget the power-iteration vectors; they restart from a fixed seed at the next step."""
-        self.bound = None
-
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """CE + the certified-radius term, with bounds from warm-started power iteration."""
-        if self.bound is None:
-            self.bound = LipschitzBound(model, tuple(x.shape[1:]), seed=0)
-            self.bound.update(WARM_ITERATIONS)
-        self.bound.update(self.config.power_iterations)
+        bound = self.warm_bound(model, x, self.config.power_iterations)
         logits = model(x)
-        return F.cross_entropy(logits, y) + radius_loss(logits, y, self.bound.pairwise(), self.config)
+        return F.cross_entropy(logits, y) + radius_loss(logits, y, bound.pairwise(), self.config)

@@ -312,6 +312,26 @@ class LipschitzBound:
             bound = bound + (0.5 ** (last - j) * distances * m[j] if j >= 0 else 0.5 ** last * distances)
         return bound * (1 - torch.eye(len(rows), dtype=rows.dtype, device=rows.device))
 
+    def global_pairwise(self, norms: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, K) global product bounds G[k, j] = ||w_k - w_j|| * prod_{l < L} ||W_l|| of the L2
+        Lipschitz constant of x -> z_k - z_j (symmetric, zero diagonal): the distance between rows
+        k and j of the last linear map W_L, times the spectral norms of the earlier maps, each
+        bounded on its own. This is the bound of GloRo (Leino et al., "Globally-Robust Neural
+        Networks", ICML 2021; `defenses/gloro.py`); from exact norms it is never below `pairwise`
+        (LipLT tightens it). The single-layer norms are the diagonal of `norms`
+        (`exact_product_norms`) or, when None, ||W_l v|| for the current power-iteration vector
+        of each single layer (the diagonal of `product_norms`, without the longer products),
+        differentiable in the weights."""
+        if norms is None:
+            layer_norms = [self.maps[a](v[:1].to(self._like)).norm() for a, v in enumerate(self.vectors)]
+        else:
+            layer_norms = list(norms.diagonal())
+        rows = self.maps[-1].adjoint(torch.eye(self.maps[-1].out_features, dtype=self._like.dtype,
+                                               device=self._like.device))
+        distances = torch.cdist(rows, rows, compute_mode="donot_use_mm_for_euclid_dist")
+        product = torch.stack(layer_norms).prod() if layer_norms else 1.0
+        return distances * product * (1 - torch.eye(len(rows), dtype=rows.dtype, device=rows.device))
+
     def bound(self, *, tol: float = 1e-6, max_iterations: int = 500, check_every: int = 5) -> torch.Tensor:
         """Detached (K, K) pairwise bounds after power iteration has converged: iterate until no
         product norm grows by more than `tol` (relative) over `check_every` iterations, or until
