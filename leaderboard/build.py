@@ -14,8 +14,8 @@ import numpy as np
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
+from leaderboard.claims import board_claims
 from leaderboard.evaluation_setting import check_one_setting
-from leaderboard.input_margins import consistent_margins
 from leaderboard.evidence import (
     ALPHA,
     BOOTSTRAP_SEED,
@@ -29,14 +29,14 @@ from leaderboard.evidence import (
     tied_ranks,
 )
 from leaderboard.flags import SANITY_FLAGS, board_detail
-from leaderboard.html import render_board_page, render_index
-from leaderboard.claims import board_claims
 from leaderboard.formats import DIGITS
+from leaderboard.html import render_board_page, render_index
+from leaderboard.input_margins import consistent_margins
 from leaderboard.markdown import render_markdown
-from leaderboard.view import board_view
 from leaderboard.plot import plot_classwise, plot_robustness, plot_significance
 from leaderboard.record import validate_record
 from leaderboard.records import find_records
+from leaderboard.view import board_view
 
 
 def _r(x: float) -> float:
@@ -240,10 +240,10 @@ def statistics_block(one_seed: bool, all_seeded: bool, pairs: int, evaluation: s
     correction = f"Holm over all {pairs} pairs" if pairs > 1 else ("no correction (one pair)" if pairs else
                                                                    "none (one entry: no pair to compare)")
     return {"interval": interval, "comparison": test, "correction": correction, "alpha": ALPHA,
-            "rank_rule": "rank = 1 + the number of entries significantly better at the primary eps, so entries with "
-                         "the same count share a rank; ranks are tiers, not pairwise verdicts: two entries in different "
-                         "tiers need not differ significantly from each other (the significance matrix says which "
-                         "pairs do)",
+            "rank_rule": "rank = 1 + the number of entries significantly better at the primary eps, so entries "
+                         "with the same count share a rank; ranks are tiers, not pairwise verdicts: two entries in "
+                         "different tiers need not differ significantly from each other (the significance matrix says "
+                         "which pairs do)",
             "training_variance": variance, "evaluation": evaluation}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
+from leaderboard.formats import pct
 from leaderboard.html_assets import JS
 from leaderboard.html_detail import render_detail
 from leaderboard.html_parts import (
@@ -22,7 +23,6 @@ from leaderboard.html_parts import (
 )
 from leaderboard.html_table import ranked_table
 from leaderboard.html_view import block_html, section_html
-from leaderboard.formats import pct
 from leaderboard.view import board_view
 from leaderboard.view_tables import flag_letter
 
@@ -124,7 +124,8 @@ def render_board_page(board: dict, records: list[dict]) -> str:
         if section["id"] == "classwise":
             sections.append('<section id="details"><h2>Entries in detail</h2><p>Open an entry for its robust '
                             "accuracy against eps per attack, its per-class accuracy, flags, recipe and, per seed, the "
-                            f"confusion matrix, margins, provenance and links to the record files.</p>{details}</section>"
+                            "confusion matrix, margins, provenance and links to the record files.</p>"
+                            f"{details}</section>"
                             f'<section id="protocol"><h2>Protocol</h2>{_protocol(board, records[0])}</section>')
     summary = "".join(block_html(b) for b in view["sections"][0]["blocks"])
     nav = "".join(f'<a href="#{esc(s["id"])}">{esc(s["title"])}</a>' for s in view["sections"][1:])

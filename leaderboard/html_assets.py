@@ -44,7 +44,8 @@ caption{caption-side:top;text-align:left;padding:10px 12px;font-size:.85rem;colo
 border-bottom:1px solid var(--line)}
 .cap{position:sticky;left:12px;display:inline-block;max-width:calc(100vw - 72px);white-space:normal}
 th,td{padding:6px 9px;text-align:left;white-space:nowrap;border-bottom:1px solid var(--line);vertical-align:top}
-table.claims td{white-space:normal;min-width:7em}table.claims td:nth-child(2),table.claims td:nth-child(3),table.claims td:nth-child(9){min-width:16em}
+table.claims td{white-space:normal;min-width:7em}
+table.claims td:nth-child(2),table.claims td:nth-child(3),table.claims td:nth-child(9){min-width:16em}
 tbody tr:last-child>*{border-bottom:0}
 thead th{background:var(--soft);font-weight:600;font-size:.82rem;vertical-align:bottom}
 th.num,td.num{text-align:right}

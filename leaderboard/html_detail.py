@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from leaderboard.evidence import ALPHA
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
+from leaderboard.formats import count, override_value, p_text, pct
 from leaderboard.html_parts import (
     definition_list,
     esc,
@@ -23,8 +25,6 @@ from leaderboard.html_svg import (
     eps_chart,
     legend,
 )
-from leaderboard.formats import count, override_value, p_text, pct
-from leaderboard.evidence import ALPHA
 from leaderboard.view import note_reason
 from leaderboard.view_tables import flag_letter, worst_class_text
 
@@ -52,7 +52,8 @@ def _class_sentence(board: dict, x: dict) -> str:
     names, primary = board["class_names"], board["primary_eps"]
     d, gain = x["class_disparity"], x["attack_gain"]
     text = (f"At eps={esc(primary)}: {esc(worst_class_text(x, names, primary))} (95% interval simultaneous over "
-            f"the classes). Class disparity {'real' if d['real'] else 'not shown'} (permutation p = {p_text(d['p_value'])}).")
+            f"the classes). Class disparity {'real' if d['real'] else 'not shown'} "
+            f"(permutation p = {p_text(d['p_value'])}).")
     if gain["attack"] and gain["points"]:
         weak = ", ".join(esc(names[k]) for k in gain["weakest_classes"])
         text += (f" <code>{esc(gain['attack'])}</code> breaks {count(gain['points'], 'point')} PGD leaves robust, "
@@ -76,13 +77,17 @@ def _class_section(board: dict, x: dict) -> str:
 
 
 def _flags_section(x: dict) -> str:
+    def evidence(ev: dict) -> str:
+        return f"seed {ev['seed']}: {esc(ev['detail'])}"
+
+    def doc(name: str) -> str:
+        return f'<br><span class="muted">{esc(FLAG_DOCS[name])}</span></li>'
+
+    fired, noted = x["sanity_fired"], x["sanity_noted"]
     items = [f'<li class="flag"><strong>[{flag_letter(n)}] flag <code>{esc(n)}</code></strong>: '
-             f"seed {x['sanity_fired'][n]['seed']}: {esc(x['sanity_fired'][n]['detail'])}<br><span class=\"muted\">{esc(FLAG_DOCS[n])}</span></li>"
-             for n in SANITY_FLAGS if n in x["sanity_fired"]]
-    items += [f"<li><strong>note <code>{esc(n)}</code></strong>: seed {x['sanity_noted'][n]['seed']}: "
-              f"{esc(x['sanity_noted'][n]['detail'])}. Not a flag: {esc(note_reason(n, x['sanity_noted'][n], ALPHA))}"
-              f"<br><span class=\"muted\">{esc(FLAG_DOCS[n])}</span></li>"
-              for n in SANITY_FLAGS if n in x["sanity_noted"]]
+             f"{evidence(fired[n])}{doc(n)}" for n in SANITY_FLAGS if n in fired]
+    items += [f"<li><strong>note <code>{esc(n)}</code></strong>: {evidence(noted[n])}. Not a flag: "
+              f"{esc(note_reason(n, noted[n], ALPHA))}{doc(n)}" for n in SANITY_FLAGS if n in noted]
     body = f'<ul class="flags">{"".join(items)}</ul>' if items else "<p>No flag fired and nothing was noted.</p>"
     return f"<section><h4>Sanity flags and notes</h4>{body}</section>"
 
@@ -96,7 +101,8 @@ def _recipe_section(x: dict) -> str:
              if x["sweep"] else "none")
     facts = [("paper", paper + (f" ({esc(x['venue'])})" if x["venue"] else "")),
              ("model", "external model (trained outside atbench)" if x["external"] else "trained by atbench"),
-             ("loss fidelity", esc(x["fidelity"]["loss"])), ("recipe", esc(x["fidelity"]["recipe"])), ("architecture", f"<code>{esc(x['architecture'])}</code>"),
+             ("loss fidelity", esc(x["fidelity"]["loss"])), ("recipe", esc(x["fidelity"]["recipe"])),
+             ("architecture", f"<code>{esc(x['architecture'])}</code>"),
              ("recipe overrides", f'<ul class="plain">{overrides}</ul>' if overrides else "none"),
              ("sweep", sweep)]
     return f"<section><h4>Recipe</h4>{definition_list(facts)}</section>"

@@ -27,7 +27,8 @@ def _block(block: dict) -> list[str]:
     if kind == "image":
         return [f"![{block['alt']}]({block['src']})"]
     columns = block["columns"]
-    return [f"Table: {block['caption']}", table([c["label"] for c in columns], [[_cell(c["text"]) for c in row] for row in block["rows"]],
+    rows = [[_cell(c["text"]) for c in row] for row in block["rows"]]
+    return [f"Table: {block['caption']}", table([c["label"] for c in columns], rows,
                   "".join(c["align"] for c in columns))]
 
 

@@ -76,11 +76,12 @@ def ranked_table(board: dict) -> dict:
         fired = " ".join(f"[{flag_letter(n)}]" for n in SANITY_FLAGS if n in x["sanity_fired"]) or "-"
         corrected = x["margin_corrected"]
         spread = seed_spread(x, primary)
+        worst_class = x["worst_class_robust_acc"][primary]
         return [
             cell(str(x["rank"]), x["rank"]), cell(_defense(x), x["defense"]),
             interval_cell(x["worst_case"][primary], x["intervals"]["worst_case"][primary]),
-            cell(f"{with_interval(x['worst_class_robust_acc'][primary], x['intervals']['worst_class_robust_acc'][primary])}"
-                 f" ({class_list(names, x['worst_classes'][primary])})", x["worst_class_robust_acc"][primary]),
+            cell(f"{with_interval(worst_class, x['intervals']['worst_class_robust_acc'][primary])}"
+                 f" ({class_list(names, x['worst_classes'][primary])})", worst_class),
             cell(fired, len(x["sanity_fired"])),
             interval_cell(x["clean_acc"], x["intervals"]["clean_acc"]),
             *(interval_cell(x["robust_acc"][a][primary], x["intervals"]["robust_acc"][a][primary])
@@ -116,7 +117,8 @@ def claims_table(board: dict) -> dict:
                     f"{c['interval'][0] * scale:+.{1 if scale == 100 else 3}f} to "
                     f"{c['interval'][1] * scale:+.{1 if scale == 100 else 3}f}")
         rows.append([cell(c["method"], c["method"]), cell(c["statement"]), cell(c["test"]),
-                     cell("-" if effect is None else f"{effect:{'+.1f' if scale == 100 else '+.3f'}} {c['unit']}", effect),
+                     cell("-" if effect is None else f"{effect:{'+.1f' if scale == 100 else '+.3f'}} {c['unit']}",
+                          effect),
                      cell(interval),
                      cell("-" if c["p_value"] is None else p_text(c["p_value"]), c["p_value"]),
                      cell("-" if c["p_adjusted"] is None else p_text(c["p_adjusted"]), c["p_adjusted"]),

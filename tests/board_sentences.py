@@ -73,8 +73,8 @@ def _ranks(board: dict, view: dict) -> list[str]:
     significant = {frozenset((r["a"], r["b"])) for r in board["significance"] if r["significant"]}
     score = {x["defense"]: x["worst_case"][board["primary_eps"]] for x in board["entries"]}
     for x in board["entries"]:
-        better = sum(1 for y in board["entries"]
-                     if frozenset((x["defense"], y["defense"])) in significant and score[y["defense"]] > score[x["defense"]])
+        better = sum(1 for y in board["entries"] if frozenset((x["defense"], y["defense"])) in significant
+                     and score[y["defense"]] > score[x["defense"]])
         if x["rank"] != 1 + better:
             found.append(f"ranking: {x['defense']} has rank {x['rank']}, but {better} entries are significantly better")
     text = " ".join(b["text"] for b in _section(view, "ranking")["blocks"] if b["kind"] == "paragraph")
