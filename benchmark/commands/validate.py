@@ -1,7 +1,8 @@
 """`atbench validate`: the checks a submitter runs on a defense before opening a pull request.
 
 Each check reports PASS or FAIL with a one-line reason; they run on the synthetic-tiny track
-(its data, model and protocol) in well under a minute on a CPU:
+(its data, model and protocol; a defense that trains on L2 tracks only trains on its L2 copy,
+`checked_track`) in well under a minute on a CPU:
 
 - metadata: id, paper, venue and link filled in, fidelity valid, threat models and
   architectures known;
