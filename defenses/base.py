@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from benchmark.pipeline.tracks import Track
 
 FIDELITIES = ("reference", "our-reading")
-TUNING_OBJECTIVES = ("robust", "certified-l2")
+SELECTIONS = ("robust", "certified-l2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +37,11 @@ class DefenseMeta:
         search_space: the settings `atbench tune` trains and scores (config overrides of its
             one or two key hyperparameters; every tuned defense gets `TUNING_BUDGET` of them,
             the paper's values among them); empty for a defense without hyperparameters.
-        tuning_objective: what a setting is scored by on the validation split: "robust" (the
-            harness's selection rule) or "certified-l2" (certified L2 accuracy, for a
-            certified-radius method).
+        selection: the score on the validation split that selects both its checkpoint (the
+            epoch the harness keeps) and its tuned setting, the method's own objective:
+            "robust" (robust accuracy under CE- and CW-PGD, `benchmark.pipeline.selection`) or
+            "certified-l2" (certified L2 accuracy from the LipLT bound, for a certified-training
+            method).
         randomized: inference is stochastic, so the protocol adds EOT.
         architectures: model names it supports; None means any.
     """
@@ -53,13 +55,13 @@ class DefenseMeta:
     randomized: bool = False
     architectures: tuple[str, ...] | None = None
     search_space: tuple[dict[str, Any], ...] = ()
-    tuning_objective: str = "robust"
+    selection: str = "robust"
 
     def __post_init__(self):
         if self.fidelity not in FIDELITIES:
             raise ValueError(f"fidelity must be one of {FIDELITIES}, not {self.fidelity!r}")
-        if self.tuning_objective not in TUNING_OBJECTIVES:
-            raise ValueError(f"tuning_objective must be one of {TUNING_OBJECTIVES}, not {self.tuning_objective!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, not {self.selection!r}")
 
 
 @dataclasses.dataclass
@@ -169,6 +171,12 @@ class Defense:
     def wrap(self, model: nn.Module) -> nn.Module:
         """The deployed, inference-time model; identity by default."""
         return model
+
+    def deployment(self) -> dict[str, Any] | None:
+        """What `wrap` adds to the trained network after `calibrate`, for the record's
+        `defense.deployed` (e.g. class-wise AT's logit offsets, or why none were kept); None
+        for a defense that deploys the trained network as it is."""
+        return None
 
     def overrides(self, track: Track) -> dict[str, Any]:
         """The recipe overrides on `track`: `recipe_overrides` unless the defense scales them to

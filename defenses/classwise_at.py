@@ -4,9 +4,16 @@ The paper states that robustness differs strongly between classes and that chang
 and at inference improve the most vulnerable class; its code and exact rules are not public, so
 both changes are the suite's reading (fidelity: our-reading):
 
-- training: PGD-AT whose per-example loss is weighted by its class weight w_c proportional to
-  err_c^gamma (per-class robust error on the validation split, measured by the harness after
-  every epoch), normalised to mean 1;
+- training: PGD-AT whose per-example loss is weighted by its class weight
+  w_c = floor + (1 - floor) * err_c^gamma / mean_k(err_k^gamma) (err: per-class robust error on
+  the validation split, measured by the harness after every epoch), so the weights have mean 1
+  and none falls below `weight_floor` (0.5). The floor is Fair Robust Learning's (Xu et al.,
+  ICML 2021, "To be Robust or to be Fair", reference code `hannxu123/fair_robust`,
+  `normalize_lambda` and `cost_sensitive`): its class weights are 1/K + lambda_c - sum(lambda)/K
+  with multipliers lambda >= 0 of total mass at most `lim` = 0.5, i.e. the uniform weight mixed
+  with a class-dependent part of share at most 0.5, so no class weighs less than half the mean.
+  Without a floor, a class with zero validation error gets weight zero and gamma 2 or 4 collapses
+  training onto the weakest classes;
 - inference: per-class logit offsets b, calibrated on the validation split to maximise the
   worst-class robust accuracy while the overall robust accuracy drops at most one point, added
   to the logits by `wrap`.
@@ -30,6 +37,8 @@ class ClasswiseATConfig:
     Attributes:
         reweight: weight each example's loss by its class weight.
         gamma: exponent of the per-class error in the weights; 1.
+        weight_floor: the least class weight, as a fraction of the mean weight (1); 0.5, Fair
+            Robust Learning's (1 - lim) with its default lim = 0.5 (module docstring).
         calibrate_offsets: add calibrated per-class logit offsets at inference.
         max_accuracy_drop: the overall validation robust accuracy the offsets may cost; 0.01.
         largest_step: the largest offset step tried, in units of the median clean logit margin.
@@ -39,6 +48,7 @@ class ClasswiseATConfig:
 
     reweight: bool = True
     gamma: float = 1.0
+    weight_floor: float = 0.5
     calibrate_offsets: bool = True
     max_accuracy_drop: float = 0.01
     largest_step: float = 1.0
@@ -46,12 +56,15 @@ class ClasswiseATConfig:
     rounds: int = 20
 
 
-def class_weights(errors: torch.Tensor, gamma: float) -> torch.Tensor:
-    """w_c proportional to errors_c^gamma with mean 1 (uniform when every error is 0)."""
+def class_weights(errors: torch.Tensor, gamma: float, floor: float = 0.5) -> torch.Tensor:
+    """w_c = floor + (1 - floor) * errors_c^gamma / mean(errors^gamma): mean 1, each at least
+    `floor` (uniform when every error is 0)."""
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"weight floor must be in [0, 1], not {floor}")
     raw = errors.double().clamp_min(0) ** gamma
     if raw.sum() <= 0:
         return torch.ones_like(raw)
-    return raw * (len(raw) / raw.sum())
+    return floor + (1.0 - floor) * raw * (len(raw) / raw.sum())
 
 
 class LogitOffsets(nn.Module):
@@ -144,6 +157,7 @@ class ClasswiseAT(Defense):
     def __init__(self, config: ClasswiseATConfig | None = None):
         super().__init__(config)
         self.offsets: torch.Tensor | None = None
+        self.offsets_reason = "not calibrated"
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """Class-weighted cross-entropy on PGD adversarial examples."""
@@ -151,7 +165,8 @@ class ClasswiseAT(Defense):
         per_example = F.cross_entropy(model(x_adv), y, reduction="none")
         if not self.config.reweight or ctx.val_class_error is None:
             return per_example.mean()
-        weights = class_weights(torch.tensor(ctx.val_class_error), self.config.gamma).to(per_example)
+        weights = class_weights(torch.tensor(ctx.val_class_error), self.config.gamma,
+                                self.config.weight_floor).to(per_example)
         return (weights[y] * per_example).mean()
 
     def calibrate(self, model, val_batches, ctx):
@@ -161,6 +176,7 @@ class ClasswiseAT(Defense):
         all-zero ones), and `wrap` then deploys the model unchanged."""
         self.offsets = None
         if not self.config.calibrate_offsets:
+            self.offsets_reason = "switched off (calibrate_offsets = false)"
             return
         start = ctx.generator.get_state()
         clean, adv, y = attacked_logits(model, val_batches, ctx)
@@ -170,8 +186,22 @@ class ClasswiseAT(Defense):
         zero = torch.zeros_like(offsets)
         before, after = summary(clean, adv, y, zero, ctx.num_classes), summary(*checked, zero, ctx.num_classes)
         helps = after[0] >= before[0] and after[1] >= before[1] - self.config.max_accuracy_drop - 1e-12
-        if helps and offsets.any():
+        if not offsets.any():
+            self.offsets_reason = "the search found no offset that raises the validation worst-class robust accuracy"
+        elif not helps:
+            self.offsets_reason = (f"re-attacked, the offset model's validation (worst-class, overall) robust accuracy "
+                                   f"({after[0]:.3f}, {after[1]:.3f}) fell short of the plain model's "
+                                   f"({before[0]:.3f}, {before[1]:.3f}) beyond the allowed drop")
+        else:
             self.offsets = offsets
+            self.offsets_reason = (f"re-attacked on the validation split: worst-class robust accuracy {before[0]:.3f} "
+                                   f"-> {after[0]:.3f}, overall {before[1]:.3f} -> {after[1]:.3f}")
+
+    def deployment(self) -> dict:
+        """Whether the calibrated logit offsets are deployed: the offsets (null when none were
+        kept) and the reason."""
+        offsets = None if self.offsets is None else [round(v, 6) for v in self.offsets.tolist()]
+        return {"logit_offsets": offsets, "reason": self.offsets_reason}
 
     def wrap(self, model):
         """The model plus the calibrated offsets (the model itself when offsets are off)."""

@@ -78,7 +78,7 @@ class CRMLipLT(WarmBound, Defense):
         any_track_norm=True, fidelity="reference", architectures=PLAIN_ARCHITECTURES,
         search_space=({"mu": 30.0, "r0": 2.2}, {"mu": 100.0, "r0": 4.0}, {"mu": 300.0, "r0": 8.0},
                       {"mu": 1000.0, "r0": 8.0}),
-        tuning_objective="certified-l2",
+        selection="certified-l2",
     )
 
     def overrides(self, track):

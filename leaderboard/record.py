@@ -86,6 +86,18 @@ class DefenseBlock(_Part):
     randomized: bool = _f("declared randomized (inference is stochastic)")
     recipe_overrides: FreeJson = _f("departures from the track's recipe, plus `config.<name>` per hyperparameter "
                                     "the track set")
+    deployed: FreeJson | None = _f("what the deployed model adds to the trained network at inference, fitted on the "
+                                   "validation split after training (classwise-at: `logit_offsets`, the per-class "
+                                   "offsets or null when none were kept, and `reason`); absent when the defense "
+                                   "deploys the trained network as it is", default=None)
+
+    @model_serializer(mode="wrap")
+    def _nothing_deployed_is_absent(self, handler: Any) -> dict:
+        """Leave `deployed` out when it is null, so the record of a defense without one keeps its form."""
+        out = handler(self)
+        if out.get("deployed") is None:
+            out.pop("deployed", None)
+        return out
 
 
 class ProtocolBlock(_Part):
@@ -207,6 +219,17 @@ class Training(_Part):
     epochs: Positive = _f("epochs trained")
     val_robust_acc: Frac = _f("the chosen checkpoint's validation robust accuracy under the rule")
     val_clean_acc: Frac = _f("its validation clean accuracy")
+    val_certified_acc: Frac | None = _f("its validation certified L2 accuracy (mean over the track protocol's "
+                                        "certified radii), present only for a defense selected by it "
+                                        "(`selection_rule` says so)", default=None)
+
+    @model_serializer(mode="wrap")
+    def _robust_selection_has_no_certified(self, handler: Any) -> dict:
+        """Leave `val_certified_acc` out when it is null (a defense selected by robust accuracy)."""
+        out = handler(self)
+        if out.get("val_certified_acc") is None:
+            out.pop("val_certified_acc", None)
+        return out
 
 
 class SanityFlag(_Part):

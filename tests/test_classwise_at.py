@@ -29,7 +29,7 @@ def _ctx(errors=None, eps=0.1, seed=0):
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
 def test_weights_have_mean_one_and_rank_classes_by_validation_error(gamma):
     errors = torch.tensor([0.1, 0.5, 0.05, 0.3, 0.2, 0.9, 0.15, 0.4, 0.25, 0.35])
-    weights = class_weights(errors, gamma)
+    weights = class_weights(errors, gamma, floor=0.0)
     assert weights.mean().item() == pytest.approx(1.0)
     assert torch.equal(weights.argsort(), errors.argsort())
     assert weights[5] / weights[2] == pytest.approx((0.9 / 0.05) ** gamma, rel=1e-6)
@@ -50,7 +50,7 @@ def test_loss_weights_each_example_by_its_class_weight():
     loss = ClasswiseAT().loss(model, x, y, _ctx(errors))
     x_adv = pgd_train_examples(model, x, y, 0.1, 3, 0.025, torch.Generator().manual_seed(0))
     per_example = F.cross_entropy(model(x_adv), y, reduction="none")
-    weights = class_weights(torch.tensor(errors), 1.0).float()
+    weights = class_weights(torch.tensor(errors), 1.0, 0.5).float()
     assert loss.item() == pytest.approx((weights[y] * per_example).mean().item(), rel=1e-5)
     unweighted = ClasswiseAT(ClasswiseATConfig(reweight=False)).loss(model, x, y, _ctx(errors))
     assert unweighted.item() == pytest.approx(per_example.mean().item(), rel=1e-5)
@@ -116,3 +116,25 @@ def test_offsets_switch_off():
     defense = ClasswiseAT(ClasswiseATConfig(calibrate_offsets=False))
     defense.calibrate(model, lambda: zip(val.x.split(500), val.y.split(500)), _ctx())
     assert defense.wrap(model) is model
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 4.0])
+def test_weights_keep_fair_robust_learnings_floor_of_half_the_mean(gamma):
+    errors = torch.tensor([0.0, 0.5, 0.05, 0.3, 0.2, 0.9, 0.0, 0.4, 0.25, 0.35])
+    weights = class_weights(errors, gamma, floor=0.5)
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights.min().item() == pytest.approx(0.5)  # the zero-error classes: the floor, not 0
+    assert weights[0] == weights[6] and torch.equal(weights[1:6].argsort(), errors[1:6].argsort())
+    unfloored = class_weights(errors, gamma, floor=0.0)
+    torch.testing.assert_close(weights, 0.5 + 0.5 * unfloored)
+    assert unfloored[0] == 0.0
+    assert ClasswiseATConfig().weight_floor == 0.5
+
+
+def test_the_record_says_whether_the_offsets_are_deployed():
+    defense = ClasswiseAT(ClasswiseATConfig(calibrate_offsets=False))
+    assert defense.deployment() == {"logit_offsets": None, "reason": "not calibrated"}
+    defense.calibrate(None, None, None)
+    assert defense.deployment() == {"logit_offsets": None, "reason": "switched off (calibrate_offsets = false)"}
+    defense.offsets, defense.offsets_reason = torch.tensor([0.0, 0.25]), "kept"
+    assert defense.deployment() == {"logit_offsets": [0.0, 0.25], "reason": "kept"}

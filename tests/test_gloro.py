@@ -3,6 +3,7 @@ computed ||w_i - w_j|| prod ||W_l||), the bottom logit against a loop, certifica
 whose margin exceeds eps K, that training certifies more points, the eps it trains at, and its
 metadata (validate's checks, L2 tracks only)."""
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from benchmark.commands.validate import Workbench, check_config, check_metadata, check_training
+from benchmark.commands.validate import Workbench, check_config, check_metadata, check_training, checked_track
 from benchmark.core.registry import DEFENSES, TRACKS
 from benchmark.models.lipschitz import LipschitzBound
 from benchmark.pipeline.train import supports
@@ -157,13 +158,12 @@ def test_loss_trains_at_the_factor_times_the_ramped_eps_with_the_global_bound():
 
 
 @pytest.mark.unit
-def test_l2_tracks_only_plain_architectures_and_the_tuning_budget():
+def test_every_norm_plain_architectures_and_the_tuning_budget():
     assert DEFENSES.get("gloro") is GloRo
-    assert not supports(GloRo, TRACKS.get("mnist5k-cnn")) and not supports(GloRo, TRACKS.get("smoke"))
-    assert supports(GloRo, TRACKS.get("mnist5k-cnn-l2"))
-    assert all(not supports(GloRo, t) for t in map(TRACKS.get, TRACKS.names()) if t.norm == "Linf")
+    for track in ("mnist5k-cnn", "mnist5k-cnn-l2", "smoke"):
+        assert supports(GloRo, TRACKS.get(track))
     meta = GloRo.meta
-    assert (meta.threat_models, meta.any_track_norm, meta.tuning_objective) == (("L2",), False, "certified-l2")
+    assert (meta.threat_models, meta.any_track_norm, meta.selection) == (("L2",), True, "certified-l2")
     assert meta.architectures == CRMLipLT.meta.architectures
     assert len(meta.search_space) == TUNING_BUDGET
     assert {"eps_train_factor": GloroConfig().eps_train_factor} in meta.search_space
@@ -171,10 +171,26 @@ def test_l2_tracks_only_plain_architectures_and_the_tuning_budget():
 
 
 @pytest.mark.system
-def test_validate_trains_it_on_the_l2_copy_of_the_validation_track():
+def test_validate_trains_it_on_the_validation_track_and_an_l2_only_defense_on_its_l2_copy():
+    class L2Only(GloRo):
+        meta = dataclasses.replace(GloRo.meta, any_track_norm=False)
+
+    assert (checked_track(L2Only).name, checked_track(L2Only).norm) == ("synthetic-tiny-l2", "L2")
     bench = Workbench("gloro")
-    assert (bench.track.name, bench.track.norm) == ("synthetic-tiny-l2", "L2")
-    assert Workbench("pgd-at").track.name == Workbench("crm-liplt").track.name == "synthetic-tiny"
+    assert bench.track.name == Workbench("pgd-at").track.name == Workbench("crm-liplt").track.name == "synthetic-tiny"
     assert "Globally-Robust Neural Networks" in check_metadata(bench)
     check_config(bench)
     assert "changed" in check_training(bench)
+
+
+@pytest.mark.unit
+def test_on_a_linf_track_it_trains_for_l2_per_linf_times_the_eps():
+    model, _ = random_plain(0, "cnn")
+    x, y = torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 0])
+    linf = dataclasses.replace(_ctx(0.3), norm="Linf")
+    defense = GloRo(GloroConfig(eps_train_factor=1.0))
+    assert defense.l2_radius(linf) == pytest.approx(1.5) and defense.l2_radius(_ctx(0.3)) == 0.3
+    bound = LipschitzBound(model, (1, 6, 6), seed=0)
+    bound.update(50)
+    bound.update(5)
+    torch.testing.assert_close(defense.loss(model, x, y, linf), gloro_loss(model(x), y, bound.global_pairwise(), 1.5))

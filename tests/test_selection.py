@@ -114,3 +114,46 @@ def test_the_harness_never_selects_the_planted_masked_checkpoint(tmp_path):
     assert max(range(len(ce)), key=ce.__getitem__) + 1 == MASKED_EPOCH  # CE-PGD alone would pick it
     assert worst[MASKED_EPOCH - 1] < ce[MASKED_EPOCH - 1] - 0.2  # CW-PGD breaks what CE-PGD cannot
     assert result.best_epoch != MASKED_EPOCH
+
+
+@pytest.mark.unit
+def test_certified_accuracy_is_the_mean_over_radii_of_correct_points_certified_that_far():
+    from benchmark.models.lipschitz import certified_radius, pairwise_lipschitz
+    from benchmark.pipeline.selection import certified_accuracy
+
+    bundle = load_dataset("synthetic")
+    torch.manual_seed(0)
+    model = build_model("cnn-tiny", bundle.num_classes, bundle.input_shape, bundle.mean, bundle.std).eval()
+    x, y = bundle.val.x[:64], bundle.val.y[:64]
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+        radius = certified_radius(model, x, L=pairwise_lipschitz(model, tuple(x.shape[1:])))
+    radii = (0.0, float(radius.median()), float(radius.max()) + 1)
+    want = sum(float(((radius >= r) & correct).double().mean()) for r in radii) / 3
+    assert certified_accuracy(model, x, y, radii) == pytest.approx(want, abs=1e-12)
+    assert certified_accuracy(model, x, y, radii[-1:]) == 0.0  # no point is certified beyond its largest radius
+
+
+class CertifiedSelection(PlantedMasking):
+    """The planted masking defense, selected by certified accuracy instead."""
+
+    name = "planted-certified"
+    meta = dataclasses.replace(PlantedMasking.meta, selection="certified-l2")
+
+
+@pytest.mark.system
+def test_a_certified_method_is_selected_by_its_validation_certified_accuracy(tmp_path):
+    import json
+
+    result = train(TRACK, CertifiedSelection(), 0, tmp_path, progress=False)
+    history = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    scores = [(h["val_certified_acc"], h["val_robust_acc"], h["val_clean_acc"]) for h in history]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    assert result.best_epoch == best + 1
+    assert result.best_val_certified_acc == scores[best][0]
+    assert all("val_certified_acc" not in h for h in map(json.loads, _robust_history(tmp_path / "robust")))
+
+
+def _robust_history(run_dir):
+    train(TRACK, PlantedMasking(), 0, run_dir, progress=False)
+    return (run_dir / "train_log.jsonl").read_text().splitlines()

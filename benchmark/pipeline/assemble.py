@@ -12,7 +12,7 @@ import torch
 from benchmark.core.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.pipeline.evaluate import EVALUATION_VERSION
 from benchmark.pipeline.protocol import Protocol, build_attack
-from benchmark.pipeline.selection import SELECTION_RULE
+from benchmark.pipeline.selection import SELECTION_RULES
 from benchmark.pipeline.sweeps import sweep_source
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import HARNESS_VERSION, TrainResult
@@ -52,8 +52,10 @@ class Subject:
 
 
 def defense_block(defense: Defense, track: Track) -> dict:
-    """The record's description of a registered defense trained on `track`."""
+    """The record's description of a registered defense trained on `track` (after `calibrate`:
+    what its deployed model adds, `Defense.deployment`, is part of it)."""
     configured = defense.name in track.defense_configs
+    deployed = defense.deployment()
     return {
         "id": defense.name, "external": False, "sweep": sweep_source(track.name, defense.name) if configured else None,
         "config": defense.config_dict(), "paper": defense.meta.paper,
@@ -61,13 +63,17 @@ def defense_block(defense: Defense, track: Track) -> dict:
         "randomized": defense.meta.randomized,
         "recipe_overrides": {**defense.overrides(track),
                              **{f"config.{k}": v for k, v in track.defense_configs.get(defense.name, {}).items()}},
+        **({} if deployed is None else {"deployed": deployed}),
     }
 
 
-def training_block(result: TrainResult) -> dict:
-    """The record's description of how the harness chose the evaluated checkpoint."""
-    return {"selection_rule": SELECTION_RULE, "best_epoch": result.best_epoch, "epochs": result.epochs,
-            "val_robust_acc": result.best_val_robust_acc, "val_clean_acc": result.best_val_clean_acc}
+def training_block(result: TrainResult, defense: Defense) -> dict:
+    """The record's description of how the harness chose the evaluated checkpoint (by the
+    defense's own objective, `DefenseMeta.selection`)."""
+    certified = {} if result.best_val_certified_acc is None else {"val_certified_acc": result.best_val_certified_acc}
+    return {"selection_rule": SELECTION_RULES[defense.meta.selection], "best_epoch": result.best_epoch,
+            "epochs": result.epochs, "val_robust_acc": result.best_val_robust_acc,
+            "val_clean_acc": result.best_val_clean_acc, **certified}
 
 
 def external_block(name: str, spec: str, checkpoint_name: str | None) -> dict:

@@ -1,6 +1,8 @@
-"""The harness's checkpoint selection (and `atbench tune`'s score): robust accuracy on the
-validation split where a point counts only if it survives both CE-PGD and CW-PGD (a margin loss),
-so a model whose cross-entropy gradients vanish cannot win it (`tests/test_selection.py`)."""
+"""The harness's checkpoint selection (and `atbench tune`'s score), by the defense's own
+objective (`DefenseMeta.selection`): robust accuracy on the validation split where a point counts
+only if it survives both CE-PGD and CW-PGD (a margin loss), so a model whose cross-entropy
+gradients vanish cannot win it (`tests/test_selection.py`); or, for a certified-training method,
+certified L2 accuracy from the LipLT bound, which no attack's weakness can raise."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +13,10 @@ from torch import nn
 from attacks.base import eval_mode
 from attacks.cw import margin
 from attacks.pgd import cross_entropy, random_start, sign_ascent
+from benchmark.core.errors import AtbenchError
+from benchmark.models.lipschitz import certified_lipschitz, certified_radius
 from benchmark.pipeline.data import Split
+from benchmark.pipeline.protocol import parse_eps, protocol_for
 from benchmark.pipeline.tracks import Track
 from defenses.base import class_means
 
@@ -19,6 +24,14 @@ from defenses.base import class_means
 #: score that a model whose cross-entropy gradients vanish (gradient masking) cannot win.
 SELECTION_RULE = ("highest validation robust accuracy at the track's eps, a point counting only if it survives both "
                   "CE-PGD and CW-PGD (margin loss) with the track's validation steps; ties broken by clean accuracy")
+#: The rule of each `DefenseMeta.selection`, stated in every record and sweep.
+SELECTION_RULES = {
+    "robust": SELECTION_RULE,
+    "certified-l2": ("highest validation certified L2 accuracy (LipLT bound), the mean over the track protocol's "
+                     "certified radii of the share of points classified correctly with a certified radius at least "
+                     "that large; ties broken by the robust rule's accuracy (CE-PGD and CW-PGD at the track's eps), "
+                     "then by clean accuracy"),
+}
 
 
 @torch.no_grad()
@@ -78,3 +91,27 @@ def validate(model: nn.Module, val: Split, track: Track, device: torch.device, s
     clean, ce, robust = selection_flags(model, x, y, track, seed)
     return Validation(clean.float().mean().item(), robust.float().mean().item(), ce.float().mean().item(),
                       class_error(robust, y, num_classes))
+
+
+@torch.no_grad()
+def certified_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, radii: tuple[float, ...],
+                       batch_size: int = 500) -> float:
+    """Mean over `radii` of the share of points of (x, y) that `model` (a plain network, in
+    eval mode) classifies correctly with a certified L2 radius (LipLT bound) at least that large."""
+    model.eval()
+    lipschitz, _ = certified_lipschitz(model, tuple(x.shape[1:]))
+    correct = correct_flags(model, x, y, batch_size)
+    radius = torch.cat([certified_radius(model, xb, L=lipschitz) for xb in x.split(batch_size)])
+    return float(sum((correct & (radius >= r)).double().mean().item() for r in radii) / len(radii))
+
+
+def certified_selection_score(model: nn.Module, val: Split, track: Track, device: torch.device) -> float:
+    """`certified_accuracy` on the first `val_size` validation points at the certified radii of
+    the track's own protocol (the score of `selection = "certified-l2"`)."""
+    radii = tuple(parse_eps(r) for r in protocol_for(track).certified_radii)
+    if not radii:
+        raise AtbenchError(f"track {track.name}'s protocol {track.protocol} names no certified radii, so a "
+                           "certified-training defense cannot be selected on it",
+                           "add certified_l2_radii to the protocol, or train the defense on a track whose protocol has them")
+    x, y = val.x[: track.val_size].to(device), val.y[: track.val_size].to(device)
+    return certified_accuracy(model, x, y, radii)

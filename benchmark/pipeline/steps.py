@@ -188,12 +188,12 @@ def eval_job(job: Job, trained: TrainResult | None = None) -> Path:
     result = trained if trained is not None else trained_result(job)
     defense = job.track.defense(job.defense)
     log.info("%s seed %d on %s: evaluating", job.defense, job.seed, job.track.name)
-    subject = Subject(defense.name, defense_block(defense, job.track), effective_track(job.track, defense).model,
-                      job.seed, result.runtime_s, result.checkpoint_sha256, training_block(result),
-                      defense_source_sha256(type(defense)), fast_path=result.fast_path)
     fast = FastPath.for_device(job.device, mode=job.options.fast_path).for_evaluation()
     model = load_trained_model(job.track, defense, result.checkpoint, result.checkpoint_sha256, job.paths.data_dir,
                                job.device, fast)
+    subject = Subject(defense.name, defense_block(defense, job.track), effective_track(job.track, defense).model,
+                      job.seed, result.runtime_s, result.checkpoint_sha256, training_block(result, defense),
+                      defense_source_sha256(type(defense)), fast_path=result.fast_path)
     return evaluate_model(model, subject, job.track, job.protocol, job.run_dir, job.device, job.paths.data_dir,
                           job.options.progress, job.options.precision, fast)
 

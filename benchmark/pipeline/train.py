@@ -1,9 +1,11 @@
 """The reference training harness: one loop for every defense (device-agnostic, GPU-first).
 
 The harness owns the loop, optimiser, schedule, mixed precision, EMA, checkpoints, seeds and
-logs; the defense owns only its loss. The checkpoint kept is the one with the best worst-case robust
-accuracy over CE-PGD and CW-PGD on the validation split (never the test set, `SELECTION_RULE`),
-ties broken by clean accuracy. Training resumes from `last.pt`.
+logs; the defense owns only its loss. The checkpoint kept is the one with the best score of the
+defense's own objective on the validation split (never the test set; `DefenseMeta.selection`,
+`SELECTION_RULES`): worst-case robust accuracy over CE-PGD and CW-PGD, ties broken by clean
+accuracy, or, for a certified-training method, certified L2 accuracy first. Training resumes
+from `last.pt`.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from benchmark.pipeline.data import (
     load_dataset,
 )
 from benchmark.pipeline.fastpath import FastPath
-from benchmark.pipeline.selection import validate
+from benchmark.pipeline.selection import certified_selection_score, validate
 from benchmark.pipeline.tracks import Track
 from defenses.base import Defense, TrainContext
 
@@ -66,6 +68,7 @@ class TrainResult:
     runtime_s: float
     train_key: str
     fast_path: tuple[str, ...] = ()
+    best_val_certified_acc: float | None = None
 
 
 def check_supports(cls: type[Defense], track: Track) -> None:
@@ -191,7 +194,7 @@ class TrainingRun:
         self.augment_gen = seeded_generator(seed + 2)
         self.epoch = 0
         self.step = 0
-        self.best = {"epoch": -1, "robust": -1.0, "clean": -1.0, "sha256": ""}
+        self.best = {"epoch": -1, "certified": -1.0, "robust": -1.0, "clean": -1.0, "sha256": ""}
         self.history: list[dict] = []
 
     def eval_model(self) -> nn.Module:
@@ -215,7 +218,7 @@ class TrainingRun:
         for g, s in zip((self.shuffle_gen, self.defense_gen, self.augment_gen), state["gens"]):
             g.set_state(s)
         self.epoch, self.step = state["epoch"], state["step"]
-        self.best = dict(state["best"])
+        self.best = {"certified": -1.0, **state["best"]}  # a run saved before certified selection
         self.history = json.loads(state["history"])
 
 
@@ -363,6 +366,7 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
             restore_best(run, best_path, last_path)
             log.info("resuming %s from epoch %d", defense.name, run.epoch)
     total_steps = track.epochs * math.ceil(len(bundle.train.y) / track.batch_size)
+    certifies = defense.meta.selection == "certified-l2"
     start = time.perf_counter()
     spent = sum(h["seconds"] for h in run.history)
     while run.epoch < track.epochs:
@@ -371,13 +375,16 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
         mean_loss = train_epoch(run, track, defense, bundle, device, total_steps, progress)
         scores = validate(run.eval_model(), bundle.val, track, device, seed, bundle.num_classes)
         clean, robust = scores.clean, scores.robust
+        certified = certified_selection_score(run.eval_model(), bundle.val, track, device) if certifies else -1.0
         best = None
-        if (robust, clean) > (run.best["robust"], run.best["clean"]):
+        if (certified, robust, clean) > (run.best["certified"], run.best["robust"], run.best["clean"]):
             best = best_checkpoint(run, run.epoch)
-            run.best = {"epoch": run.epoch, "robust": robust, "clean": clean, "sha256": sha256_bytes(best)}
+            run.best = {"epoch": run.epoch, "certified": certified, "robust": robust, "clean": clean,
+                        "sha256": sha256_bytes(best)}
         run.history.append({"epoch": run.epoch + 1, "loss": mean_loss, "train_eps": track.eps_at(run.epoch),
                             "val_clean_acc": clean, "val_robust_acc": robust, "val_ce_robust_acc": scores.ce_robust,
                             "val_class_robust_error": list(scores.class_error),
+                            **({"val_certified_acc": certified} if certifies else {}),
                             "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
         log.info("%s epoch %d/%d loss %.4f val clean %.3f robust %.3f", defense.name, run.epoch + 1,
                  track.epochs, mean_loss, clean, robust)
@@ -391,4 +398,5 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
         checkpoint=str(best_path), checkpoint_sha256=run.best["sha256"], best_epoch=run.best["epoch"] + 1,
         best_val_robust_acc=run.best["robust"], best_val_clean_acc=run.best["clean"], epochs=track.epochs,
         runtime_s=spent + (time.perf_counter() - start), train_key=key, fast_path=fast.settings(),
+        best_val_certified_acc=run.best["certified"] if certifies else None,
     )

@@ -1,8 +1,9 @@
 """`atbench tune`: an equal, disclosed tuning budget. Every tuned defense declares a search space
 of `TUNING_BUDGET` settings of its one or two key hyperparameters (`DefenseMeta.search_space`);
 each setting is trained by the harness on the training split and scored on the validation split
-(the harness's selection rule, which a masked model cannot win, or certified L2 accuracy for a
-certified-radius method); the test points are never read. The sweep record and its Markdown
+by the defense's own objective (`DefenseMeta.selection`: the harness's robust selection rule,
+which a masked model cannot win, or certified L2 accuracy for a certified-training method), the
+score that also chose each setting's checkpoint; the test points are never read. The sweep record and its Markdown
 table go to `leaderboard/sweeps/<track>/<defense>.{json,md}`, and the track takes the winner.
 """
 from __future__ import annotations
@@ -10,27 +11,25 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
+
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_json, atomic_write_text, sha256_json
 from benchmark.core.provenance import device_name, git_state, utc_now
 from benchmark.core.registry import DEFENSES
-from benchmark.pipeline.data import load_dataset
 from benchmark.pipeline.job import Job
-from benchmark.pipeline.protocol import parse_eps
-from benchmark.pipeline.selection import SELECTION_RULE
-from benchmark.pipeline.steps import load_trained_model, train_job
+from benchmark.pipeline.selection import SELECTION_RULES
+from benchmark.pipeline.steps import train_job
 from benchmark.pipeline.tracks import Track
-from benchmark.pipeline.train import HARNESS_VERSION, TrainResult
+from benchmark.pipeline.train import HARNESS_VERSION
 
 #: Settings every tuned defense gets (the issue's cap is 6; every defense gets the same number).
 TUNING_BUDGET = 4
 OBJECTIVES = {
     "robust": "the selected checkpoint's validation robust accuracy under the selection rule",
     "certified-l2": "the selected checkpoint's certified L2 accuracy (LipLT bound) on the validation points, the mean "
-                    "over the protocol's certified radii",
+                    "over the track protocol's certified radii",
 }
 
 
@@ -58,27 +57,11 @@ def tune_jobs(job: Job) -> list[Job]:
     return out
 
 
-def certified_score(job: Job, result: TrainResult) -> float:
-    """Mean over the protocol's certified radii of the fraction of the first `val_size`
-    validation points classified correctly with a certified L2 radius at least that large."""
-    from benchmark.pipeline.analysis import certified_radii
-
-    radii = [parse_eps(r) for r in job.protocol.certified_radii]
-    if not radii:
-        raise AtbenchError(f"protocol {job.protocol.id} names no certified radii", "tune on a protocol that does")
-    model = load_trained_model(job.track, job.track.defense(job.defense), result.checkpoint, result.checkpoint_sha256,
-                               job.paths.data_dir, job.device)
-    val = load_dataset(job.track.dataset, job.paths.data_dir).val
-    _, radius, _, _ = certified_radii(model, val.x[: job.track.val_size], val.y[: job.track.val_size],
-                                      torch.device(job.device))
-    return float(np.mean([np.mean(radius >= r) for r in radii]))
-
-
 def tune_one(job: Job) -> dict:
     """Train one setting and score it: its row of the sweep record."""
     result = train_job(job)
-    objective = DEFENSES.get(job.defense).meta.tuning_objective
-    score = result.best_val_robust_acc if objective == "robust" else certified_score(job, result)
+    certified = DEFENSES.get(job.defense).meta.selection == "certified-l2"
+    score = result.best_val_certified_acc if certified else result.best_val_robust_acc
     return {"config": job.track.defense_configs[job.defense], "score": round(score, 6),
             "val_robust_acc": round(result.best_val_robust_acc, 6),
             "val_clean_acc": round(result.best_val_clean_acc, 6),
@@ -89,12 +72,12 @@ def sweep_record(job: Job, rows: list[dict]) -> dict:
     """The sweep record: every setting's row and the winner (highest score, then validation
     clean accuracy, then the earlier setting)."""
     best = max(range(len(rows)), key=lambda i: (rows[i]["score"], rows[i]["val_clean_acc"], -i))
-    objective = DEFENSES.get(job.defense).meta.tuning_objective
+    objective = DEFENSES.get(job.defense).meta.selection
     commit, dirty = git_state()
     return {
         "track": job.track.name, "defense": job.defense, "protocol": job.protocol.id,
         "harness_version": HARNESS_VERSION, "recipe_sha256": recipe_sha256(job.track), "seed": job.seed,
-        "budget": TUNING_BUDGET, "selection_rule": SELECTION_RULE, "objective": OBJECTIVES[objective],
+        "budget": TUNING_BUDGET, "selection_rule": SELECTION_RULES[objective], "objective": OBJECTIVES[objective],
         "validation_points": job.track.val_size, "settings": rows, "winner": rows[best]["config"],
         "provenance": {"git_commit": commit, "git_dirty": dirty, "device": device_name(torch.device(job.device)),
                        "utc_time": utc_now()},
