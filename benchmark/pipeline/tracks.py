@@ -111,9 +111,11 @@ MNIST5K_CNN = TRACKS.register(
         attack_steps=10, step_ratio=0.25, augmentation="none", val_attack_steps=10, val_size=500,
         # Every defense's hyperparameters here are the winners of its committed sweep
         # (leaderboard/sweeps/mnist5k-cnn/<defense>.json, `atbench tune`; tests/test_tune.py).
-        # CRM-LipLT's training ignores the threat model: it is tuned once, on the L2 track, and
-        # keeps that setting here.
-        defense_configs=sweep_winners("mnist5k-cnn", borrowed={"crm-liplt": "mnist5k-cnn-l2"}),
+        # CRM-LipLT's and GloRo's training certifies L2 balls whatever the threat model (GloRo's
+        # radius here is 5 x 0.3 = 1.5, the L2 track's eps): each is tuned once, on the L2 track,
+        # and keeps that setting here.
+        defense_configs=sweep_winners("mnist5k-cnn", borrowed={"crm-liplt": "mnist5k-cnn-l2",
+                                                               "gloro": "mnist5k-cnn-l2"}),
     ),
 )
 # The same recipe under the L2 threat model at eps 1.5. The MNIST L2 literature evaluates at 1.5
