@@ -37,6 +37,9 @@ class DefenseMeta:
         search_space: the settings `atbench tune` trains and scores (config overrides of its
             one or two key hyperparameters; every tuned defense gets `TUNING_BUDGET` of them,
             the paper's values among them); empty for a defense without hyperparameters.
+        search_bounds: per key of the search space that has them, the (low, high) bounds its
+            values must stay strictly inside (a fraction: (0, 1)); `atbench tune`'s grid-edge
+            rule steps halfway to a bound it would otherwise cross. Unlisted keys: (0, inf).
         selection: the score on the validation split that selects both its checkpoint (the
             epoch the harness keeps) and its tuned setting, the method's own objective:
             "robust" (robust accuracy under CE- and CW-PGD, `benchmark.pipeline.selection`) or
@@ -55,6 +58,7 @@ class DefenseMeta:
     randomized: bool = False
     architectures: tuple[str, ...] | None = None
     search_space: tuple[dict[str, Any], ...] = ()
+    search_bounds: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     selection: str = "robust"
 
     def __post_init__(self):

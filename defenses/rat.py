@@ -112,6 +112,7 @@ class RAT(Defense):
         paper="Randomized Adversarial Training via Taylor Expansion", venue="CVPR 2023",
         link="https://arxiv.org/abs/2303.10653", threat_models=("Linf", "L2"), fidelity="reference",
         search_space=tuple({"alpha": a, "beta": b} for a in (0.2, 0.5) for b in (3.0, 6.0)),
+        search_bounds={"alpha": (0.0, 1.0)},
     )
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:

@@ -65,6 +65,7 @@ class SOVR(Defense):
         venue="ICML 2023", link="https://arxiv.org/abs/2207.10283", threat_models=("Linf", "L2"),
         fidelity="our-reading",
         search_space=tuple({"switch_fraction": m} for m in (0.2, 0.4, 0.6, 0.8)),
+        search_bounds={"switch_fraction": (0.0, 1.0)},
     )
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:

@@ -36,6 +36,7 @@ from leaderboard.markdown import render_markdown
 from leaderboard.plot import plot_classwise, plot_robustness, plot_significance
 from leaderboard.record import validate_record
 from leaderboard.records import find_records
+from leaderboard.tuning import tuning_summary
 from leaderboard.view import board_view
 
 
@@ -151,6 +152,7 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, at
         "attack_gain": attack_gain(items, primary, "pgd", attacks, recs[0]["num_classes"]),
         **evidence_of,
         "training": [r["training"] for r in recs],
+        "tuning": tuning_summary(meta["sweep"]),
         **copy.deepcopy({k: v for k, v in meta.items() if k != "config"}),
     }
 

@@ -251,6 +251,24 @@ class FlagsRef(_Part):
     sha256: Sha256 = _f("its sha256")
 
 
+class PhaseCost(_Part):
+    """What one phase (training or evaluation) cost."""
+
+    seconds: NonNeg = _f("wall seconds")
+    device_seconds: NonNeg = _f("seconds times the CPU threads torch used (core-seconds), or GPU-seconds")
+    unit: Literal["core-seconds", "GPU-seconds"] = _f("the unit of `device_seconds`")
+    peak_memory_mib: NonNeg | None = _f("peak memory in MiB: the process's peak resident set on the CPU (Linux), "
+                                        "torch's peak allocation on a GPU; null where it could not be measured")
+
+
+class Cost(_Part):
+    """What the record cost to make (never part of its reproducibility comparison)."""
+
+    device: Name = _f("the device it was paid on: the GPU's name, or the CPU model with torch's kernels and threads")
+    train: PhaseCost | None = _f("training (null for an external model)")
+    eval: PhaseCost = _f("evaluation")
+
+
 class Runtime(_Part):
     """Seconds spent training and evaluating."""
 
@@ -329,6 +347,16 @@ class Record(_Part):
     sanity: Sanity = _f("sanity flags of the evaluation")
     flags: FlagsRef = _f("the per-example flags file")
     runtime_s: Runtime = _f("seconds spent")
+    cost: Cost | None = _f("training and evaluation cost: device-seconds, device and peak memory (absent in records "
+                           "made before atbench kept it; their `runtime_s` gives the seconds)", default=None)
+
+    @model_serializer(mode="wrap")
+    def _no_cost_is_absent(self, handler: Any) -> dict:
+        """Leave `cost` out when it is null, so a record made before costs were kept keeps its form."""
+        out = handler(self)
+        if out.get("cost") is None:
+            out.pop("cost", None)
+        return out
     provenance: Provenance = _f("where and how it was made")
 
 

@@ -14,6 +14,7 @@ Blocks: {"kind": "paragraph", "text"}, {"kind": "items", "items": [text]}, {"kin
 """
 from __future__ import annotations
 
+from benchmark.core.tuning_rules import EDGE_RULE, TUNING_BUDGET
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.formats import count, p_text
 from leaderboard.view_tables import (
@@ -184,7 +185,10 @@ def _how_to_read(board: dict) -> dict:
                   "when it follows the paper's text, `external` for a model trained outside atbench. *Recipe*: "
                   "`track` when it was trained with the track's common recipe (its departures listed under *recipe "
                   "overrides*, and `config.*` the hyperparameters its sweep chose, linked), not the paper's own "
-                  "schedule; docs/defenses.md gives each paper's recipe beside the track's."),
+                  "schedule; docs/defenses.md gives each paper's recipe beside the track's. Every sweep scores "
+                  f"the same {TUNING_BUDGET} declared settings, by the defense's own selection score on validation "
+                  f"points, and then the grid-edge rule: {EDGE_RULE}; the count of settings tried is given beside "
+                  "each sweep link, and a sweep made before the rule says so."),
         paragraph(f"*Median margin*: the median over test points of the smallest {p['norm']} perturbation FAB finds "
                   "(0 for misclassified points, capped at the search limit), lowered to the smallest eps at which an "
                   "attack of the protocol broke the point, since an adversarial example exists there; beside it, the "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from leaderboard.flags import SANITY_FLAGS
-from leaderboard.formats import class_list, override_value, p_text, pct, seed_spread, with_interval
+from leaderboard.formats import class_list, count, override_value, p_text, pct, seed_spread, with_interval
 
 
 def flag_letter(name: str) -> str:
@@ -52,8 +52,19 @@ def _overrides(x: dict) -> str:
         return "-"
     parts = [f"{k}={override_value(v)}" for k, v in sorted(overrides.items())]
     if any(k.startswith("config.") for k in overrides):
-        parts.append(f"[sweep](../sweeps/{x['sweep']}.md)" if x["sweep"] else "no sweep")
+        parts.append(f"[sweep](../sweeps/{x['sweep']}.md){tuning_text(x['tuning'])}" if x["sweep"] else "no sweep")
     return ", ".join(parts)
+
+
+def tuning_text(tuning: dict | None) -> str:
+    """` of 6 settings, 2 by the grid-edge rule` after an entry's sweep link (nothing when its
+    sweep is not a shipped one)."""
+    if tuning is None:
+        return ""
+    if tuning["edge_extensions"] is None:
+        edge = ", winner at an edge" if tuning["winner_at_edge"] else ""
+        return f" of {count(tuning['settings'], 'setting')}, before the grid-edge rule{edge}"
+    return f" of {count(tuning['settings'], 'setting')}, {tuning['edge_extensions']} by the grid-edge rule"
 
 
 def attack_label(board: dict, attack: str) -> str:

@@ -3,8 +3,10 @@
 `problems(board, view)` returns one line per sentence that its data contradicts."""
 from __future__ import annotations
 
+import json
 import re
 from fractions import Fraction
+from pathlib import Path
 
 from leaderboard.formats import class_list
 
@@ -12,6 +14,8 @@ _WITHIN = re.compile(r"within chance \(p = ([0-9.e-]+) ≥ ([0-9.]+)\)")
 _THRESHOLD = re.compile(r"not above the flag's threshold \(([0-9.]+)(?: points|% of the points)? ≤ ([0-9.]+)")
 _HOLM_PAIRS = re.compile(r"Holm over all (\d+) pairs")
 _TESTS = re.compile(r"Holm-corrected over the (\d+) tests? made here")
+_SWEEP = re.compile(r"\[sweep\]\(\.\./sweeps/([^)]+)\.md\) of (\d+) settings?([^|]*)")
+SWEEPS = Path(__file__).resolve().parent.parent / "leaderboard" / "sweeps"
 
 
 def sentences(view: dict) -> list[tuple[str, str]]:
@@ -195,9 +199,32 @@ def _margins(board: dict, view: dict) -> list[str]:
     return found
 
 
+def _cells(view: dict) -> list[str]:
+    return [cell["text"] for section in view["sections"] for block in section["blocks"] if block["kind"] == "table"
+            for row in block["rows"] for cell in row]
+
+
+def _tuning(view: dict) -> list[str]:
+    """The settings count beside a sweep link is the shipped sweep's, read here independently."""
+    found = []
+    for text in _cells(view):
+        for name, n, rest in _SWEEP.findall(text):
+            sweep = json.loads((SWEEPS / f"{name}.json").read_text())
+            configs = [row["config"] for row in sweep["settings"]]
+            axes = {k: sorted({c[k] for c in configs}) for k in sweep["winner"]}
+            at_edge = any(len(v) > 1 and sweep["winner"][k] in (v[0], v[-1]) for k, v in axes.items())
+            if "edge_rule" in sweep:
+                want = f", {len(configs) - sweep['budget']} by the grid-edge rule"
+            else:
+                want = ", before the grid-edge rule" + (", winner at an edge" if at_edge else "")
+            if int(n) != len(configs) or not rest.startswith(want) or rest[len(want):len(want) + 1] not in ("", ",", " "):
+                found.append(f"tuning: {name}'s sweep tried {len(configs)} settings{want}, the board says {n}{rest}")
+    return found
+
+
 def problems(board: dict, view: dict) -> list[str]:
     """Every sentence of `view` that the numbers of `board` contradict, one line each."""
     alpha = board["statistics"]["alpha"]
     return (_notes(board, view, alpha) + _ranks(board, view) + _counts(board, view) + _tables(board, view)
             + _worst_classes(board, view) + _claims(board, view, alpha) + _classwise(board, view, alpha)
-            + _significance(board, view, alpha) + _margins(board, view))
+            + _significance(board, view, alpha) + _margins(board, view) + _tuning(view))

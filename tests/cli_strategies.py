@@ -39,7 +39,7 @@ VALID_NAMES = {"track": "synthetic-tiny", "defense": "standard", "model": "cnn-t
                "protocol": "synthetic-tiny"}
 
 #: Commands that would train, evaluate or download for long: they always get a `guard`.
-EXPENSIVE = {"run", "train", "eval", "tune", "validate", "bench", "regress", "download"}
+EXPENSIVE = {"run", "train", "eval", "tune", "validate", "bench", "regress", "download", "attack", "validate-attack"}
 
 
 def make_scene(folder: Path, outside: Path) -> None:

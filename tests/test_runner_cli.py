@@ -15,6 +15,7 @@ from benchmark.core.lock import LOCK_NAME
 from benchmark.pipeline.protocol import PROTOCOL_DIR
 from leaderboard.record import load_record, validate_record
 from tests.helpers import run_track
+from benchmark.core.provenance import cpu_model
 from tests.shared_run import DEFENSES, shared_tiny_run
 
 pytestmark = pytest.mark.system
@@ -46,6 +47,12 @@ def test_run_writes_valid_records_and_a_board(tiny_run):
         assert certified["certified_acc"]["0.1"] >= certified["certified_acc"]["0.5"]
         checkpoint = root / "runs" / "synthetic-tiny" / name / "seed0" / "best.pt"
         assert sha256_file(checkpoint) == record["provenance"]["checkpoint_sha256"]
+        cost = record["cost"]  # one single-threaded CPU worker: core-seconds are the seconds
+        assert cost["device"].endswith("1 threads)") and cost["device"].startswith(cpu_model())
+        for phase, seconds in (("train", record["runtime_s"]["train"]), ("eval", record["runtime_s"]["eval"])):
+            assert cost[phase]["unit"] == "core-seconds" and cost[phase]["seconds"] == seconds
+            assert cost[phase]["device_seconds"] == seconds > 0
+            assert 50 < cost[phase]["peak_memory_mib"] < 8192  # a Python process with torch: tens to hundreds of MiB
     board = json.loads((root / "boards" / "synthetic-tiny.json").read_text())
     assert [e["defense"] for e in board["entries"]] and board["primary_eps"] == "0.1"
 

@@ -13,10 +13,11 @@ import pytest
 from benchmark.commands.cli import main
 from benchmark.core.registry import DEFENSES, TRACKS
 from benchmark.pipeline import data
-from benchmark.pipeline.selection import SELECTION_RULE
+from benchmark.core.tuning_rules import EDGE_EXTENSIONS, EDGE_RULE, next_setting
+from benchmark.pipeline.selection import SELECTION_RULES
 from benchmark.pipeline.sweeps import SWEEPS_DIR, read_sweep, sweep_source
 from benchmark.pipeline.train import HARNESS_VERSION
-from benchmark.pipeline.tune import TUNING_BUDGET, recipe_sha256, sweep_markdown
+from benchmark.pipeline.tune import TUNING_BUDGET, recipe_sha256, sweep_markdown, winner_index
 
 SWEEP_FILES = sorted(SWEEPS_DIR.glob("*/*.json"))
 MNIST_TRACKS = ("mnist5k-cnn", "mnist5k-cnn-l2")
@@ -51,13 +52,22 @@ def test_every_tuned_defense_takes_its_setting_from_a_committed_sweep(track):
 def test_committed_sweep_is_complete_current_and_its_winner_follows_the_rule(path):
     record = read_sweep(path)
     defense, track = DEFENSES.get(record["defense"]), TRACKS.get(record["track"])
-    assert record["budget"] == TUNING_BUDGET == len(record["settings"])
-    assert [row["config"] for row in record["settings"]] == [dict(s) for s in defense.meta.search_space]
+    configs = [row["config"] for row in record["settings"]]
+    assert record["budget"] == TUNING_BUDGET
+    assert configs[:TUNING_BUDGET] == [dict(s) for s in defense.meta.search_space]
     assert record["recipe_sha256"] == recipe_sha256(track), "the track's recipe changed after the sweep: re-tune"
-    assert (record["harness_version"], record["selection_rule"]) == (HARNESS_VERSION, SELECTION_RULE)
+    rule = SELECTION_RULES[defense.meta.selection]
+    assert (record["harness_version"], record["selection_rule"]) == (HARNESS_VERSION, rule)
     rows = record["settings"]
-    best = max(rows, key=lambda row: (row["score"], row["val_clean_acc"], -rows.index(row)))
-    assert record["winner"] == best["config"]
+    assert record["winner"] == configs[winner_index(rows)]
+    if "edge_rule" in record:  # made under the grid-edge rule: it was followed, to its end
+        assert record["edge_rule"] == EDGE_RULE and record["edge_extensions"] == len(rows) - TUNING_BUDGET
+        for k in range(TUNING_BUDGET, len(rows)):
+            assert configs[k] == next_setting(configs[:k], configs[winner_index(rows[:k])], defense.meta.search_bounds)
+        assert (len(rows) == TUNING_BUDGET + EDGE_EXTENSIONS
+                or next_setting(configs, record["winner"], defense.meta.search_bounds) is None)
+    else:  # made before the rule: only the declared settings
+        assert len(rows) == TUNING_BUDGET
     assert path.with_suffix(".md").read_text() == sweep_markdown(record)
     source = f"{record['track']}/{record['defense']}"
     users = [t for t in TRACKS.names() if sweep_source(t, record["defense"]) == source]
@@ -86,9 +96,13 @@ def test_tune_writes_a_sweep_of_every_setting_without_reading_the_test_split(tmp
     assert main(args) == 0
     record = json.loads((tmp_path / "sweeps" / "synthetic-tiny" / "trades.json").read_text())
     space = [dict(s) for s in DEFENSES.get("trades").meta.search_space]
-    assert [row["config"] for row in record["settings"]] == space and record["winner"] in space
+    configs = [row["config"] for row in record["settings"]]
+    assert configs[:TUNING_BUDGET] == space and record["winner"] in configs
+    assert len(configs) == TUNING_BUDGET + record["edge_extensions"]
+    for k in range(TUNING_BUDGET, len(configs)):  # the grid-edge rule's settings
+        assert configs[k] == next_setting(configs[:k], configs[winner_index(record["settings"][:k])])
     assert all(0.0 <= row["score"] <= 1.0 for row in record["settings"])
-    assert len({row["checkpoint_sha256"] for row in record["settings"]}) == TUNING_BUDGET  # four trainings
+    assert len({row["checkpoint_sha256"] for row in record["settings"]}) == len(configs)  # one training each
     assert record["recipe_sha256"] == recipe_sha256(TRACKS.get("synthetic-tiny"))
     assert Path(tmp_path / "sweeps" / "synthetic-tiny" / "trades.md").read_text() == sweep_markdown(record)
 

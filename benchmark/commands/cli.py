@@ -145,7 +145,7 @@ def cmd_eval(args) -> None:
 def cmd_tune(args) -> None:
     """`atbench tune`: train and score each defense's search space, write its sweep record."""
     from benchmark.pipeline.executor import run_local, worker_count
-    from benchmark.pipeline.tune import sweep_record, tune_jobs, tune_one, write_sweep
+    from benchmark.pipeline.tune import sweep_record, tune, tune_one, write_sweep
 
     if args.seeds not in (None, [0]) or args.seed_count not in (None, 1):
         raise AtbenchError("tuning trains seed 0 only", "leave out --seed and --seeds")
@@ -160,17 +160,15 @@ def cmd_tune(args) -> None:
         args.defenses = [name for name in DEFENSES.names()
                          if DEFENSES.get(name).meta.search_space and supports(DEFENSES.get(name), track)]
     jobs = _jobs(args, "train")
-    settings = [tune_jobs(job) for job in jobs]
-    flat = [s for group in settings for s in group]
+
+    def run(settings):
+        return run_local(tune_one, [(s,) for s in settings], worker_count(args.jobs, args.device, len(settings)),
+                         args.device, args.defense_files)
+
     with _runs_lock(args):
-        rows = run_local(tune_one, [(s,) for s in flat], worker_count(args.jobs, args.device, len(flat)), args.device,
-                         args.defense_files)
-    root = Path(args.sweeps_dir)
-    start = 0
-    for job, group in zip(jobs, settings):
-        record = sweep_record(job, rows[start:start + len(group)])
-        start += len(group)
-        print("\n".join(str(p) for p in write_sweep(record, root)))
+        rows = tune(jobs, run)
+    for job, sweep in zip(jobs, rows):
+        print("\n".join(str(p) for p in write_sweep(sweep_record(job, sweep), Path(args.sweeps_dir))))
 
 
 def cmd_leaderboard(args) -> None:
@@ -295,6 +293,27 @@ def cmd_validate(args) -> int:
     return 0 if run_local(report, [job], 1, "cpu", args.defense_files)[0] else 1  # one CPU thread, as records are made
 
 
+def cmd_attack(args) -> None:
+    """`atbench attack`: run a submitted attack against every board entry at hand, write attack records."""
+    from benchmark.commands.attack import run_attack
+
+    if args.model is None and (args.checkpoint or args.name):
+        raise AtbenchError("--checkpoint and --name need --model", "add --model module:callable (or an architecture)")
+    track = _track(args)
+    for line in run_attack(args, track):
+        print(line)
+
+
+def cmd_validate_attack(args) -> int:
+    """`atbench validate-attack`: the checks a submitted attack must pass."""
+    from benchmark.commands.validate_attack import report
+    from benchmark.core.plugins import load_attack_files
+    from benchmark.pipeline.executor import run_local
+
+    load_attack_files(args.attack_files)
+    return 0 if run_local(report, [(args.attack, print)], 1, "cpu")[0] else 1  # one CPU thread, as records are made
+
+
 def cmd_export(args) -> None:
     """`atbench export`: RobustBench entries or the record's JSON Schema."""
     if args.format == "json-schema":
@@ -318,11 +337,12 @@ def cmd_export(args) -> None:
 
 def cmd_ls(args) -> None:
     """`atbench ls`: list what is registered."""
-    from benchmark.core.registry import ATTACKS, DATASETS, DEFENSES, MODELS, TRACKS
+    from benchmark.core.registry import ATTACKS, DATASETS, DEFENSES, MODELS, SUBMITTED_ATTACKS, TRACKS
     from benchmark.pipeline.protocol import shipped_ids
 
     kinds = {"defenses": lambda: DEFENSES.names() + [f"{n} (installed)" for n in DEFENSES.installed()],
-             "attacks": ATTACKS.names, "tracks": TRACKS.names,
+             "attacks": lambda: ATTACKS.names() + [f"{n} (submitted)" for n in SUBMITTED_ATTACKS.names()]
+             + [f"{n} (submitted, installed)" for n in SUBMITTED_ATTACKS.installed()], "tracks": TRACKS.names,
              "datasets": DATASETS.names, "models": MODELS.names, "protocols": shipped_ids}
     for kind, names in kinds.items():
         if args.what in ("all", kind):
@@ -331,11 +351,12 @@ def cmd_ls(args) -> None:
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "tune": cmd_tune, "leaderboard": cmd_leaderboard,
             "bench": cmd_bench, "verify": cmd_verify, "regress": cmd_regress, "compare": cmd_compare,
-            "validate": cmd_validate, "data": data_command.cmd_data,
+            "validate": cmd_validate, "attack": cmd_attack, "validate-attack": cmd_validate_attack,
+            "data": data_command.cmd_data,
             "export": cmd_export, "ls": cmd_ls}
 
 #: The folder options whose folders must lie apart (`benchmark.core.folders.check_apart`).
-OUTPUT_FOLDERS = ("--runs-dir", "--records-dir", "--boards-dir", "--sweeps-dir")
+OUTPUT_FOLDERS = ("--runs-dir", "--records-dir", "--boards-dir", "--sweeps-dir", "--attack-records-dir")
 
 
 def _report(exc: AtbenchError) -> int:

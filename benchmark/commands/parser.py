@@ -228,6 +228,7 @@ def _commands(sub) -> None:
     validate.add_argument("defense", type=arg.slug("defense"), help="the defense id")
     _defense_file(validate)
     validate.add_argument("-q", "--quiet", action="store_true", help="no per-attack lines")
+    _attack_commands(sub)
     export = sub.add_parser("export", help="export records: RobustBench model_info entries, or the record JSON Schema")
     export.add_argument("format", choices=["robustbench", "json-schema"])
     export.add_argument("records", nargs="*", metavar="PATH", type=arg.existing_path,
@@ -238,6 +239,65 @@ def _commands(sub) -> None:
     ls = sub.add_parser("ls", help="list registered names")
     ls.add_argument("what", nargs="?", default="all",
                     choices=["all", "defenses", "attacks", "tracks", "datasets", "models", "protocols"])
+
+
+VALIDATE_ATTACK_DESCRIPTION = (
+    "Runs the attack with its default Config on 20 synthetic test points against a small CNN trained here. "
+    "Checked: interface (an attacks.base.Attack subclass with perturb, the base __call__, a frozen AttackConfig "
+    "whose repr shows every field, a Linf or L2 norm); input-range (outputs in [0, 1]) and budget (outputs in the "
+    "eps ball, tolerance attacks.base.BUDGET_TOL) at three eps per norm; seed (the same seed twice gives "
+    "bit-identical outputs; another seed may differ); labels-of-others (an example's output is unchanged when the "
+    "other examples' labels change); labels-copy (an equal copy of the label tensor gives the same output, and "
+    "neither x nor y is modified in place). Not checkable, left to review: that labels are used only in the "
+    "attack's own loss beyond those two consequences (it may still read files, globals or the data set), its "
+    "strength or fidelity to its paper, determinism on other devices or thread counts, and the budget on models "
+    "and eps not tried (every call in a run asserts it). docs/attacks.md.")
+
+
+def _attack_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attack-file", action="append", dest="attack_files", default=[], metavar="PATH",
+                   type=arg.existing_file,
+                   help="a .py file whose attacks (registered with attacks.submitted.register) become available by "
+                        "name, repeatable")
+
+
+def _attack_commands(sub) -> None:
+    attack = sub.add_parser("attack", help="run a submitted attack against every board entry whose model is at "
+                                           "hand (or an external --model), on the protocol's points and eps, and "
+                                           "write an attack record per entry")
+    _track(attack)
+    attack.add_argument("--attack", required=True, type=arg.slug("attack"), metavar="NAME",
+                        help="the submitted attack (`atbench ls attacks`: atbench's adaptive attacks, an "
+                             "--attack-file's, an installed package's)")
+    _attack_file(attack)
+    _defense_file(attack)
+    attack.add_argument("--protocol", default=None, metavar="ID_OR_PATH", type=arg.protocol,
+                        help="the board's protocol (an id or a .toml file; default: the track's)")
+    attack.add_argument("--runs-dir", default=default("runs"), type=arg.folder,
+                        help=_folder_help("where the entries' trained runs are", "runs"))
+    attack.add_argument("--records-dir", default=default("records"), type=arg.folder,
+                        help=_folder_help("where the board's records are, <records-dir>/<protocol>/", "records"))
+    attack.add_argument("--attack-records-dir", default=default("attack_records"), type=arg.folder,
+                        help=_folder_help("where the attack records go, <attack-records-dir>/<protocol>/"
+                                          "<attack>--<defense>-seed<k>.json|flags.npz", "attack_records"))
+    attack.add_argument("--model", default=None, metavar="SPEC",
+                        help="attack this external model's entry instead of the trained runs: module:callable or a "
+                             "registered architecture (with --checkpoint), as `atbench eval --model` evaluated it")
+    attack.add_argument("--checkpoint", default=None, metavar="PATH", type=arg.existing_file,
+                        help="weights for --model (a state_dict, loaded weights-only)")
+    attack.add_argument("--name", default=None, type=arg.slug("model"),
+                        help="the --model entry's board name (default: as `atbench eval` names it)")
+    attack.add_argument("--device", default="cpu", type=arg.device,
+                        help="torch device: cpu, cuda, cuda:N (default: cpu)")
+    attack.add_argument("--data-dir", default=None, type=arg.folder,
+                        help=f"folder with local data sets (default: $ATBENCH_DATA_DIR, else data {HERE})")
+    attack.add_argument("-q", "--quiet", action="store_true", help="no per-entry log lines")
+    check = sub.add_parser("validate-attack", help="the checks a submitted attack must pass (input range, budget, "
+                                                   "determinism under its seed, labels used per example): PASS/FAIL "
+                                                   "per check, exit 1 when any fails",
+                           description=VALIDATE_ATTACK_DESCRIPTION)
+    check.add_argument("attack", type=arg.slug("attack"), help="the submitted attack's name")
+    _attack_file(check)
 
 
 def build_parser() -> argparse.ArgumentParser:

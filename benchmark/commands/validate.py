@@ -29,7 +29,7 @@ import dataclasses
 import functools
 import json
 import math
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -289,37 +289,48 @@ CHECKS: tuple[tuple[str, Callable[[Workbench], str]], ...] = (
 )
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
+    """The one-line reason a check failed with `exc`."""
     if isinstance(exc, CheckFailed):
         return str(exc)
     text = f"{exc.problem} (fix: {exc.fix})" if isinstance(exc, AtbenchError) else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())
 
 
+def run_checks(bench, checks: Sequence[tuple[str, Callable]]) -> Iterator[CheckResult]:
+    """Run each `(name, check)` on `bench`, yielding each result as it finishes. An error inside a
+    check (the submission's code raising, say) fails that check and the next ones still run."""
+    for check_name, check in checks:
+        try:
+            result = CheckResult(check_name, True, check(bench))
+        except Exception as exc:
+            result = CheckResult(check_name, False, reason(exc))
+        yield result
+
+
+def write_report(name: str, results: Iterable[CheckResult], write: Callable[[str], None]) -> bool:
+    """Write one line per check result and a summary naming `name` with `write`; True when every
+    check passed."""
+    done = []
+    for result in results:
+        write(str(result))
+        done.append(result)
+    failed = [r.name for r in done if not r.passed]
+    summary = f"{name}: {len(done) - len(failed)} of {len(done)} checks passed"
+    write(f"{summary}; failed: {', '.join(failed)}" if failed else summary)
+    return not failed
+
+
 def validate(name: str) -> Iterator[CheckResult]:
-    """Run every check on defense `name`, yielding each result as it finishes. An error inside a
-    check (the defense's code raising, say) fails that check and the next ones still run.
+    """Run every check on defense `name`, yielding each result as it finishes (`run_checks`).
 
     Raises:
         AtbenchError: unknown defense name (before any check runs).
     """
-    bench = Workbench(name)
-    for check_name, check in CHECKS:
-        try:
-            result = CheckResult(check_name, True, check(bench))
-        except Exception as exc:
-            result = CheckResult(check_name, False, _reason(exc))
-        yield result
+    return run_checks(Workbench(name), CHECKS)
 
 
 def report(name: str, write: Callable[[str], None]) -> bool:
     """Validate defense `name`, writing one line per check and a summary with `write`; True
     when every check passed."""
-    results = []
-    for result in validate(name):
-        write(str(result))
-        results.append(result)
-    failed = [r.name for r in results if not r.passed]
-    summary = f"{name}: {len(results) - len(failed)} of {len(results)} checks passed"
-    write(f"{summary}; failed: {', '.join(failed)}" if failed else summary)
-    return not failed
+    return write_report(name, validate(name), write)

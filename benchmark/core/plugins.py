@@ -1,11 +1,13 @@
-"""Defenses and tracks from outside atbench's tree: files passed with `--defense-file PATH.py` and
-`--track-file PATH.py`.
+"""Defenses, tracks and submitted attacks from outside atbench's tree: files passed with
+`--defense-file PATH.py`, `--track-file PATH.py` and `--attack-file PATH.py`.
 
 A file is imported by path under a module name of its own; the defenses it registers with
-`@register` (or the tracks it registers with `TRACKS.register(Track(...))`) become available
-under their names. A file runs only when the user names it: nothing is imported because a record,
-a board or a config mentions a name. (Installed packages add defenses through the entry-point
-group `atbench.defenses`, which the DEFENSES registry imports on the first lookup of such a name.)
+`@register` (the tracks it registers with `TRACKS.register(Track(...))`, the attacks it registers
+with `attacks.submitted.register`) become available under their names. A file runs only when the
+user names it: nothing is imported because a record, a board or a config mentions a name.
+(Installed packages add defenses through the entry-point group `atbench.defenses`, and attacks
+through `atbench.attacks`, which the DEFENSES and SUBMITTED_ATTACKS registries import on the first
+lookup of such a name.)
 Jobs carry their loaded track, so only defense files need importing in worker processes.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from benchmark.core.errors import AtbenchError
-from benchmark.core.registry import DEFENSES, TRACKS, NameTakenError, Registry
+from benchmark.core.registry import DEFENSES, SUBMITTED_ATTACKS, TRACKS, NameTakenError, Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Kind:
 DEFENSE = Kind("defense", DEFENSES, "decorate its Defense subclass with @register (from defenses.base import register)")
 TRACK = Kind("track", TRACKS, "call TRACKS.register(Track(...)) (from benchmark.core.registry import TRACKS; "
                               "from benchmark.pipeline.tracks import Track)")
+ATTACK = Kind("attack", SUBMITTED_ATTACKS, "decorate its Attack subclass with @register "
+                                          "(from attacks.submitted import register)")
 #: (kind, resolved path) of every file imported in this process -> the names it registered.
 _LOADED: dict[tuple[str, Path], tuple[str, ...]] = {}
 
@@ -113,3 +117,9 @@ def load_track_files(paths: Iterable[str | Path]) -> None:
     """`load_file` of each track file."""
     for path in paths:
         load_file(path, TRACK)
+
+
+def load_attack_files(paths: Iterable[str | Path]) -> None:
+    """`load_file` of each submitted attack's file."""
+    for path in paths:
+        load_file(path, ATTACK)

@@ -53,17 +53,27 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.machine()}, {kernels} kernels, {torch.get_num_threads()} threads)"
 
 
-def cpu_vendor() -> str:
-    """The CPU's vendor string ("AuthenticAMD", "GenuineIntel", ...; "unknown" where the OS does
-    not say). CPU results are bit-identical only between machines of one vendor: MKL's matrix
-    products take vendor-specific paths even under `MKL_CBWR=AVX2` (README, "Same CPU numbers")."""
+def _cpuinfo(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo ("unknown" where the OS does not say)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return "unknown"
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor string ("AuthenticAMD", "GenuineIntel", ...; "unknown" where the OS does
+    not say). CPU results are bit-identical only between machines of one vendor: MKL's matrix
+    products take vendor-specific paths even under `MKL_CBWR=AVX2` (README, "Same CPU numbers")."""
+    return _cpuinfo("vendor_id")
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC 7B13", ...; "unknown" where the OS does not say)."""
+    return _cpuinfo("model name")
 
 
 def utc_now() -> str:

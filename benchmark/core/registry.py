@@ -144,6 +144,10 @@ class Registry(Generic[T]):
 
 DEFENSES: Registry = Registry("defense", loader="defenses", group="atbench.defenses")
 ATTACKS: Registry = Registry("attack", loader="attacks")
+#: Attacks submitted beside the protocol (`atbench attack`): atbench's adaptive attacks, files passed
+#: with `--attack-file` and installed packages' `atbench.attacks` entry points. They never enter a
+#: protocol: the protocol's attacks are `ATTACKS`.
+SUBMITTED_ATTACKS: Registry = Registry("submitted attack", loader="attacks.adaptive", group="atbench.attacks")
 DATASETS: Registry = Registry("dataset", loader="benchmark.pipeline.datasets")
 MODELS: Registry = Registry("model", loader="benchmark.models.architectures")
 TRACKS: Registry = Registry("track", loader="benchmark.pipeline.tracks")

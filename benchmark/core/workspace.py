@@ -1,9 +1,9 @@
 """Where atbench reads and writes: one rule for every command.
 
 Every command writes under the folder it is run from (the workspace), never into the installed
-package: runs, published records, boards and sweeps each have one default root there, and each
-command's `--runs-dir`, `--records-dir`, `--boards-dir`, `--sweeps-dir` or `--data-dir`
-replaces it. Data sets are read from `$ATBENCH_DATA_DIR` when it is set. Inside an atbench
+package: runs, published records, boards, sweeps and attack records each have one default root
+there, and each command's `--runs-dir`, `--records-dir`, `--boards-dir`, `--sweeps-dir`,
+`--attack-records-dir` or `--data-dir` replaces it. Data sets are read from `$ATBENCH_DATA_DIR` when it is set. Inside an atbench
 checkout the workspace defaults are the checkout's committed folders, so the main job rewrites
 the committed records and boards.
 
@@ -20,13 +20,14 @@ DEFAULTS = {
     "records": "leaderboard/records",
     "boards": "leaderboard/boards",
     "sweeps": "leaderboard/sweeps",
+    "attack_records": "leaderboard/attack_records",
     "data": "data",
 }
 
 
 def default(kind: str) -> str:
-    """The default folder of `kind` ("runs", "records", "boards", "sweeps", "data"), relative
-    to the current folder."""
+    """The default folder of `kind` ("runs", "records", "boards", "sweeps", "attack_records",
+    "data"), relative to the current folder."""
     return DEFAULTS[kind]
 
 

@@ -9,6 +9,7 @@ import platform
 
 import torch
 
+from benchmark.core.cost import device_label, phase_cost
 from benchmark.core.provenance import device_name, git_state, package_versions, utc_now
 from benchmark.pipeline.evaluate import EVALUATION_VERSION
 from benchmark.pipeline.protocol import Protocol, build_attack
@@ -38,6 +39,8 @@ class Subject:
             not recorded, but part of the evaluation's key), None for an external model.
         fast_path: the fast-path settings the checkpoint was trained with (`TrainResult.fast_path`;
             empty for the plain path and for an external model).
+        train_peak_mib: training's peak memory in MiB (`TrainResult.peak_memory_mib`; None for
+            an external model, or a run trained before atbench kept it).
     """
 
     name: str
@@ -49,6 +52,7 @@ class Subject:
     training: dict | None = None
     code_sha256: str | None = None
     fast_path: tuple[str, ...] = ()
+    train_peak_mib: float | None = None
 
 
 def defense_block(defense: Defense, track: Track) -> dict:
@@ -110,6 +114,7 @@ class Evidence:
     precision: str = "fp32"
     votes: int = 1
     fast_path: tuple[str, ...] = ()
+    eval_peak_mib: float | None = None
 
 
 def fast_path_block(subject: Subject, evidence: Evidence) -> dict | None:
@@ -119,6 +124,15 @@ def fast_path_block(subject: Subject, evidence: Evidence) -> dict | None:
         return None
     return {"training": None if subject.training is None else list(subject.fast_path),
             "evaluation": list(evidence.fast_path)}
+
+
+def cost_block(subject: Subject, evidence: Evidence, device: str) -> dict:
+    """The record's `cost`: where it was paid, and training's (None for an external model) and
+    evaluation's seconds, device-seconds and peak memory (`benchmark.core.cost`)."""
+    trained = subject.training is not None
+    return {"device": device_label(device),
+            "train": phase_cost(subject.train_seconds, subject.train_peak_mib, device) if trained else None,
+            "eval": phase_cost(evidence.eval_seconds, evidence.eval_peak_mib, device)}
 
 
 def assemble(track: Track, subject: Subject, protocol: Protocol, evidence: Evidence, device: str) -> dict:
@@ -144,6 +158,7 @@ def assemble(track: Track, subject: Subject, protocol: Protocol, evidence: Evide
         **evidence.accuracies, **evidence.analysis,
         flags={"file": evidence.flags_file, "sha256": evidence.flags_sha256},
         runtime_s={"train": round(subject.train_seconds, 3), "eval": round(evidence.eval_seconds, 3)},
+        cost=cost_block(subject, evidence, device),
         provenance={
             "atbench_version": packages["atbench"], "git_commit": commit, "git_dirty": dirty,
             "packages": packages, "python": platform.python_version(),

@@ -60,6 +60,7 @@ def read_train_result(path: str | Path) -> TrainResult:
     body = _read_object(path, fix)
     body.setdefault("fast_path", [])  # a train.json from before atbench recorded the fast path
     body.setdefault("best_val_certified_acc", None)  # ... or certified selection
+    body.setdefault("peak_memory_mib", None)  # ... or costs
     accuracy = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
     count = (lambda v: _is_int(v) and v >= 1, "an integer of at least 1")
     _check_fields(path, body, {
@@ -68,6 +69,7 @@ def read_train_result(path: str | Path) -> TrainResult:
         "best_epoch": count, "epochs": count,
         "best_val_robust_acc": accuracy, "best_val_clean_acc": accuracy,
         "best_val_certified_acc": (lambda v: v is None or accuracy[0](v), "null or a number in [0, 1]"),
+        "peak_memory_mib": (lambda v: v is None or (_is_number(v) and v >= 0), "null or a number of at least 0"),
         "runtime_s": (lambda v: _is_number(v) and v >= 0, "a number of at least 0"),
         "train_key": (lambda v: isinstance(v, str) and bool(_SHA256.fullmatch(v)), "64 hex digits"),
         "fast_path": (lambda v: isinstance(v, list) and all(s in FAST_PATH_SETTINGS for s in v)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.core.cost import peak_memory_mib, reset_peak_memory
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import (
     atomic_write_bytes,
@@ -119,6 +120,7 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
     labels = bundle.test.y.numpy()
     indices = select_test_subset(labels, protocol.n_examples, protocol.subset_seed)
     x, y = bundle.test.x[indices], bundle.test.y[indices]
+    reset_peak_memory(torch.device(device))
     t0 = time.perf_counter()
     check_outputs(model, x, bundle.num_classes, device)
     probed = probe(model, protocol, x, y, bundle.num_classes, device)
@@ -139,7 +141,7 @@ def evaluate_model(model: torch.nn.Module, subject: Subject, track: Track, proto
     atomic_write_bytes(run_dir / flags_file, flags_bytes)
     evidence = Evidence(summary, extra.record, flags_file, sha256_bytes(flags_bytes), seconds, bundle.sha256,
                         sha256_bytes(np.asarray(indices, dtype=np.int64).tobytes()), bundle.class_names, precision,
-                        votes, fast.settings())
+                        votes, fast.settings(), eval_peak_mib=peak_memory_mib(torch.device(device)))
     record = validate_record(assemble(track, subject, protocol, evidence, device), str(record_path))
     atomic_write_json(record_path, record)
     atomic_write_bytes(key_path, eval_key.encode())
@@ -193,7 +195,8 @@ def eval_job(job: Job, trained: TrainResult | None = None) -> Path:
                                job.device, fast)
     subject = Subject(defense.name, defense_block(defense, job.track), effective_track(job.track, defense).model,
                       job.seed, result.runtime_s, result.checkpoint_sha256, training_block(result, defense),
-                      defense_source_sha256(type(defense)), fast_path=result.fast_path)
+                      defense_source_sha256(type(defense)), fast_path=result.fast_path,
+                      train_peak_mib=result.peak_memory_mib)
     return evaluate_model(model, subject, job.track, job.protocol, job.run_dir, job.device, job.paths.data_dir,
                           job.options.progress, job.options.precision, fast)
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from benchmark.core.cost import max_known, peak_memory_mib, reset_peak_memory
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import (
     atomic_write_bytes,
@@ -69,6 +70,7 @@ class TrainResult:
     train_key: str
     fast_path: tuple[str, ...] = ()
     best_val_certified_acc: float | None = None
+    peak_memory_mib: float | None = None
 
 
 def check_supports(cls: type[Defense], track: Track) -> None:
@@ -196,6 +198,7 @@ class TrainingRun:
         self.step = 0
         self.best = {"epoch": -1, "certified": -1.0, "robust": -1.0, "clean": -1.0, "sha256": ""}
         self.history: list[dict] = []
+        self.peak_memory_mib: float | None = None
 
     def eval_model(self) -> nn.Module:
         return self.ema if self.ema is not None else self.model
@@ -207,6 +210,7 @@ class TrainingRun:
             "ema": self.ema.state_dict() if self.ema is not None else {},
             "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
             "gens": [g.get_state() for g in (self.shuffle_gen, self.defense_gen, self.augment_gen)],
+            "peak_memory_mib": self.peak_memory_mib,
         }
 
     def restore(self, state: dict) -> None:
@@ -220,6 +224,7 @@ class TrainingRun:
         self.epoch, self.step = state["epoch"], state["step"]
         self.best = {"certified": -1.0, **state["best"]}  # a run saved before certified selection
         self.history = json.loads(state["history"])
+        self.peak_memory_mib = state.get("peak_memory_mib")  # absent in a run saved before costs were kept
 
 
 def context(run: TrainingRun, track: Track, device: torch.device, num_classes: int) -> TrainContext:
@@ -367,6 +372,7 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
             log.info("resuming %s from epoch %d", defense.name, run.epoch)
     total_steps = track.epochs * math.ceil(len(bundle.train.y) / track.batch_size)
     certifies = defense.meta.selection == "certified-l2"
+    reset_peak_memory(device)
     start = time.perf_counter()
     spent = sum(h["seconds"] for h in run.history)
     while run.epoch < track.epochs:
@@ -389,6 +395,7 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
         log.info("%s epoch %d/%d loss %.4f val clean %.3f robust %.3f", defense.name, run.epoch + 1,
                  track.epochs, mean_loss, clean, robust)
         run.epoch += 1
+        run.peak_memory_mib = max_known(run.peak_memory_mib, peak_memory_mib(device))
         save_verified_checkpoint(last_path, run.state(key))  # first: it names the best checkpoint
         if best is not None:
             atomic_write_bytes(best_path, best)
@@ -398,5 +405,5 @@ def train(track: Track, defense: Defense, seed: int, run_dir: str | Path, device
         checkpoint=str(best_path), checkpoint_sha256=run.best["sha256"], best_epoch=run.best["epoch"] + 1,
         best_val_robust_acc=run.best["robust"], best_val_clean_acc=run.best["clean"], epochs=track.epochs,
         runtime_s=spent + (time.perf_counter() - start), train_key=key, fast_path=fast.settings(),
-        best_val_certified_acc=run.best["certified"] if certifies else None,
+        best_val_certified_acc=run.best["certified"] if certifies else None, peak_memory_mib=run.peak_memory_mib,
     )

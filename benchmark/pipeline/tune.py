@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -18,14 +19,13 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_json, atomic_write_text, sha256_json
 from benchmark.core.provenance import device_name, git_state, utc_now
 from benchmark.core.registry import DEFENSES
+from benchmark.core.tuning_rules import EDGE_EXTENSIONS, EDGE_RULE, TUNING_BUDGET, next_setting
 from benchmark.pipeline.job import Job
 from benchmark.pipeline.selection import SELECTION_RULES
 from benchmark.pipeline.steps import train_job
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import HARNESS_VERSION
 
-#: Settings every tuned defense gets (the issue's cap is 6; every defense gets the same number).
-TUNING_BUDGET = 4
 OBJECTIVES = {
     "robust": "the selected checkpoint's validation robust accuracy under the selection rule",
     "certified-l2": "the selected checkpoint's certified L2 accuracy (LipLT bound) on the validation points, the mean "
@@ -38,9 +38,16 @@ def recipe_sha256(track: Track) -> str:
     return sha256_json({k: v for k, v in track.to_dict().items() if k != "defense_configs"})
 
 
+def setting_job(job: Job, index: int, setting: dict) -> Job:
+    """The job training setting number `index` of the sweep, into its own folder under
+    `<runs_dir>/tune/setting<index>/<track>/<defense>/seed0/`."""
+    track = dataclasses.replace(job.track, defense_configs={**job.track.defense_configs, job.defense: setting})
+    root = Path(job.paths.runs_dir) / "tune" / f"setting{index}"  # + <track>/<defense>/seed0
+    return dataclasses.replace(job, track=track, paths=dataclasses.replace(job.paths, runs_dir=str(root)))
+
+
 def tune_jobs(job: Job) -> list[Job]:
-    """One job per setting of the defense's search space, each training into its own folder
-    under `<runs_dir>/tune/setting<i>/<track>/<defense>/seed0/`.
+    """One job per setting of the defense's search space (`setting_job`).
 
     Raises:
         AtbenchError: the defense declares no search space, or not exactly `TUNING_BUDGET` settings.
@@ -49,12 +56,43 @@ def tune_jobs(job: Job) -> list[Job]:
     if len(space) != TUNING_BUDGET:
         raise AtbenchError(f"defense {job.defense!r} declares {len(space)} settings to tune, not {TUNING_BUDGET}",
                            f"declare exactly {TUNING_BUDGET} settings in its meta.search_space (none: nothing to tune)")
-    out = []
-    for i, setting in enumerate(space):
-        track = dataclasses.replace(job.track, defense_configs={**job.track.defense_configs, job.defense: setting})
-        root = Path(job.paths.runs_dir) / "tune" / f"setting{i}"  # + <track>/<defense>/seed0
-        out.append(dataclasses.replace(job, track=track, paths=dataclasses.replace(job.paths, runs_dir=str(root))))
-    return out
+    return [setting_job(job, i, dict(setting)) for i, setting in enumerate(space)]
+
+
+def winner_index(rows: list[dict]) -> int:
+    """The winning row: highest score, then validation clean accuracy, then the earlier setting."""
+    return max(range(len(rows)), key=lambda i: (rows[i]["score"], rows[i]["val_clean_acc"], -i))
+
+
+def edge_job(job: Job, rows: list[dict]) -> Job | None:
+    """The job of the setting the grid-edge rule adds after the scored `rows` (`next_setting`),
+    or None when the rule adds none: the winner is at no edge, the extension lost, or the sweep
+    already has `EDGE_EXTENSIONS` of them."""
+    if len(rows) >= TUNING_BUDGET + EDGE_EXTENSIONS:
+        return None
+    meta = DEFENSES.get(job.defense).meta
+    settings = [row["config"] for row in rows]
+    setting = next_setting(settings, settings[winner_index(rows)], meta.search_bounds)
+    return None if setting is None else setting_job(job, len(rows), setting)
+
+
+def tune(jobs: list[Job], run: Callable[[list[Job]], list[dict]]) -> list[list[dict]]:
+    """Every job's sweep rows: its declared settings, then the grid-edge rule's rounds, each
+    round training the next setting of every sweep whose winner is at an edge. `run` trains and
+    scores a list of setting jobs (`tune_one` on each, in parallel)."""
+    groups = [tune_jobs(job) for job in jobs]
+    flat = run([s for group in groups for s in group])
+    rows, start = [], 0
+    for group in groups:
+        rows.append([{**row, "edge_round": 0} for row in flat[start:start + len(group)]])
+        start += len(group)
+    for round_ in range(1, EDGE_EXTENSIONS + 1):
+        pending = [(i, extra) for i, job in enumerate(jobs) if (extra := edge_job(job, rows[i])) is not None]
+        if not pending:
+            break
+        for (i, _), row in zip(pending, run([extra for _, extra in pending])):
+            rows[i].append({**row, "edge_round": round_})
+    return rows
 
 
 def tune_one(job: Job) -> dict:
@@ -69,15 +107,16 @@ def tune_one(job: Job) -> dict:
 
 
 def sweep_record(job: Job, rows: list[dict]) -> dict:
-    """The sweep record: every setting's row and the winner (highest score, then validation
-    clean accuracy, then the earlier setting)."""
-    best = max(range(len(rows)), key=lambda i: (rows[i]["score"], rows[i]["val_clean_acc"], -i))
+    """The sweep record: every setting's row (the declared ones, then the grid-edge rule's) and
+    the winner (`winner_index`)."""
+    best = winner_index(rows)
     objective = DEFENSES.get(job.defense).meta.selection
     commit, dirty = git_state()
     return {
         "track": job.track.name, "defense": job.defense, "protocol": job.protocol.id,
         "harness_version": HARNESS_VERSION, "recipe_sha256": recipe_sha256(job.track), "seed": job.seed,
-        "budget": TUNING_BUDGET, "selection_rule": SELECTION_RULES[objective], "objective": OBJECTIVES[objective],
+        "budget": TUNING_BUDGET, "edge_rule": EDGE_RULE, "edge_extensions": len(rows) - TUNING_BUDGET,
+        "selection_rule": SELECTION_RULES[objective], "objective": OBJECTIVES[objective],
         "validation_points": job.track.val_size, "settings": rows, "winner": rows[best]["config"],
         "provenance": {"git_commit": commit, "git_dirty": dirty, "device": device_name(torch.device(job.device)),
                        "utc_time": utc_now()},
@@ -87,17 +126,29 @@ def sweep_record(job: Job, rows: list[dict]) -> dict:
 def sweep_markdown(record: dict) -> str:
     """The sweep record as a Markdown table."""
     keys = sorted({k for row in record["settings"] for k in row["config"]})
+    extensions = record.get("edge_extensions", 0)
+    if "edge_rule" not in record:
+        counted = (f"{record['budget']} settings, the declared ones (this sweep predates the grid-edge rule, which "
+                   f"was not applied to it)")
+    elif extensions:
+        counted = (f"{record['budget'] + extensions} settings: the {record['budget']} declared and {extensions} "
+                   f"added by the grid-edge rule ({record['edge_rule']})")
+    else:
+        counted = (f"{record['budget']} settings, the declared ones; the grid-edge rule ({record['edge_rule']}) "
+                   f"added none: the winner is not at an edge")
     lines = [f"# Sweep: {record['defense']} on {record['track']}", "",
-             f"{record['budget']} settings, each trained by the harness (seed {record['seed']}) on the training "
-             f"split and scored on {record['validation_points']} validation points by {record['objective']}. "
+             f"{counted}. Each was "
+             f"trained by the harness (seed {record['seed']}) on the training split and scored on "
+             f"{record['validation_points']} validation points by {record['objective']}. "
              f"Checkpoints were selected by the {record['selection_rule']}. The test points were not used.", "",
-             "| " + " | ".join(keys) + " | score | val robust | val clean | best epoch | |",
-             "|" + "---|" * (len(keys) + 5)]
+             "| " + " | ".join(keys) + " | setting | score | val robust | val clean | best epoch | |",
+             "|" + "---|" * (len(keys) + 6)]
     for row in record["settings"]:
         mark = "**winner**" if row["config"] == record["winner"] else ""
         values = [row["config"].get(k, "") for k in keys]
+        origin = f"edge {row['edge_round']}" if row.get("edge_round") else "declared"
         lines.append("| " + " | ".join(f"{v:g}" if isinstance(v, float | int) else str(v) for v in values)
-                     + f" | {row['score']:.3f} | "
+                     + f" | {origin} | {row['score']:.3f} | "
                      f"{row['val_robust_acc']:.3f} | {row['val_clean_acc']:.3f} | {row['best_epoch']} | {mark} |")
     return "\n".join(lines) + "\n"
 

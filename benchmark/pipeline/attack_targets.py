@@ -1,0 +1,130 @@
+"""The board entries a submitted attack can run against (`atbench attack`): each admitted record of
+the protocol whose model is at hand, either its trained run in the runs folder (the checkpoint
+whose sha256 is the record's `provenance.checkpoint_sha256`) or an external model named with
+`--model`. An entry whose model is not at hand is reported with the reason, not attacked.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from torch import nn
+
+from benchmark.core.errors import AtbenchError
+from benchmark.core.registry import DEFENSES
+from benchmark.pipeline.data import DataBundle
+from benchmark.pipeline.external import load_external
+from benchmark.pipeline.job import ExternalModel, run_dir_for
+from benchmark.pipeline.protocol import Protocol
+from benchmark.pipeline.run_files import read_train_result
+from benchmark.pipeline.steps import load_trained_model
+from benchmark.pipeline.tracks import Track
+from leaderboard.admission import admit
+from leaderboard.evidence import Admitted
+from leaderboard.records import find_records
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """An entry whose model is at hand.
+
+    Attributes:
+        entry: its admitted record.
+        checkpoint: the trained run's checkpoint, or the external model's (None: its own weights).
+        external: the external model, or None for a trained run.
+    """
+
+    entry: Admitted
+    checkpoint: str | None
+    external: ExternalModel | None = None
+
+    @property
+    def label(self) -> str:
+        """"<defense> seed <k>", as the output names the entry."""
+        return f"{self.entry.record['defense']['id']} seed {self.entry.record['seed']}"
+
+    def model(self, track: Track, bundle: DataBundle, data_dir: str | None, device: str) -> nn.Module:
+        """The deployed model, in eval mode on `device` (weights only, sha256 checked).
+
+        Raises:
+            AtbenchError: the external model's weights are not the ones its record was made from.
+        """
+        record = self.entry.record
+        sha = record["provenance"]["checkpoint_sha256"]
+        if self.external is None:
+            defense = track.defense(record["defense"]["id"])
+            return load_trained_model(track, defense, self.checkpoint, sha, data_dir, device)
+        model, found = load_external(self.external.spec, self.external.checkpoint, bundle)
+        if found != sha:
+            raise AtbenchError(f"--model {self.external.spec} with --checkpoint {self.external.checkpoint} has sha256 "
+                               f"{found[:12]}..., but the record of {self.label} was made from {sha[:12]}...",
+                               "pass the checkpoint the entry was evaluated with (`atbench eval --model`), or "
+                               "re-evaluate the model first")
+        return model.to(device).eval()
+
+
+@dataclasses.dataclass(frozen=True)
+class Missing:
+    """An entry whose model is not at hand, and why."""
+
+    label: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.label}: not attacked: {self.reason}"
+
+
+def board_entries(records_dir: str | Path, protocol: Protocol) -> dict[tuple[str, int], Admitted]:
+    """(defense id, seed) -> the admitted record of every entry of `protocol`'s board in `records_dir`.
+
+    Raises:
+        AtbenchError: a record is malformed or fails admission.
+    """
+    return {(record["defense"]["id"], record["seed"]): Admitted(record, admit(record, path))
+            for path, record in find_records(records_dir, protocol.id)}
+
+
+def _trained(entry: Admitted, track: Track, runs_dir: str | Path) -> Target | Missing:
+    record = entry.record
+    defense, seed = record["defense"]["id"], record["seed"]
+    label = f"{defense} seed {seed}"
+    if record["defense"]["external"]:
+        return Missing(label, "an external model: pass --model SPEC --checkpoint PATH --name " + defense)
+    if record["track"] != track.name:
+        return Missing(label, f"its record is of track {record['track']}, not {track.name}")
+    if defense not in DEFENSES and defense not in DEFENSES.installed():
+        return Missing(label, f"defense {defense} is not registered here (pass its --defense-file)")
+    done = run_dir_for(runs_dir, track.name, defense, seed) / "train.json"
+    if not done.is_file():
+        return Missing(label, f"no trained run in {done.parent}")
+    result = read_train_result(done)
+    wanted = record["provenance"]["checkpoint_sha256"]
+    if result.checkpoint_sha256 != wanted or not Path(result.checkpoint).is_file():
+        return Missing(label, f"the run in {done.parent} holds checkpoint {result.checkpoint_sha256[:12]}..., the "
+                              f"record was made from {wanted[:12]}...")
+    return Target(entry, result.checkpoint)
+
+
+def trained_targets(entries: dict[tuple[str, int], Admitted], track: Track,
+                    runs_dir: str | Path) -> tuple[list[Target], list[Missing]]:
+    """The entries whose trained run is at hand in `runs_dir`, and the others with the reason."""
+    found = [_trained(entries[key], track, runs_dir) for key in sorted(entries)]
+    return [t for t in found if isinstance(t, Target)], [m for m in found if isinstance(m, Missing)]
+
+
+def external_target(entries: dict[tuple[str, int], Admitted], name: str, model: ExternalModel,
+                    protocol: Protocol) -> Target:
+    """The entry of the external model published as `name` (seed 0).
+
+    Raises:
+        AtbenchError: no such entry, or the entry is not an external model's.
+    """
+    entry = entries.get((name, 0))
+    if entry is None:
+        raise AtbenchError(f"the {protocol.id} board has no entry {name!r} to attack",
+                           f"evaluate the model under the protocol first: `atbench eval --model {model.spec} "
+                           f"--checkpoint PATH --name {name}`, then attack it with the same --records-dir")
+    if not entry.record["defense"]["external"]:
+        raise AtbenchError(f"entry {name!r} of the {protocol.id} board is a trained defense, not an external model",
+                           "leave out --model to attack trained runs, or give the external model's --name")
+    return Target(entry, model.checkpoint, model)
