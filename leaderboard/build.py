@@ -15,6 +15,7 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
 from leaderboard.claims import board_claims
+from leaderboard.entry_cost import entry_cost, pareto_front
 from leaderboard.evaluation_setting import check_one_setting
 from leaderboard.evidence import (
     ALPHA,
@@ -33,7 +34,7 @@ from leaderboard.formats import DIGITS
 from leaderboard.html import render_board_page, render_index
 from leaderboard.input_margins import consistent_margins
 from leaderboard.markdown import render_markdown
-from leaderboard.plot import plot_classwise, plot_robustness, plot_significance
+from leaderboard.plot import plot_classwise, plot_cost, plot_robustness, plot_significance
 from leaderboard.record import validate_record
 from leaderboard.records import find_records
 from leaderboard.tuning import tuning_summary
@@ -153,6 +154,7 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, at
         **evidence_of,
         "training": [r["training"] for r in recs],
         "tuning": tuning_summary(meta["sweep"]),
+        "cost": entry_cost(recs),
         **copy.deepcopy({k: v for k, v in meta.items() if k != "config"}),
     }
 
@@ -213,6 +215,7 @@ def build_json(admitted: list[Admitted]) -> dict:
         "statistics": statistics_block(seeds == {True}, seeds == {False}, len(pairs), evaluation),
         "significance": pairs,
         "claims": board_claims(groups, list(eps), primary, records[0]["num_classes"]),
+        "cost_comparison": pareto_front(entries, primary),
     }
     board["view"] = board_view(board)
     return board
@@ -275,10 +278,11 @@ def build(admitted: list[Admitted]) -> tuple[str, dict]:
 def board_files(markdown: str, board: dict, records: list[dict]) -> dict[str, bytes]:
     """Every file of a board, by suffix: the Markdown, the JSON, the web page (with every
     record's detail) and the plots (robust accuracy against eps, the class-wise heatmap, the
-    significance heatmap)."""
+    significance heatmap, worst case against training cost)."""
     return {".md": markdown.encode(), ".json": dumps_json(board).encode(),
             ".html": render_board_page(board, records).encode(), ".png": plot_robustness(board),
-            ".classwise.png": plot_classwise(board), ".significance.png": plot_significance(board)}
+            ".classwise.png": plot_classwise(board), ".significance.png": plot_significance(board),
+            ".cost.png": plot_cost(board)}
 
 
 def admitted_records(records_dir: str | Path, protocol: str, also: Sequence[str | Path] = ()) -> list[Admitted]:

@@ -57,6 +57,39 @@ def plot_robustness(board_json: dict) -> bytes:
         return _png(fig)
 
 
+def plot_cost(board_json: dict) -> bytes:
+    """PNG bytes of worst-case robust accuracy (%) at the primary eps against training cost
+    (device-seconds, log scale), one point per entry paid on the board's compared device
+    (`board_json["cost_comparison"]`), the Pareto front joined by a line."""
+    primary, comparison = board_json["primary_eps"], board_json["cost_comparison"]
+    compared = [x for x in board_json["entries"] if x["defense"] in comparison["compared"]]
+    front = sorted((x for x in compared if x["defense"] in comparison["front"]),
+                   key=lambda x: x["cost"]["train"]["device_seconds"])
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=FIGSIZE, dpi=DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        for x in compared:
+            cost, worst = x["cost"]["train"]["device_seconds"], 100 * x["worst_case"][primary]
+            on_front = x["defense"] in comparison["front"]
+            ax.plot([cost], [worst], marker="o" if on_front else "x", linestyle="none", color="C0" if on_front else "0.5")
+            ax.annotate(x["defense"], (cost, worst), textcoords="offset points", xytext=(4, 4), fontsize="small")
+        if front:
+            ax.plot([x["cost"]["train"]["device_seconds"] for x in front],
+                    [100 * x["worst_case"][primary] for x in front], color="C0", label="Pareto front")
+            ax.legend(loc="lower right", fontsize="small")
+            ax.set_xscale("log")
+        unit = compared[0]["cost"]["train"]["unit"] if compared else "device-seconds"
+        ax.set_xlabel(f"training cost ({unit}, log scale; {comparison['device'] or 'no entry with a cost'})",
+                      fontsize="small")
+        ax.set_ylabel(f"worst-case robust accuracy at eps={primary} (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{board_json['track']}: robustness against training cost")
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        return _png(fig)
+
+
 def classwise_matrix(board_json: dict) -> tuple[list[str], list[str], list[list[float]]]:
     """What the class-wise heatmap draws: (defense ids in rank order, class names, one row per
     defense of its per-class worst-case robust accuracy at the primary eps, as fractions: the

@@ -17,6 +17,7 @@ from __future__ import annotations
 from benchmark.core.tuning_rules import EDGE_RULE, TUNING_BUDGET
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.formats import count, p_text
+from leaderboard.view_cost import cost_blocks
 from leaderboard.view_tables import (
     certified_table,
     claims_table,
@@ -207,6 +208,6 @@ def board_view(board: dict) -> dict:
         "sections": [_intro(board), _ranking(board), _claims(board), _flags(board), _significance(board),
                      *_certified(board), section("per-eps", "Worst-case robust accuracy (%) per eps",
                                                  per_eps_table(board)),
-                     _classwise(board), _how_to_read(board)],
+                     _classwise(board), section("cost", "Cost", *cost_blocks(board)), _how_to_read(board)],
     }
 

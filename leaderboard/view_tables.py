@@ -103,6 +103,8 @@ def ranked_table(board: dict) -> dict:
                  x["median_input_margin"]),
             cell(x["fidelity"]["loss"], x["fidelity"]["loss"]), cell(x["fidelity"]["recipe"], x["fidelity"]["recipe"]),
             cell(_overrides(x)), cell(f"`{x['architecture']}`", x["architecture"]),
+            cell(cost_text(x["cost"]["train"]), None if x["cost"]["train"] is None
+                 else x["cost"]["train"]["device_seconds"]),
         ]
 
     columns = ([column("rank", "rank"), column("defense", "defense", "l"), column("worst-case", "worst case (%)"),
@@ -112,10 +114,17 @@ def ranked_table(board: dict) -> dict:
                + [column("seeds", "seeds"), column("disparity", "class disparity p"),
                   column("margin", "median margin"), column("loss-fidelity", "loss fidelity", "l"),
                   column("recipe", "recipe", "l"), column("overrides", "recipe overrides", "l"),
-                  column("architecture", "architecture", "l")])
+                  column("architecture", "architecture", "l"), column("train-cost", "training cost")])
     caption = (f"Defenses ranked by worst-case robust accuracy at eps={primary} ({board['protocol']['norm']}). "
                "Accuracies in %, ± half the 95% interval; robust columns at the primary eps.")
     return table("board-table", caption, columns, [row(x) for x in board["entries"]])
+
+
+def cost_text(phase: dict | None) -> str:
+    """A phase's cost: `213 core-s` (GPU-s on a GPU); `-` where it has none (an external model's training)."""
+    if phase is None:
+        return "-"
+    return f"{phase['device_seconds']:.0f} {'core-s' if phase['unit'] == 'core-seconds' else 'GPU-s'}"
 
 
 def claims_table(board: dict) -> dict:

@@ -15,6 +15,7 @@ _THRESHOLD = re.compile(r"not above the flag's threshold \(([0-9.]+)(?: points|%
 _HOLM_PAIRS = re.compile(r"Holm over all (\d+) pairs")
 _TESTS = re.compile(r"Holm-corrected over the (\d+) tests? made here")
 _SWEEP = re.compile(r"\[sweep\]\(\.\./sweeps/([^)]+)\.md\) of (\d+) settings?([^|]*)")
+_FRONT = re.compile(r"the Pareto front \(.*?\) is: ([^.]+)\.")
 SWEEPS = Path(__file__).resolve().parent.parent / "leaderboard" / "sweeps"
 
 
@@ -113,8 +114,10 @@ def _tables(board: dict, view: dict) -> list[str]:
         listed = [t.split(":", 1)[0] for b in section["blocks"] if b["kind"] == "items" for t in b["items"]
                   if ": " in t]
         for table in tables:
+            ids = [c["id"] for c in table["columns"]]
+            at = ids.index("defense") if "defense" in ids else 0
             shown = [re.sub(r"^\[([^\]]+)\].*$|^(\S+) \(external model\)$", lambda m: m.group(1) or m.group(2),
-                            row[1 if table["id"] != "significance" else 0]["text"]) for row in table["rows"]]
+                            row[at]["text"]) for row in table["rows"]]
             for name in names:
                 if name not in shown and name not in (listed if table["id"] == "certified" else []):
                     found.append(f"{section['id']}: {name} is missing from the table without a reason")
@@ -222,9 +225,28 @@ def _tuning(view: dict) -> list[str]:
     return found
 
 
+def _cost(board: dict, view: dict) -> list[str]:
+    """The Pareto front the cost section names is the front of the compared entries' numbers."""
+    primary, comparison = board["primary_eps"], board["cost_comparison"]
+    compared = [x for x in board["entries"] if x["defense"] in comparison["compared"]]
+    front = [x["defense"] for x in compared
+             if not any(y["cost"]["train"]["device_seconds"] <= x["cost"]["train"]["device_seconds"]
+                        and y["worst_case"][primary] >= x["worst_case"][primary] and
+                        (y["cost"]["train"]["device_seconds"], y["worst_case"][primary])
+                        != (x["cost"]["train"]["device_seconds"], x["worst_case"][primary]) for y in compared)]
+    found = []
+    if any(len(set(x["cost"]["devices"])) != 1 or x["cost"]["devices"][0] != comparison["device"] for x in compared):
+        found.append("cost: an entry paid on another device is compared")
+    for where, text in sentences(view):
+        match = _FRONT.search(text)
+        if match and sorted(match.group(1).split(", ")) != sorted(front):
+            found.append(f"cost: {where} names the front {match.group(1)}, the numbers give {', '.join(front)}")
+    return found
+
+
 def problems(board: dict, view: dict) -> list[str]:
     """Every sentence of `view` that the numbers of `board` contradict, one line each."""
     alpha = board["statistics"]["alpha"]
     return (_notes(board, view, alpha) + _ranks(board, view) + _counts(board, view) + _tables(board, view)
             + _worst_classes(board, view) + _claims(board, view, alpha) + _classwise(board, view, alpha)
-            + _significance(board, view, alpha) + _margins(board, view) + _tuning(view))
+            + _significance(board, view, alpha) + _margins(board, view) + _tuning(view) + _cost(board, view))

@@ -76,6 +76,8 @@ def test_planted_false_sentences_of_other_kinds_are_caught(committed):
         "a plural after 1": lambda v: v["sections"][0]["blocks"].append(
             {"kind": "paragraph", "text": "Square broke 1 points."}),
         "tuning: ": lambda v: _replace_count(_ranked_cells(v)[0]),
+        "cost: ": lambda v: _section_paragraph(v, "cost", "Costs compare").update(
+            text=_section_paragraph(v, "cost", "Costs compare")["text"].replace("is: ", "is: dyart, ")),
     }
     for expected, plant in plants.items():
         view = copy.deepcopy(board["view"])
@@ -108,3 +110,8 @@ def _ranked_cells(view: dict) -> list[dict]:
 def _replace_count(cell: dict) -> None:
     assert " of 4 settings" in cell["text"]
     cell["text"] = cell["text"].replace(" of 4 settings", " of 6 settings")
+
+
+def _section_paragraph(view: dict, section: str, start: str) -> dict:
+    return next(b for s in view["sections"] if s["id"] == section for b in s["blocks"]
+                if b["kind"] == "paragraph" and b["text"].startswith(start))

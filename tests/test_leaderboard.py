@@ -77,7 +77,7 @@ def test_json_board_has_the_required_keys():
                 "worst_classes", "margin_corrected", "worst_class_robust_acc", "per_class_worst_case", "architecture", "external", "sweep", "fidelity",
                 "recipe_overrides", "paper", "venue", "link", "median_input_margin", "logit_margin_percentiles",
                 "frac_margin_below_half_primary", "sanity_fired", "sanity_noted", "certified_l2", "intervals",
-                "seed_sd", "class_disparity", "attack_gain", "training"} == set(e)
+                "seed_sd", "class_disparity", "attack_gain", "training", "tuning", "cost"} == set(e)
         lo, hi = e["intervals"]["worst_case"]["0.3"]
         assert lo <= e["worst_case"]["0.3"] <= hi
         for attack in board["attacks"]:
@@ -166,7 +166,7 @@ def test_pngs_are_valid_and_deterministic():
     md, board = build(items)
     backend = matplotlib.get_backend()
     files = board_files(md, board, [it.record for it in items])
-    for suffix in (".png", ".classwise.png", ".significance.png"):
+    for suffix in (".png", ".classwise.png", ".significance.png", ".cost.png"):
         assert files[suffix].startswith(PNG_MAGIC) and b"Software" not in files[suffix]
     assert plot_robustness(json.loads(dumps_json(board))) == files[".png"]
     assert board_files(md, board, [it.record for it in items]) == files
@@ -197,7 +197,8 @@ def test_write_board_writes_every_file_and_rewrites_identical_bytes(tmp_path):
              for i, (d, r) in enumerate((("a", 0.7), ("b", 0.4), ("c", 0.65)))]
     paths = write_board(tmp_path / "records", "mnist5k-cnn", tmp_path / "boards")
     assert [p.name for p in paths] == ["mnist5k-cnn.md", "mnist5k-cnn.json", "mnist5k-cnn.html", "mnist5k-cnn.png",
-                                       "mnist5k-cnn.classwise.png", "mnist5k-cnn.significance.png"]
+                                       "mnist5k-cnn.classwise.png", "mnist5k-cnn.significance.png",
+                                       "mnist5k-cnn.cost.png"]
     assert "mnist5k-cnn.html" in (tmp_path / "boards" / "index.html").read_text()
     first = [p.read_bytes() for p in paths]
     write_board(tmp_path / "records", "mnist5k-cnn", tmp_path / "boards")

@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory):
 def test_run_writes_valid_records_and_a_board(tiny_run):
     root, _, boards = tiny_run
     assert sorted(p.name for p in boards) == [f"synthetic-tiny{suffix}" for suffix in (
-        ".classwise.png", ".html", ".json", ".md", ".png", ".significance.png")]
+        ".classwise.png", ".cost.png", ".html", ".json", ".md", ".png", ".significance.png")]
     for name in DEFENSES:
         path = root / "records" / "synthetic-tiny" / f"{name}-seed0.json"
         record = validate_record(load_record(path), str(path))

@@ -123,11 +123,25 @@ def _source(record: dict) -> tuple:
             record["architecture"], record["defense"]["external"])
 
 
+#: What may differ between a record and its reproduction: when and where it was made, and what it cost.
+MEASUREMENT_FIELDS = ("runtime_s", "cost")
+PROVENANCE_MEASUREMENT_FIELDS = ("utc_time", "git_commit", "git_dirty")
+
+
+def result_of(record: dict) -> dict:
+    """The record without its measurement fields (`MEASUREMENT_FIELDS`, and the provenance's
+    time and commit): two records with the same result are the same result made twice."""
+    out = {k: v for k, v in record.items() if k not in MEASUREMENT_FIELDS}
+    out["provenance"] = {k: v for k, v in record["provenance"].items() if k not in PROVENANCE_MEASUREMENT_FIELDS}
+    return out
+
+
 def publish(record_path: Path, job: Job) -> Path:
-    """Copy a record and its flags into `<records_dir>/<protocol id>/` (atomically; unchanged
-    bytes when nothing changed). A published record of the same identity (protocol id,
-    version and content, name, seed) from another source (checkpoint, configuration or model)
-    is replaced only with `job.options.replace`.
+    """Copy a record and its flags into `<records_dir>/<protocol id>/` (atomically). A record
+    whose result is already published (`result_of` equal: a reproduction) leaves the published
+    files as they are, so the first measurement stands and a reproduction rewrites no byte. A
+    published record of the same identity (protocol id, version and content, name, seed) from
+    another source (checkpoint, configuration or model) is replaced only with `job.options.replace`.
 
     Raises:
         AtbenchError: the record would silently replace another result.
@@ -149,6 +163,8 @@ def publish(record_path: Path, job: Job) -> Path:
                                "CPU results are bit-identical only between machines of one CPU vendor)",
                                "publish into another folder (--records-dir DIR), give a new model a name of its own "
                                "(--name), or pass --replace to replace the published record")
+        if old is not None and result_of(old) == result_of(record):
+            return published
     flags = record_path.parent / record["flags"]["file"]
     atomic_write_bytes(target / flags.name, flags.read_bytes())
     atomic_write_bytes(published, record_path.read_bytes())
