@@ -1,5 +1,7 @@
-"""The leaderboard: a pure function of the admitted records and their flags, written as JSON,
-Markdown (`leaderboard.markdown`) and PNG plots."""
+"""The leaderboard: a pure function of the admitted records and their flags (and of the admitted
+attack records of its entries, `leaderboard.attack_admission`), written as JSON, Markdown
+(`leaderboard.markdown`) and PNG plots; with attack records, also the attack board
+(`leaderboard.attack_board`)."""
 from __future__ import annotations
 
 import copy
@@ -14,6 +16,9 @@ import numpy as np
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
+from leaderboard.attack_admission import AdmittedAttack, admitted_attacks
+from leaderboard.attack_board import ATTACK_BOARD_JSON, ATTACK_BOARD_SUFFIXES, attack_board_files, build_attack_board
+from leaderboard.best_known import entry_best_known
 from leaderboard.claims import board_claims
 from leaderboard.entry_cost import entry_cost, pareto_front
 from leaderboard.evaluation_setting import check_one_setting
@@ -114,9 +119,11 @@ def _check_one_board(records: list[dict]) -> dict:
     return first["protocol"]
 
 
-def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, attacks: list[str]) -> dict:
+def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, attacks: list[str],
+           submitted: Sequence[AdmittedAttack] = ()) -> dict:
     """One defense's board entry: every number is the mean over its seeds, with its evidence
-    (`leaderboard.evidence`)."""
+    (`leaderboard.evidence`) and its best-known worst case from the admitted attack records of
+    its seeds, `submitted` (`leaderboard.best_known.entry_best_known`; None without any)."""
     items = sorted(items, key=lambda it: it.record["seed"])
     recs = [it.record for it in items]
     seeds = [r["seed"] for r in recs]
@@ -139,6 +146,7 @@ def _entry(defense: str, items: list[Admitted], eps: list[str], primary: str, at
         "clean_acc": _r(_mean([r["clean_acc"] for r in recs])),
         "robust_acc": {a: {e: _r(_mean([r["robust_acc"][a][e] for r in recs])) for e in eps} for a in attacks},
         "worst_case": {e: _r(_mean([r["worst_case"][e] for r in recs])) for e in eps},
+        "best_known": entry_best_known(items, submitted),
         "per_class_worst_case": per_class,
         "worst_class_robust_acc": {e: per_class[e][evidence_of["worst_class"][e]] for e in eps},
         **_margins(items, eps, primary),
@@ -183,8 +191,9 @@ def _certified(recs: list[dict]) -> dict | None:
             for radius in blocks[0]["radii"]}
 
 
-def build_json(admitted: list[Admitted]) -> dict:
-    """The JSON board of admitted records (one track and protocol version); see `build`."""
+def build_json(admitted: list[Admitted], submitted: Sequence[AdmittedAttack] = ()) -> dict:
+    """The JSON board of admitted records (one track and protocol version) and the admitted attack
+    records of its entries; see `build`."""
     if not admitted:
         raise AtbenchError("no records to build a leaderboard from", "run `atbench run` first")
     records = [item.record for item in admitted]
@@ -198,7 +207,8 @@ def build_json(admitted: list[Admitted]) -> dict:
     groups: dict[str, list[Admitted]] = {}
     for item in sorted(admitted, key=lambda it: it.record["seed"]):
         groups.setdefault(item.record["defense"]["id"], []).append(item)
-    entries = [_entry(d, items, eps, primary, attacks) for d, items in groups.items()]
+    entries = [_entry(d, items, eps, primary, attacks, [a for a in submitted if a.record["entry"]["defense"] == d])
+               for d, items in groups.items()]
     entries.sort(key=lambda x: (-x["worst_case"][primary], -x["clean_acc"], x["defense"]))
     order = [x["defense"] for x in entries]
     pairs = significance(groups, order, primary)
@@ -252,16 +262,17 @@ def statistics_block(one_seed: bool, all_seeded: bool, pairs: int, evaluation: s
             "training_variance": variance, "evaluation": evaluation}
 
 
-def build(admitted: list[Admitted]) -> tuple[str, dict]:
-    """Build the leaderboard of admitted records (with their flags): a pure function (no I/O,
-    no clock).
+def build(admitted: list[Admitted], submitted: Sequence[AdmittedAttack] = ()) -> tuple[str, dict]:
+    """Build the leaderboard of admitted records (with their flags) and of the admitted attack
+    records of its entries, `submitted` (`board_attacks`): a pure function (no I/O, no clock).
 
     All records must share one track, one protocol (id, version and content), one code version
     and the same test points. The seeds of a defense are averaged; entries are ordered by
     worst-case robust accuracy at the primary eps (descending), then clean accuracy, then
     defense id; a defense's rank is 1 + the number of defenses significantly better than it
     (paired tests, Holm-corrected), so ties share a rank. The output does not depend on the
-    order of `admitted`.
+    order of `admitted` or `submitted`. Submitted attacks change no rank: each entry gets a
+    `best_known` block beside its worst case (None when no attack record names it).
 
     Returns:
         (markdown, board): the Markdown text and the JSON board (a dict of plain values).
@@ -271,7 +282,7 @@ def build(admitted: list[Admitted]) -> tuple[str, dict]:
             GPU fast path), two records for one (defense, seed),
             seeds of one defense with different configurations, or an invalid record.
     """
-    board = build_json(admitted)
+    board = build_json(admitted, submitted)
     return render_markdown(board), board
 
 
@@ -307,29 +318,62 @@ def admitted_records(records_dir: str | Path, protocol: str, also: Sequence[str 
     return [Admitted(record, admit(record, path)) for path, record in found]
 
 
+def board_attacks(attack_records_dir: str | Path | None, protocol: str,
+                  admitted: list[Admitted]) -> list[AdmittedAttack]:
+    """Every attack record of `protocol` under `<attack_records_dir>/<protocol>/`, each admitted
+    against the board's admitted records (`leaderboard.attack_admission.admit_attack`); none when
+    `attack_records_dir` is None or the folder does not exist.
+
+    Raises:
+        AtbenchError: the first attack record that is malformed, fails its admission, or names an
+            entry (defense and seed) that is not on the board, naming its file.
+    """
+    if attack_records_dir is None:
+        return []
+    entries = {(it.record["defense"]["id"], it.record["seed"]): it for it in admitted}
+    return admitted_attacks(attack_records_dir, protocol, entries)
+
+
 def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path,
-                also: Sequence[str | Path] = ()) -> list[Path]:
+                also: Sequence[str | Path] = (), attack_records_dir: str | Path | None = None) -> list[Path]:
     """Build the board of `protocol` (a track's default protocol has the track's name) from
     `<records_dir>/<protocol>/` (and `<also>/<protocol>/` for each read-only records folder in
     `also`), each record admitted first (its flags file's hash and every number re-derived from
     it; nothing is written when one fails), atomically write `<boards_dir>/<protocol><suffix>`
     for every file of `board_files`, and rewrite the boards folder's `index.html`. Returns the
-    board's paths."""
+    board's paths.
+
+    With `attack_records_dir`, the attack records of `<attack_records_dir>/<protocol>/` are
+    admitted against the board's entries (`board_attacks`; a missing folder holds none) and give
+    each entry its best-known worst case; when there are any, the attack board is written too
+    (`<protocol>.attacks.md` and `.json`, `leaderboard.attack_board`), and when there are none an
+    earlier attack board of the protocol is removed. Without it (None) attack records are not
+    read, and an attack board already there is left as it is."""
     admitted = admitted_records(records_dir, protocol, also)
-    markdown, board = build(admitted)
+    submitted = board_attacks(attack_records_dir, protocol, admitted)
+    markdown, board = build(admitted, submitted)
+    files = board_files(markdown, board, [item.record for item in admitted])
+    if submitted:
+        files.update(attack_board_files(build_attack_board(board, submitted)))
     paths = []
-    for suffix, data in board_files(markdown, board, [item.record for item in admitted]).items():
+    for suffix, data in files.items():
         paths.append(Path(boards_dir) / f"{protocol}{suffix}")
         atomic_write_bytes(paths[-1], data)
+    if attack_records_dir is not None and not submitted:
+        for suffix in ATTACK_BOARD_SUFFIXES:
+            (Path(boards_dir) / f"{protocol}{suffix}").unlink(missing_ok=True)
     write_index([records_dir, *also], boards_dir)
     return paths
 
 
 def write_index(records_dirs: Sequence[str | Path], boards_dir: str | Path) -> Path:
-    """Rewrite `<boards_dir>/index.html`: every board JSON there, with the date of its newest
-    record under any of `records_dirs` (the day it was last evaluated)."""
+    """Rewrite `<boards_dir>/index.html`: every board JSON there (attack boards,
+    `<protocol>.attacks.json`, left out), with the date of its newest record under any of
+    `records_dirs` (the day it was last evaluated)."""
     boards = []
     for path in sorted(Path(boards_dir).glob("*.json")):
+        if path.name.endswith(ATTACK_BOARD_JSON):  # an attack board, not a board of entries
+            continue
         board = json.loads(path.read_text())
         found = [rec for root in records_dirs for _, rec in find_records(root, board["protocol"]["id"])]
         date = max((record["provenance"]["utc_time"][:10] for record in found), default="")

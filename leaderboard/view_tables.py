@@ -76,6 +76,16 @@ def attack_label(board: dict, attack: str) -> str:
     return f"{attack}: worst over {', '.join(m.removeprefix(attack + '-') for m in members)} (%)"
 
 
+def best_known_cell(x: dict, eps: str) -> dict:
+    """An entry's best-known worst case at `eps` (`73.00`, `71.50 (overstated)` when the paired
+    test flags it); `-` when no submitted attack was run against the entry."""
+    block = x.get("best_known")
+    if not block:
+        return cell("-")
+    at = block[eps]
+    return cell(pct(at["best_known"]) + (" (overstated)" if at["flag"] else ""), at["best_known"])
+
+
 def ranked_table(board: dict) -> dict:
     """One row per entry in rank order; the evidence columns (worst case, worst class, flags) first."""
     primary, names = board["primary_eps"], board["class_names"]
@@ -91,6 +101,7 @@ def ranked_table(board: dict) -> dict:
         return [
             cell(str(x["rank"]), x["rank"]), cell(_defense(x), x["defense"]),
             interval_cell(x["worst_case"][primary], x["intervals"]["worst_case"][primary]),
+            best_known_cell(x, primary),
             cell(f"{with_interval(worst_class, x['intervals']['worst_class_robust_acc'][primary])}"
                  f" ({class_list(names, x['worst_classes'][primary])})", worst_class),
             cell(fired, len(x["sanity_fired"])),
@@ -108,8 +119,8 @@ def ranked_table(board: dict) -> dict:
         ]
 
     columns = ([column("rank", "rank"), column("defense", "defense", "l"), column("worst-case", "worst case (%)"),
-                column("worst-class", "worst class (%)"), column("flags", "flags", "l"),
-                column("clean", "clean (%)")]
+                column("best-known", "best known (%)"), column("worst-class", "worst class (%)"),
+                column("flags", "flags", "l"), column("clean", "clean (%)")]
                + [column(f"attack-{a}", attack_label(board, a)) for a in board["attacks"]]
                + [column("seeds", "seeds"), column("disparity", "class disparity p"),
                   column("margin", "median margin"), column("loss-fidelity", "loss fidelity", "l"),

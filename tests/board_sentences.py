@@ -1,6 +1,7 @@
 """Every sentence of a board's view (`leaderboard.view`), checked against the numbers it describes
 (tests/test_board_sentences.py). `sentences(view)` lists them with where they stand;
-`problems(board, view)` returns one line per sentence that its data contradicts."""
+`problems(board, view)` returns one line per sentence that its data contradicts (the best-known
+column and sentences included: a flag exactly where p < alpha, counts equal to the data)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from leaderboard.formats import class_list
+from leaderboard.formats import class_list, p_text, pct
 
 _WITHIN = re.compile(r"within chance \(p = ([0-9.e-]+) ≥ ([0-9.]+)\)")
 _THRESHOLD = re.compile(r"not above the flag's threshold \(([0-9.]+)(?: points|% of the points)? ≤ ([0-9.]+)")
@@ -16,6 +17,10 @@ _HOLM_PAIRS = re.compile(r"Holm over all (\d+) pairs")
 _TESTS = re.compile(r"Holm-corrected over the (\d+) tests? made here")
 _SWEEP = re.compile(r"\[sweep\]\(\.\./sweeps/([^)]+)\.md\) of (\d+) settings?([^|]*)")
 _FRONT = re.compile(r"the Pareto front \(.*?\) is: ([^.]+)\.")
+_BEST = re.compile(r"eps=([^:]+): best known ([0-9.]+)% against the protocol's ([0-9.]+)%, "
+                   r"(no point|\d+ points?) broken beyond the protocol(?: \(([^)]*)\))?, p = ([^:]+): "
+                   r"(.*?)(?=; eps=|\.$)")
+_OVERSTATED = "**the protocol's attacks overstate this entry**"
 SWEEPS = Path(__file__).resolve().parent.parent / "leaderboard" / "sweeps"
 
 
@@ -244,9 +249,81 @@ def _cost(board: dict, view: dict) -> list[str]:
     return found
 
 
+def _best_known_segments(x: dict, text: str, alpha: float) -> list[str]:
+    """One entry's best-known sentence against its `best_known` block, eps by eps."""
+    found, block = [], x["best_known"]
+    segments = {m.group(1): m for m in _BEST.finditer(text)}
+    if sorted(segments) != sorted(block):
+        found.append(f"best known: {x['defense']}'s sentence covers eps {sorted(segments)}, its block {sorted(block)}")
+    for eps, m in segments.items():
+        at = block.get(eps)
+        if at is None:
+            continue
+        if (m.group(2), m.group(3)) != (pct(at["best_known"]), pct(at["protocol"])):
+            found.append(f"best known: {x['defense']} at eps={eps} says {m.group(2)}% against {m.group(3)}%, the data "
+                         f"{pct(at['best_known'])}% against {pct(at['protocol'])}%")
+        said = 0 if m.group(4) == "no point" else int(m.group(4).split()[0])
+        if said != at["points_beyond"] or said != sum(len(v) for v in at["best_known_attacks"].values()):
+            found.append(f"best known: {x['defense']} at eps={eps} says {said} points broken beyond the protocol, "
+                         f"the data {at['points_beyond']}")
+        per_attack: dict[str, int] = {}
+        for points in at["best_known_attacks"].values():
+            for point in points:
+                for name in point["attacks"]:
+                    per_attack[name] = per_attack.get(name, 0) + 1
+        stated = {k: int(n) for k, n in re.findall(r"`([^`]+)` (\d+)", m.group(5) or "")}
+        if stated != per_attack:
+            found.append(f"best known: {x['defense']} at eps={eps} credits the attacks {stated}, the data {per_attack}")
+        if m.group(6) != p_text(at["p_value"]):
+            found.append(f"best known: {x['defense']} at eps={eps} says p = {m.group(6)}, the data {at['p_value']}")
+        flagged = _OVERSTATED in m.group(7)
+        if flagged != (at["p_value"] < alpha) or flagged != (at["flag"] is not None):
+            found.append(f"best known: {x['defense']} at eps={eps} is {'' if flagged else 'not '}flagged with "
+                         f"p = {at['p_value']} (alpha {alpha})")
+    return found
+
+
+def _best_known(board: dict, view: dict, alpha: float) -> list[str]:
+    """The best-known column and section: `-` exactly where no attack record names the entry, the
+    number at the primary eps otherwise (marked overstated iff flagged), a section only with
+    attack records that keeps the protocol's ranking, and every sentence's numbers and flag."""
+    found, primary = [], board["primary_eps"]
+    table = _section(view, "ranking")["blocks"][0]
+    ids = [c["id"] for c in table["columns"]]
+    if "best-known" not in ids or ids.index("best-known") != ids.index("worst-case") + 1:
+        found.append("ranking: no best-known column right after the worst case")
+        return found
+    for x, row in zip(board["entries"], table["rows"]):
+        text, block = row[ids.index("best-known")]["text"], x.get("best_known")
+        want = "-" if not block else pct(block[primary]["best_known"]) + (
+            " (overstated)" if block[primary]["flag"] else "")
+        if text != want:
+            found.append(f"ranking: {x['defense']}'s best-known cell says {text!r}, the data {want!r}")
+    attacked = {x["defense"]: x for x in board["entries"] if x.get("best_known")}
+    section = _section(view, "best-known")
+    if section is None:
+        if attacked:
+            found.append(f"best known: no section, though {', '.join(attacked)} have attack records")
+        return found
+    if not attacked:
+        found.append("best known: a section on a board without attack records")
+    text = " ".join(b["text"] for b in section["blocks"] if b["kind"] == "paragraph")
+    if "The ranking stays the protocol's" not in text:
+        found.append("best known: the section does not say that the ranking stays the protocol's")
+    lines = [t for b in section["blocks"] if b["kind"] == "items" for t in b["items"]]
+    named = [re.match(r"\*\*([^*]+)\*\*", t).group(1) if t.startswith("**") else t for t in lines]
+    if sorted(named) != sorted(attacked):
+        found.append(f"best known: sentences on {sorted(named)}, attack records on {sorted(attacked)}")
+    for name, line in zip(named, lines):
+        if name in attacked:
+            found += _best_known_segments(attacked[name], line, alpha)
+    return found
+
+
 def problems(board: dict, view: dict) -> list[str]:
     """Every sentence of `view` that the numbers of `board` contradict, one line each."""
     alpha = board["statistics"]["alpha"]
     return (_notes(board, view, alpha) + _ranks(board, view) + _counts(board, view) + _tables(board, view)
             + _worst_classes(board, view) + _claims(board, view, alpha) + _classwise(board, view, alpha)
-            + _significance(board, view, alpha) + _margins(board, view) + _tuning(view) + _cost(board, view))
+            + _significance(board, view, alpha) + _margins(board, view) + _tuning(view) + _cost(board, view)
+            + _best_known(board, view, alpha))

@@ -34,22 +34,25 @@ def entries(entry):
 
 
 def write_attack(folder, entry, attack: str, broken: dict[str, list[int]], edit=None):
-    """An attack record of `entry` whose flags break, at each eps (and every larger one), the given
-    positions; `edit(record)` changes the record after its numbers are derived. Returns its path."""
+    """An attack record of `entry` (any defense and seed, at its protocol's eps) whose flags break,
+    at each eps (and every larger one), the given positions; `edit(record)` changes the record
+    after its numbers are derived. Returns its path."""
     clean = entry.flags.flags["clean"]
+    defense, seed, eps_list = entry.record["defense"]["id"], entry.record["seed"], entry.record["protocol"]["eps"]
     flags, alive = {"clean": clean.copy()}, clean.copy()
-    for eps in EPS:
+    for eps in eps_list:
         alive = alive.copy()
         alive[broken.get(eps, [])] = False
         flags[f"{attack}@{eps}"] = alive
     data = flags_npz_bytes(flags, entry.flags.labels, entry.flags.indices)
-    name = attack_record_name(attack, "pgd-at", 0)
+    name = attack_record_name(attack, defense, seed)
     record = build_attack_record(
         attack={"id": attack, "config": f"{attack}.Config(seed=0)", "source": "file", "source_sha256": SHA},
-        entry={"track": entry.record["track"], "defense": "pgd-at", "seed": 0, "external": False,
+        entry={"track": entry.record["track"], "defense": defense, "seed": seed,
+               "external": entry.record["defense"]["external"],
                "checkpoint_sha256": entry.record["provenance"]["checkpoint_sha256"]},
         protocol=entry.record["protocol"], votes=1, clean_correct=int(clean.sum()),
-        broken={e: int((clean & ~flags[f"{attack}@{e}"]).sum()) for e in EPS},
+        broken={e: int((clean & ~flags[f"{attack}@{e}"]).sum()) for e in eps_list},
         flags={"file": f"{name}.flags.npz", "sha256": sha256_bytes(data)}, runtime_s=1.5,
         provenance={"atbench_version": "0.1.0", "git_commit": None, "git_dirty": False, "packages": {},
                     "python": "3.11.7", "device": "cpu", "seeds": {"attack": 0, "test_subset": 0},

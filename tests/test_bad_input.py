@@ -39,16 +39,17 @@ COMMON = {"--track": "name", "--track-file": "file", "--defense": "name", "--def
           "--records-dir": "folder", "--boards-dir": "folder"}
 #: command -> (arguments that make the rest of the line valid, {option: type}); "" is a positional.
 COMMANDS = {
-    "run": ([], {**COMMON, "--executor": "choice", "--eval-precision": "choice", "--fast-path": "choice"}),
+    "run": ([], {**COMMON, "--executor": "choice", "--eval-precision": "choice", "--fast-path": "choice",
+                 "--attack-records-dir": "folder"}),
     "tune": ([], {**COMMON, "--sweeps-dir": "folder"}),
     "train": ([], {**COMMON, "--fast-path": "choice"}),
     "eval": ([], {**COMMON, "--checkpoint": "file", "--name": "name", "--eval-precision": "choice",
-                  "--fast-path": "choice"}),
+                  "--fast-path": "choice", "--attack-records-dir": "folder"}),
     "regress": (["--current", "{folder}", "--against", "{folder}"],
                 {**COMMON, "--against": "path", "--current": "path", "--tolerance": "fraction", "--alpha": "fraction",
                  "--junit": "output"}),
     "leaderboard": ([], {"--track": "name", "--track-file": "file", "--protocol": "protocol", "--records-dir": "folder",
-                         "--boards-dir": "folder"}),
+                         "--boards-dir": "folder", "--attack-records-dir": "folder"}),
     "bench": ([], {"--track": "name", "--defense": "name", "--seed": "int", "--points": "int", "--device": "device",
                    "--data-dir": "folder", "--runs-dir": "folder", "--repeats": "int", "--train-model": "name",
                    "--json": "output", "": "name"}),
@@ -64,7 +65,7 @@ COMMANDS = {
     "validate-attack": (["bpda"], {"--attack-file": "file"}),
     "compare": (["a", "b"], {"--track": "name", "--track-file": "file", "--protocol": "protocol",
                              "--records-dir": "folder", "--format": "choice"}),
-    "export": (["json-schema"], {"--out": "output", "": "path"}),
+    "export": (["json-schema"], {"--out": "output", "": "path", "--attack-records-dir": "folder"}),
     "ls": ([], {"": "choice"}),
 }
 

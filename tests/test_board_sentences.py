@@ -1,7 +1,7 @@
-"""Every sentence a board prints is true of its data: the committed boards' views and a fixture
-board's are checked sentence by sentence (`tests.board_sentences`), and planted false sentences
-are caught. Also: the JSON board's view is the one its numbers give, and Markdown and HTML
-print the view's sentences, not their own."""
+"""Every sentence a board prints is true of its data: the committed boards' views and fixture
+boards' (one with attack records: its best-known sentences) are checked sentence by sentence
+(`tests.board_sentences`), and planted false sentences are caught. Also: the JSON board's view is
+the one its numbers give, and Markdown and HTML print the view's sentences, not their own."""
 import copy
 import json
 import re
@@ -15,7 +15,9 @@ from leaderboard.evidence import ALPHA
 from leaderboard.html import render_board_page
 from leaderboard.html_view import inline_html
 from leaderboard.markdown import render_markdown
-from leaderboard.view import board_view
+from leaderboard.view import OVERSTATED_TEXT, board_view
+from leaderboard.build import board_attacks
+from tests.attack_fixtures import PROTOCOL, write_attacked_board
 from tests.board_sentences import problems, sentences
 from tests.html_fixtures import fixture_board
 
@@ -70,7 +72,7 @@ def test_planted_false_sentences_of_other_kinds_are_caught(committed):
         "missing from the table": lambda v: next(
             b for s in v["sections"] if s["id"] == "certified" for b in s["blocks"] if b["kind"] == "items")[
             "items"].clear(),
-        "worst class": lambda v: v["sections"][1]["blocks"][0]["rows"][0][3].update(text="60.00 ±26.2 (class 7)"),
+        "worst class": lambda v: _ranked_cell(v, 0, "worst-class").update(text="60.00 ±26.2 (class 7)"),
         "called supported": lambda v: next(b for s in v["sections"] if s["id"] == "claims" for b in s["blocks"]
                                            if b["kind"] == "table")["rows"][0][7].update(text="**supported**"),
         "a plural after 1": lambda v: v["sections"][0]["blocks"].append(
@@ -99,6 +101,65 @@ def test_the_json_view_is_what_the_numbers_give_and_every_renderer_prints_it(com
             continue
         assert text.replace("|", "\\|") in markdown or text in markdown, where
         assert " ".join(plain(text).split()) in " ".join(page.split()), where
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory) -> dict:
+    """The board of `tests.attack_fixtures`: entries with attack records, one flagged, one not."""
+    records, attacks, _ = write_attacked_board(tmp_path_factory.mktemp("attacked"))
+    admitted = admitted_records(records, PROTOCOL)
+    return build_json(admitted, board_attacks(attacks, PROTOCOL, admitted))
+
+
+@pytest.mark.unit
+def test_every_best_known_sentence_of_a_board_with_attack_records_is_true(attacked):
+    section = next(s for s in attacked["view"]["sections"] if s["id"] == "best-known")
+    assert len(next(b for b in section["blocks"] if b["kind"] == "items")["items"]) == 3
+    assert problems(attacked, attacked["view"]) == []
+
+
+@pytest.mark.unit
+def test_planted_false_best_known_sentences_are_caught(attacked):
+    def line(view: dict, defense: str) -> tuple[list[str], int]:
+        lines = next(b for s in view["sections"] if s["id"] == "best-known" for b in s["blocks"]
+                     if b["kind"] == "items")["items"]
+        return lines, next(i for i, t in enumerate(lines) if t.startswith(f"**{defense}**"))
+
+    def flag_honest(view):  # trades: p = 0.25, yet the line says the protocol overstates it
+        lines, i = line(view, "trades")
+        lines[i] = lines[i].replace("p = 0.25: not significant at 0.05", "p = 0.25: " + OVERSTATED_TEXT)
+
+    def unflag_planted(view):  # pgd-at: p = 1/32 < 0.05, yet no flag
+        lines, i = line(view, "pgd-at")
+        lines[i] = lines[i].replace(OVERSTATED_TEXT, "not significant at 0.05")
+
+    def miscount(view):
+        lines, i = line(view, "pgd-at")
+        lines[i] = lines[i].replace("5 points broken beyond the protocol (`bpda` 5", "6 points broken beyond the "
+                                    "protocol (`bpda` 6")
+
+    def cell(view):
+        _ranked_cell(view, 0, "best-known").update(text="-")
+
+    def ranking(view):
+        section = next(s for s in view["sections"] if s["id"] == "best-known")
+        section["blocks"][0]["text"] = section["blocks"][0]["text"].replace("The ranking stays the protocol's", "")
+
+    plants = {"trades at eps=0.3 is flagged with p = 0.25": flag_honest,
+              "pgd-at at eps=0.3 is not flagged with p = 0.03125": unflag_planted,
+              "says 6 points broken beyond the protocol, the data 5": miscount,
+              "best-known cell says '-'": cell, "ranking stays the protocol's": ranking}
+    for expected, plant in plants.items():
+        view = copy.deepcopy(attacked["view"])
+        plant(view)
+        found = problems(attacked, view)
+        assert any(expected in p for p in found), (expected, found)
+
+
+def _ranked_cell(view: dict, row: int, ident: str) -> dict:
+    """A cell of the ranked table by column id."""
+    table = view["sections"][1]["blocks"][0]
+    return table["rows"][row][[c["id"] for c in table["columns"]].index(ident)]
 
 
 def _ranked_cells(view: dict) -> list[dict]:

@@ -13,12 +13,15 @@ from benchmark.core.io import dumps_json
 from leaderboard.flags import SANITY_FLAGS
 from leaderboard.record import RecordError, load_record
 from leaderboard.robustbench import (
+    EXTERNAL,
     ROBUSTBENCH_FIELDS,
     export_robustbench,
     percent,
     robustbench_entry,
 )
+from tests.attack_fixtures import PROTOCOL, broken_already, write_records
 from tests.fixtures_records import make_record, write_consistent
+from tests.test_attack_records import robust_positions, write_attack
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +31,8 @@ RECORD_FILES = sorted(TRACK_DIR.glob("*.json"))
 needs_records = pytest.mark.skipif(not RECORD_FILES, reason="no committed mnist5k-cnn records")
 
 # RobustBench's model_info fields (robustbench/utils.py ModelInfo plus the hand-added `unreliable`;
-# /work/shared/research/anchors.md section 2.1), without the corruption fields and `external`.
+# /work/shared/research/anchors.md section 2.1), without the corruption fields and `external` (present
+# only when submitted attacks broke points beyond the protocol: the tests at the end).
 ROBUSTBENCH_NAMES = {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable"}
 
@@ -114,3 +118,84 @@ def test_export_rejects_an_empty_directory_and_an_invalid_record(tmp_path):
     (tmp_path / "bad.json").write_text(dumps_json(bad))
     with pytest.raises(RecordError, match="clean_acc"):
         export_robustbench(tmp_path, tmp_path / "out")
+
+
+@pytest.fixture
+def attacked(tmp_path):
+    """Records of pgd-at (planted: `bpda` breaks 5 points beyond the protocol at the primary eps,
+    `eot-pgd` one of them), trades (honest: `multi-targeted` breaks only points the protocol broke)
+    and mart (`eot-pgd` breaks 2 points beyond the protocol), with their attack records."""
+    records, attacks = tmp_path / "records", tmp_path / "attack_records"
+    entries = write_records(records, {"pgd-at": (0,), "trades": (0,), "mart": (0,)})
+    folder = attacks / PROTOCOL
+    planted, honest, mart = entries[("pgd-at", 0)], entries[("trades", 0)], entries[("mart", 0)]
+    five = robust_positions(planted, "0.3", 5)
+    write_attack(folder, planted, "bpda", {"0.3": five})
+    write_attack(folder, planted, "eot-pgd", {"0.3": five[:1]})
+    write_attack(folder, honest, "multi-targeted", {"0.2": broken_already(honest, "0.2", 4)})
+    write_attack(folder, mart, "eot-pgd", {"0.3": robust_positions(mart, "0.3", 2)})
+    return records, attacks, entries
+
+
+def _exported(out) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+
+
+def test_external_is_the_best_known_accuracy_when_a_submitted_attack_broke_points_beyond_the_protocol(attacked,
+                                                                                                       tmp_path):
+    records, attacks, entries = attacked
+    export_robustbench(records, tmp_path / "out", attacks)
+    out = _exported(tmp_path / "out")
+    planted = out["pgd-at-seed0"]
+    robust = int(entries[("pgd-at", 0)].record["worst_case"]["0.3"] * 300 + 0.5)
+    assert planted[EXTERNAL] == percent((robust - 5) / 300)
+    assert Decimal(planted[EXTERNAL]) < Decimal(planted["autoattack_acc"])
+    assert f"{planted[EXTERNAL]}% robust accuracy is due to the submitted attacks bpda (5 points), eot-pgd " \
+           "(1 point) beside the protocol's attack columns (atbench attack records): 5 points the protocol's attacks " \
+           "left robust were broken (one-sided exact paired test p = 0.031)." in planted["footnote"]
+    # the honest entry: its submitted attack broke nothing beyond the protocol, so no external field at all
+    honest = out["trades-seed0"]
+    assert EXTERNAL not in honest and "due to" not in honest["footnote"]
+    assert honest == robustbench_entry(entries[("trades", 0)].record)
+    # two points beyond the protocol are not significant, yet best known is lower: external says so, with its p
+    assert out["mart-seed0"][EXTERNAL] == percent(
+        (int(entries[("mart", 0)].record["worst_case"]["0.3"] * 300 + 0.5) - 2) / 300)
+    assert "due to the submitted attack eot-pgd (2 points)" in out["mart-seed0"]["footnote"]
+    assert "p = 0.25" in out["mart-seed0"]["footnote"]
+    # every other field is there as without attack records
+    for entry in out.values():
+        assert set(entry) - {EXTERNAL} == set(ROBUSTBENCH_FIELDS)
+
+
+def test_without_attack_records_the_export_is_unchanged(attacked, tmp_path):
+    records, _, entries = attacked
+    export_robustbench(records, tmp_path / "plain")
+    export_robustbench(records, tmp_path / "none", tmp_path / "missing")
+    assert _exported(tmp_path / "plain") == _exported(tmp_path / "none") == {
+        f"{d}-seed{s}": robustbench_entry(item.record) for (d, s), item in entries.items()}
+
+
+def test_attack_records_of_records_not_exported_are_left_out_and_a_refused_one_is_an_error(attacked, tmp_path):
+    records, attacks, entries = attacked
+    export_robustbench(records / PROTOCOL / "trades-seed0.json", tmp_path / "one", attacks)
+    assert list(_exported(tmp_path / "one")) == ["trades-seed0"]
+
+    def claim_more(record):
+        record["broken"]["0.3"] += 1
+
+    path = write_attack(attacks / PROTOCOL, entries[("trades", 0)], "bpda", {}, claim_more)
+    with pytest.raises(AtbenchError) as info:
+        export_robustbench(records, tmp_path / "bad", attacks)
+    assert str(path) in info.value.problem and "field `broken.0.3`" in info.value.problem
+    assert not (tmp_path / "bad").exists()
+
+
+def test_atbench_export_takes_the_attack_records_folder(attacked, tmp_path, capsys):
+    from benchmark.commands.cli import main
+
+    records, attacks, _ = attacked
+    args = ["export", "robustbench", str(records / PROTOCOL), "--out", str(tmp_path / "cli")]
+    assert main([*args, "--attack-records-dir", str(attacks)]) == 0
+    assert EXTERNAL in _exported(tmp_path / "cli")["pgd-at-seed0"]
+    assert main([*args, "--attack-records-dir", str(tmp_path / "missing")]) == 0
+    assert EXTERNAL not in _exported(tmp_path / "cli")["pgd-at-seed0"]

@@ -34,7 +34,7 @@ def _jobs(args, stage: str):
     if stage != "train":
         check_test_split(protocol, load_dataset(track.dataset, args.data_dir))
     paths = Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir,
-                  getattr(args, "with_official", False))
+                  getattr(args, "with_official", False), getattr(args, "attack_records_dir", None))
     options = Options(progress=not args.quiet, compile=getattr(args, "compile", False),
                       fast_path=getattr(args, "fast_path", "auto"), precision=getattr(args, "eval_precision", "fp32"),
                       defense_files=tuple(args.defense_files), replace=getattr(args, "replace", False))
@@ -126,7 +126,7 @@ def _external_jobs(args):
     options = Options(progress=not args.quiet, precision=args.eval_precision, replace=args.replace)
     return [external_job(track, protocol, name, ExternalModel(args.model, args.checkpoint), args.device,
                          Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir,
-                               args.with_official), options)]
+                               args.with_official, args.attack_records_dir), options)]
 
 
 def cmd_eval(args) -> None:
@@ -181,7 +181,7 @@ def cmd_leaderboard(args) -> None:
     protocol = protocol_for(_track(args), args.protocol)
     also = (official_records(),) if args.with_official else ()
     with folder_lock(args.records_dir):
-        paths = write_board(args.records_dir, protocol.id, args.boards_dir, also)
+        paths = write_board(args.records_dir, protocol.id, args.boards_dir, also, args.attack_records_dir)
     print("\n".join(str(p) for p in paths))
 
 
@@ -332,7 +332,7 @@ def cmd_export(args) -> None:
                                                    "leaderboard/records/mnist5k-cnn")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise AtbenchError(f"--out {args.out} is a file, not a folder", "pass the folder to write the entries into")
-    print("\n".join(str(p) for p in export_robustbench(args.records, args.out)))
+    print("\n".join(str(p) for p in export_robustbench(args.records, args.out, args.attack_records_dir)))
 
 
 def cmd_ls(args) -> None:

@@ -65,6 +65,12 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
+def _attack_records(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--attack-records-dir", default=default("attack_records"), type=arg.folder,
+                   help=_folder_help(f"{what} <attack-records-dir>/<protocol>/ (docs/attacks.md): each is admitted "
+                                     "against its entry, and a missing folder holds none", "attack_records"))
+
+
 def _official(p: argparse.ArgumentParser) -> None:
     p.add_argument("--with-official", action="store_true",
                    help="build the board from the official records shipped with atbench as well as "
@@ -90,6 +96,7 @@ def _commands(sub) -> None:
     run = sub.add_parser("run", help="train + evaluate every (defense, seed) on a track, then write the board")
     _common(run)
     _official(run)
+    _attack_records(run, "the attack records that give the board's entries their best-known worst case,")
     _fast_path(run, compile=True, precision=True)
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local worker processes (default), or Ray tasks (docs/ray.md)")
@@ -103,6 +110,7 @@ def _commands(sub) -> None:
                                            "publish the records and write the board")
     _common(evaluate)
     _official(evaluate)
+    _attack_records(evaluate, "the attack records that give the board's entries their best-known worst case,")
     _fast_path(evaluate, compile=False, precision=True)
     evaluate.add_argument("--model", default=None, metavar="SPEC",
                           help="evaluate this model instead of trained defenses: module:callable (returning an "
@@ -118,6 +126,8 @@ def _commands(sub) -> None:
                                                "published records")
     _common(board, defenses=False)
     _official(board)
+    _attack_records(board, "the attack records that give the board's entries their best-known worst case (and "
+                           "the attack board, <boards-dir>/<protocol>.attacks.md|json),")
     tune = sub.add_parser("tune", help="train and score each defense's declared search space on the validation split "
                                        "and write its sweep record (the track takes the winner)")
     _common(tune)
@@ -235,6 +245,8 @@ def _commands(sub) -> None:
                         help="robustbench: records or records folders")
     export.add_argument("--out", required=True, metavar="PATH", type=arg.output_path,
                         help="robustbench: the output folder; json-schema: the output file")
+    _attack_records(export, "robustbench: the attack records of the exported records, whose best-known worst case "
+                            "fills `external` when a submitted attack broke points beyond the protocol,")
     data_command.add_parser(sub)
     ls = sub.add_parser("ls", help="list registered names")
     ls.add_argument("what", nargs="?", default="all",

@@ -30,6 +30,8 @@ class Paths:
 
     Attributes:
         with_official: the board also admits the official records shipped with atbench.
+        attack_records_dir: where the board reads the attack records that give its entries their
+            best-known worst case (`leaderboard.build.write_board`); None: it reads none.
     """
 
     runs_dir: str = default("runs")
@@ -37,6 +39,7 @@ class Paths:
     boards_dir: str = default("boards")
     data_dir: str | None = None
     with_official: bool = False
+    attack_records_dir: str | None = None
 
     @property
     def also_records(self) -> tuple[Path, ...]:

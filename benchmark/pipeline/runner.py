@@ -114,7 +114,7 @@ def publish_all(jobs: Sequence[Job], records: Sequence[Path]) -> list[Path]:
         for job, record in zip(jobs, records):
             publish(record, job)
         return write_board(first.paths.records_dir, first.protocol.id, first.paths.boards_dir,
-                           first.paths.also_records)
+                           first.paths.also_records, first.paths.attack_records_dir)
 
 
 def _source(record: dict) -> tuple:
