@@ -19,7 +19,7 @@ from attacks.pgd import PGD
 from benchmark.core.errors import AtbenchError
 from benchmark.core.plugins import ATTACK, load_file
 from benchmark.core.registry import ATTACKS, SUBMITTED_ATTACKS
-from benchmark.models.planted import InputQuantizer, noisy, quantized, quantized_cnn_mnist
+from benchmark.models.planted import InputQuantizer, noisy, noisy_cnn_tiny_digits, quantized, quantized_cnn_mnist
 from tests.helpers import tiny_mlp
 
 pytestmark = pytest.mark.unit
@@ -124,6 +124,12 @@ def test_multi_targeted_tries_every_other_class_with_its_restarts(tiny, monkeypa
     assert all(set(row.tolist()) == set(range(10)) - {label} for row, label in zip(tried, y.tolist()))
     assert robust(model, MultiTargeted(steps=10)(model, x, y, 0.1), y).sum() <= \
         robust(model, PGD(steps=10)(model, x, y, 0.1), y).sum()
+
+
+def test_the_smoke_tracks_noisy_wrapper_takes_digits_and_draws_anew():
+    wrapped = noisy_cnn_tiny_digits().eval()
+    x = torch.rand(4, 1, 8, 8)
+    assert wrapped(x).shape == (4, 10) and not torch.equal(wrapped(x), wrapped(x))
 
 
 def test_a_planted_wrapper_loads_the_wrapped_architectures_checkpoint():

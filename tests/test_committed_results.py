@@ -12,7 +12,8 @@ from benchmark.pipeline.protocol import load_protocol
 from benchmark.pipeline.tracks import TRACKS
 from benchmark.pipeline.train import HARNESS_VERSION, supports
 from leaderboard.admission import admit
-from leaderboard.build import admitted_records, board_files, build
+from leaderboard.attack_board import attack_board_files, build_attack_board
+from leaderboard.build import admitted_records, board_attacks, board_files, build
 from leaderboard.record import SCHEMA_VERSION, load_record
 
 pytestmark = pytest.mark.unit
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "leaderboard" / "records"
 BOARDS = ROOT / "leaderboard" / "boards"
+ATTACK_RECORDS = ROOT / "leaderboard" / "attack_records"
 RECORD_FILES = sorted(RECORDS.rglob("*.json"))
 PROTOCOLS = sorted(p.name for p in RECORDS.iterdir() if p.is_dir()) if RECORDS.is_dir() else []
 
@@ -60,12 +62,19 @@ def test_committed_record_is_valid_and_derived_from_its_flags(path):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_committed_board_is_what_its_records_build(protocol):
-    """Every committed board file (Markdown, JSON, web page, plots) is byte for byte what its
-    admitted records build."""
+    """Every committed board file (Markdown, JSON, web page, plots, and the attack board where
+    attack records are committed) is byte for byte what its admitted records and admitted attack
+    records build."""
     admitted = admitted_records(RECORDS, protocol)
-    markdown, board = build(admitted)
-    for suffix, data in board_files(markdown, board, [item.record for item in admitted]).items():
+    submitted = board_attacks(ATTACK_RECORDS, protocol, admitted)
+    markdown, board = build(admitted, submitted)
+    files = board_files(markdown, board, [item.record for item in admitted])
+    if submitted:
+        files.update(attack_board_files(build_attack_board(board, submitted)))
+    for suffix, data in files.items():
         assert (BOARDS / f"{protocol}{suffix}").read_bytes() == data, suffix
+    assert {p.name for p in BOARDS.glob(f"{protocol}.attacks.*")} == {f"{protocol}{s}" for s in files
+                                                                       if s.startswith(".attacks")}
 
 
 #: Defenses whose deployed model is not a plain network, so it has no certified L2 column:

@@ -103,3 +103,14 @@ def quantized_cnn_mnist() -> Preprocessed:
 def noisy_cnn_mnist() -> Preprocessed:
     """cnn-mnist behind Gaussian input noise of sigma 0.25; load a trained cnn-mnist checkpoint into it."""
     return noisy(_cnn_mnist())
+
+
+#: The smoke track's input: scikit-learn's 1x8x8 digits of 10 classes (its architecture: cnn-tiny).
+DIGITS_SHAPE = (1, 8, 8)
+
+
+def noisy_cnn_tiny_digits() -> Preprocessed:
+    """The smoke track's architecture (cnn-tiny on 8x8 digits) behind Gaussian input noise of sigma
+    0.25; load a trained smoke checkpoint into it. The smoke protocol's 100 points keep the
+    randomized evaluation (EOT and majority votes) short."""
+    return noisy(build_model("cnn-tiny", MNIST_CLASSES, DIGITS_SHAPE, (0.0,), (1.0,)))
