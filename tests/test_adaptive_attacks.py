@@ -19,7 +19,14 @@ from attacks.pgd import PGD
 from benchmark.core.errors import AtbenchError
 from benchmark.core.plugins import ATTACK, load_file
 from benchmark.core.registry import ATTACKS, SUBMITTED_ATTACKS
-from benchmark.models.planted import InputQuantizer, noisy, noisy_cnn_tiny_digits, quantized, quantized_cnn_mnist
+from benchmark.models.planted import (
+    InputQuantizer,
+    noisy,
+    noisy_cnn_tiny_digits,
+    quantized,
+    quantized_cnn_mnist,
+    quantized_logits_cnn_mnist,
+)
 from tests.helpers import tiny_mlp
 
 pytestmark = pytest.mark.unit
@@ -124,6 +131,20 @@ def test_multi_targeted_tries_every_other_class_with_its_restarts(tiny, monkeypa
     assert all(set(row.tolist()) == set(range(10)) - {label} for row, label in zip(tried, y.tolist()))
     assert robust(model, MultiTargeted(steps=10)(model, x, y, 0.1), y).sum() <= \
         robust(model, PGD(steps=10)(model, x, y, 0.1), y).sum()
+
+
+def test_rounded_logits_have_no_input_gradient_and_bpda_sees_the_network_behind():
+    from attacks.adaptive.bpda import identity_backward
+
+    torch.manual_seed(0)
+    wrapped = quantized_logits_cnn_mnist().eval()
+    x = torch.rand(3, 1, 28, 28, requires_grad=True)
+    wrapped(x).max(1).values.sum().backward()
+    assert torch.count_nonzero(x.grad) == 0
+    with identity_backward(wrapped) as marked:
+        x.grad = None
+        wrapped(x).max(1).values.sum().backward()
+    assert marked == 1 and torch.count_nonzero(x.grad) > 0
 
 
 def test_the_smoke_tracks_noisy_wrapper_takes_digits_and_draws_anew():

@@ -44,6 +44,27 @@ class InputQuantizer(nn.Module):
         return f"levels={self.levels}"
 
 
+class LogitQuantizer(nn.Module):
+    """round(z / step) * step on the logits: the scores are flat almost everywhere, so neither a
+    gradient (zero) nor a score-based search (no change to follow) finds a direction, while the
+    network behind it is as vulnerable as ever. It declares `bpda_identity = True`: BPDA may
+    differentiate it as the identity (it keeps its input's shape)."""
+
+    bpda_identity = True
+
+    def __init__(self, step: float):
+        super().__init__()
+        if step <= 0:
+            raise ValueError(f"step must be positive, got {step}")
+        self.step = step
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.round(z / self.step) * self.step
+
+    def extra_repr(self) -> str:
+        return f"step={self.step}"
+
+
 class GaussianInputNoise(nn.Module):
     """x + sigma * N(0, 1), clamped to [0, 1], a fresh draw (from torch's global generator) on every
     forward pass: a randomized model."""
@@ -80,6 +101,16 @@ class Preprocessed(nn.Module):
         return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
+class Postprocessed(Preprocessed):
+    """`postprocess(model(x))`, whose state dict is `model`'s own (the postprocessing has no weights)."""
+
+    def __init__(self, model: nn.Module, postprocess: nn.Module):
+        super().__init__(postprocess, model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.preprocess(self.model(x))
+
+
 def quantized(model: nn.Module, levels: int = 16) -> Preprocessed:
     """`model` behind `InputQuantizer(levels)`."""
     return Preprocessed(InputQuantizer(levels), model)
@@ -98,6 +129,12 @@ def quantized_cnn_mnist() -> Preprocessed:
     """The mnist5k-cnn track's architecture (cnn-mnist) behind 16-level input quantization; load a
     trained cnn-mnist checkpoint into it (`--checkpoint`)."""
     return quantized(_cnn_mnist())
+
+
+def quantized_logits_cnn_mnist() -> Postprocessed:
+    """cnn-mnist whose logits are rounded to steps of 2 (`LogitQuantizer`); load a trained
+    cnn-mnist checkpoint into it. The protocol's attacks see flat scores; BPDA sees through."""
+    return Postprocessed(_cnn_mnist(), LogitQuantizer(2.0))
 
 
 def noisy_cnn_mnist() -> Preprocessed:
