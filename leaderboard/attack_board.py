@@ -26,7 +26,7 @@ from benchmark.core.io import dumps_json
 from leaderboard import stats
 from leaderboard.attack_admission import AdmittedAttack
 from leaderboard.evidence import ALPHA, worst_flags
-from leaderboard.formats import count, p_text
+from leaderboard.formats import count, p_is, p_text
 from leaderboard.markdown import render_view
 from leaderboard.view import items, paragraph, section
 from leaderboard.view_tables import cell, column, table
@@ -146,7 +146,7 @@ def attack_board_view(board: dict) -> dict:
     lines = [f"`{r['attack']}` ({', '.join(r['sources'])}): run against "
              f"{count(len(r['entries']), 'entry', 'entries')}: {_entries_text(r)}; breaks "
              f"{count(r['by_eps'][primary]['points_beyond'], 'point')} beyond the protocol at eps={primary} "
-             f"(Holm p = {p_text(r['by_eps'][primary]['p_adjusted'])}: "
+             f"(Holm p {p_is(r['by_eps'][primary]['p_adjusted'])}: "
              + ("significant" if r["by_eps"][primary]["significant"] else f"not significant at {alpha}") + ")"
              for r in rows]
     return {

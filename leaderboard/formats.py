@@ -30,6 +30,11 @@ def p_text(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
+def p_is(p: float) -> str:
+    """A p-value after "p": `= 0.0021`-style two significant digits, or `< 0.0001`."""
+    return "< 0.0001" if p < 1e-4 else f"= {p:.2g}"
+
+
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """`1 point`, `2 points`."""
     return f"{n} {noun if n == 1 else (plural or noun + 's')}"

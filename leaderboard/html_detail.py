@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from leaderboard.evidence import ALPHA
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
-from leaderboard.formats import count, override_value, p_text, pct
+from leaderboard.formats import count, override_value, p_is, pct
 from leaderboard.html_parts import (
     definition_list,
     esc,
@@ -53,12 +53,12 @@ def _class_sentence(board: dict, x: dict) -> str:
     d, gain = x["class_disparity"], x["attack_gain"]
     text = (f"At eps={esc(primary)}: {esc(worst_class_text(x, names, primary))} (95% interval simultaneous over "
             f"the classes). Class disparity {'real' if d['real'] else 'not shown'} "
-            f"(permutation p = {p_text(d['p_value'])}).")
+            f"(permutation p {p_is(d['p_value'])}).")
     if gain["attack"] and gain["points"]:
         weak = ", ".join(esc(names[k]) for k in gain["weakest_classes"])
         text += (f" <code>{esc(gain['attack'])}</code> breaks {count(gain['points'], 'point')} PGD leaves robust, "
                  f"{gain['share_on_weakest'] * 100:.0f}% of them in PGD's weakest classes ({weak}; "
-                 f"{gain['expected_share'] * 100:.0f}% expected; p = {p_text(gain['p_value'])}: "
+                 f"{gain['expected_share'] * 100:.0f}% expected; p {p_is(gain['p_value'])}: "
                  f"{'concentrated there' if gain['concentrated'] else 'not shown to be concentrated there'}).")
     return f"<p>{text}</p>"
 

@@ -38,7 +38,7 @@ from leaderboard.attack_record import find_attack_records
 from leaderboard.best_known import BestKnown, best_known
 from leaderboard.evidence import Admitted
 from leaderboard.flags import SANITY_FLAGS
-from leaderboard.formats import p_text
+from leaderboard.formats import p_is
 from leaderboard.record import load_record
 
 ROBUSTBENCH_FIELDS = ("link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
@@ -92,7 +92,7 @@ def _external(known: BestKnown) -> str:
     return (f"{percent(known.best_known_acc)}% robust accuracy is due to the submitted "
             f"attack{'s' if len(counts) > 1 else ''} {attacks} beside the protocol's attack columns (atbench attack "
             f"records): {points} point{'s' if points != 1 else ''} the protocol's attacks left robust "
-            f"{'were' if points != 1 else 'was'} broken (one-sided exact paired test p = {p_text(known.p_value)}).")
+            f"{'were' if points != 1 else 'was'} broken (one-sided exact paired test p {p_is(known.p_value)}).")
 
 
 def robustbench_entry(record: dict, known: BestKnown | None = None) -> dict:

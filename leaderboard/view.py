@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from benchmark.core.tuning_rules import EDGE_RULE, TUNING_BUDGET
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
-from leaderboard.formats import count, p_text, pct
+from leaderboard.formats import count, p_is, pct
 from leaderboard.view_cost import cost_blocks
 from leaderboard.view_tables import (
     certified_table,
@@ -59,9 +59,9 @@ def note_reason(name: str, evidence: dict, alpha: float) -> str:
     reasons = []
     p = evidence["p_value"]
     if p is not None and p >= alpha:
-        reasons.append(f"within chance (p = {p_text(p)} ≥ {alpha})")
+        reasons.append(f"within chance (p {p_is(p)} ≥ {alpha})")
     if evidence["value"] <= evidence["threshold"]:
-        tail = f", although p = {p_text(p)} < {alpha}" if p is not None and p < alpha else ""
+        tail = f", although p {p_is(p)} < {alpha}" if p is not None and p < alpha else ""
         reasons.append(f"not above the flag's threshold ({_measure(name, evidence['value'])} ≤ "
                        f"{_measure(name, evidence['threshold'])}{tail})")
     return "; ".join(reasons) or "below the flag's level"
@@ -121,7 +121,7 @@ def best_known_line(x: dict, eps: list[str], alpha: float) -> str:
         at = block[e]
         verdict = OVERSTATED_TEXT if at["p_value"] < alpha else f"not significant at {alpha}"
         parts.append(f"eps={e}: best known {pct(at['best_known'])}% against the protocol's {pct(at['protocol'])}%, "
-                     f"{_beyond_text(at)}, p = {p_text(at['p_value'])}: {verdict}")
+                     f"{_beyond_text(at)}, p {p_is(at['p_value'])}: {verdict}")
     return f"**{x['defense']}** (submitted: {submitted}): " + "; ".join(parts) + "."
 
 
@@ -207,12 +207,12 @@ def _classwise(board: dict) -> dict:
     for x in board["entries"]:
         d, gain = x["class_disparity"], x["attack_gain"]
         line = (f"**{x['defense']}**: {worst_class_text(x, names, primary)}; class disparity "
-                f"{'real' if d['real'] else 'not shown'} (permutation p = {p_text(d['p_value'])})")
+                f"{'real' if d['real'] else 'not shown'} (permutation p {p_is(d['p_value'])})")
         if gain["attack"] and gain["points"]:
             weak = ", ".join(names[k] for k in gain["weakest_classes"])
             line += (f"; `{gain['attack']}` breaks {count(gain['points'], 'point')} PGD leaves robust, "
                      f"{gain['share_on_weakest'] * 100:.0f}% of them in PGD's weakest classes ({weak}, "
-                     f"{gain['expected_share'] * 100:.0f}% expected; p = {p_text(gain['p_value'])}: "
+                     f"{gain['expected_share'] * 100:.0f}% expected; p {p_is(gain['p_value'])}: "
                      f"{'concentrated there' if gain['concentrated'] else 'not shown to be concentrated there'})")
         lines.append(line)
     return section(

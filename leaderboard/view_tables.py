@@ -6,7 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from leaderboard.flags import SANITY_FLAGS
-from leaderboard.formats import class_list, count, override_value, p_text, pct, seed_spread, with_interval
+from leaderboard.formats import class_list, count, override_value, p_is, p_text, pct, seed_spread, with_interval
 
 
 def flag_letter(name: str) -> str:
@@ -176,7 +176,7 @@ def significance_table(board: dict) -> dict:
         text = f"{effect * 100:+.1f} (p={p_text(row['p_adjusted'])}){'*' if row['significant'] else ''}"
         tone = ("better" if effect > 0 else "worse") if row["significant"] else "none"
         title = (f"{a} minus {b}: {effect * 100:+.1f} points (95% interval {low * 100:+.1f} to {high * 100:+.1f}); "
-                 f"p = {p_text(row['p_value'])}, adjusted p = {p_text(row['p_adjusted'])}")
+                 f"p {p_is(row['p_value'])}, adjusted p {p_is(row['p_adjusted'])}")
         return cell(text, tone=tone, title=title)
 
     columns = [column("row", "", "l"), *(column(f"vs-{b}", b) for b in order)]

@@ -9,7 +9,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from leaderboard.formats import class_list, p_text, pct
+from leaderboard.formats import class_list, p_is, pct
 
 _WITHIN = re.compile(r"within chance \(p = ([0-9.e-]+) ≥ ([0-9.]+)\)")
 _THRESHOLD = re.compile(r"not above the flag's threshold \(([0-9.]+)(?: points|% of the points)? ≤ ([0-9.]+)")
@@ -18,7 +18,7 @@ _TESTS = re.compile(r"Holm-corrected over the (\d+) tests? made here")
 _SWEEP = re.compile(r"\[sweep\]\(\.\./sweeps/([^)]+)\.md\) of (\d+) settings?([^|]*)")
 _FRONT = re.compile(r"the Pareto front \(.*?\) is: ([^.]+)\.")
 _BEST = re.compile(r"eps=([^:]+): best known ([0-9.]+)% against the protocol's ([0-9.]+)%, "
-                   r"(no point|\d+ points?) broken beyond the protocol(?: \(([^)]*)\))?, p = ([^:]+): "
+                   r"(no point|\d+ points?) broken beyond the protocol(?: \(([^)]*)\))?, p ([=<] [^:]+): "
                    r"(.*?)(?=; eps=|\.$)")
 _OVERSTATED = "**the protocol's attacks overstate this entry**"
 SWEEPS = Path(__file__).resolve().parent.parent / "leaderboard" / "sweeps"
@@ -274,8 +274,8 @@ def _best_known_segments(x: dict, text: str, alpha: float) -> list[str]:
         stated = {k: int(n) for k, n in re.findall(r"`([^`]+)` (\d+)", m.group(5) or "")}
         if stated != per_attack:
             found.append(f"best known: {x['defense']} at eps={eps} credits the attacks {stated}, the data {per_attack}")
-        if m.group(6) != p_text(at["p_value"]):
-            found.append(f"best known: {x['defense']} at eps={eps} says p = {m.group(6)}, the data {at['p_value']}")
+        if m.group(6) != p_is(at["p_value"]):
+            found.append(f"best known: {x['defense']} at eps={eps} says p {m.group(6)}, the data {at['p_value']}")
         flagged = _OVERSTATED in m.group(7)
         if flagged != (at["p_value"] < alpha) or flagged != (at["flag"] is not None):
             found.append(f"best known: {x['defense']} at eps={eps} is {'' if flagged else 'not '}flagged with "

@@ -77,7 +77,7 @@ def test_json_board_has_the_required_keys():
                 "worst_classes", "margin_corrected", "worst_class_robust_acc", "per_class_worst_case", "architecture", "external", "sweep", "fidelity",
                 "recipe_overrides", "paper", "venue", "link", "median_input_margin", "logit_margin_percentiles",
                 "frac_margin_below_half_primary", "sanity_fired", "sanity_noted", "certified_l2", "intervals",
-                "seed_sd", "class_disparity", "attack_gain", "training", "tuning", "cost"} == set(e)
+                "seed_sd", "class_disparity", "attack_gain", "training", "tuning", "cost", "best_known"} == set(e)
         lo, hi = e["intervals"]["worst_case"]["0.3"]
         assert lo <= e["worst_case"]["0.3"] <= hi
         for attack in board["attacks"]:
