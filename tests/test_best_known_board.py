@@ -228,9 +228,12 @@ def test_run_and_eval_write_their_board_with_the_attack_records_of_their_paths(f
     runner.publish_all([job], [])
     assert not (boards / f"{PROTOCOL}.attacks.md").exists() and not (boards / f"{PROTOCOL}.attacks.json").exists()
     assert "## Best known" not in (boards / f"{PROTOCOL}.md").read_text()
-    for command in ("run", "eval", "leaderboard"):
-        assert build_parser().parse_args([command]).attack_records_dir == "leaderboard/attack_records"
-        assert build_parser().parse_args([command, "--attack-records-dir", "a"]).attack_records_dir == "a"
+    from benchmark.commands.cli import attack_records_dir
+
+    for command in ("run", "eval", "leaderboard"):  # beside the records folder unless named
+        assert attack_records_dir(build_parser().parse_args([command])) == "leaderboard/attack_records"
+        assert attack_records_dir(build_parser().parse_args([command, "--records-dir", "x/recs"])) == "x/attack_records"
+        assert attack_records_dir(build_parser().parse_args([command, "--attack-records-dir", "a"])) == "a"
 
 
 def test_markdown_and_the_web_page_print_the_best_known_sentences(fixture):

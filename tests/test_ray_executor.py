@@ -15,8 +15,8 @@ from benchmark.pipeline.steps import eval_job, train_job
 from tests.shared_run import DEFENSES, shared_tiny_run
 
 pytestmark = pytest.mark.system
-#: Provenance that differs between two runs of the same job: when and how long.
-TIME_FIELDS = ("runtime_s", "provenance.utc_time")
+#: Provenance that differs between two runs of the same job: when, how long and what it cost.
+TIME_FIELDS = ("runtime_s", "cost", "provenance.utc_time")
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +76,22 @@ def test_ray_run_writes_the_local_runs_records_and_run_directories(local_ray, tm
         assert a == b
         assert (local / f"{name}-seed0.flags.npz").read_bytes() == (ray / f"{name}-seed0.flags.npz").read_bytes()
     assert files_under(roots["local"] / "runs") == files_under(roots["ray"] / "runs")
-    boards = [{name: (root / "boards" / name).read_bytes() for name in files_under(root / "boards")}
-              for root in roots.values()]
-    assert boards[0] == boards[1] and boards[0]
+    # The boards print each run's cost (its seconds and memory differ between two runs): the same
+    # files, the same JSON board but for the cost, and the same plots that show no cost.
+    boards = [root / "boards" for root in roots.values()]
+    assert files_under(boards[0]) == files_under(boards[1]) and files_under(boards[0])
+    a, b = (without_cost(json.loads((folder / "synthetic-tiny.json").read_text())) for folder in boards)
+    assert a == b
+    for plot in ("synthetic-tiny.png", "synthetic-tiny.classwise.png", "synthetic-tiny.significance.png"):
+        assert (boards[0] / plot).read_bytes() == (boards[1] / plot).read_bytes(), plot
+
+
+def without_cost(board: dict) -> dict:
+    """A JSON board without what two runs of the same jobs differ in: each entry's cost, the cost
+    comparison, and the view that prints them."""
+    out = {k: v for k, v in board.items() if k not in ("cost_comparison", "view")}
+    out["entries"] = [{k: v for k, v in e.items() if k != "cost"} for e in board["entries"]]
+    return out
 
 
 def test_a_user_error_in_a_task_reaches_the_caller_as_itself(local_ray, tmp_path):

@@ -15,6 +15,7 @@ from benchmark.commands.arguments import check_environment
 from benchmark.commands.parser import build_parser
 from benchmark.core.errors import AtbenchError
 from benchmark.core.folders import check_apart
+from benchmark.core.workspace import default
 
 log = logging.getLogger("atbench")
 
@@ -34,7 +35,7 @@ def _jobs(args, stage: str):
     if stage != "train":
         check_test_split(protocol, load_dataset(track.dataset, args.data_dir))
     paths = Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir,
-                  getattr(args, "with_official", False), getattr(args, "attack_records_dir", None))
+                  getattr(args, "with_official", False), attack_records_dir(args))
     options = Options(progress=not args.quiet, compile=getattr(args, "compile", False),
                       fast_path=getattr(args, "fast_path", "auto"), precision=getattr(args, "eval_precision", "fp32"),
                       defense_files=tuple(args.defense_files), replace=getattr(args, "replace", False))
@@ -78,6 +79,19 @@ def _runs_lock(args):
     from benchmark.core.lock import folder_lock
 
     return folder_lock(args.runs_dir, wait=not args.no_wait)
+
+
+def attack_records_dir(args) -> str | None:
+    """The folder whose attack records a command's board reads: `--attack-records-dir`, by
+    default the `attack_records` folder beside `--records-dir` (the workspace's
+    `leaderboard/attack_records` beside `leaderboard/records`); None for a command without the
+    option (its board reads none)."""
+    if not hasattr(args, "attack_records_dir"):
+        return None
+    if args.attack_records_dir is not None:
+        return args.attack_records_dir
+    records = getattr(args, "records_dir", None)
+    return str(Path(records).parent / "attack_records") if records else default("attack_records")
 
 
 def cmd_run(args) -> None:
@@ -126,7 +140,7 @@ def _external_jobs(args):
     options = Options(progress=not args.quiet, precision=args.eval_precision, replace=args.replace)
     return [external_job(track, protocol, name, ExternalModel(args.model, args.checkpoint), args.device,
                          Paths(args.runs_dir, args.records_dir, args.boards_dir, args.data_dir,
-                               args.with_official, args.attack_records_dir), options)]
+                               args.with_official, attack_records_dir(args)), options)]
 
 
 def cmd_eval(args) -> None:
@@ -181,7 +195,7 @@ def cmd_leaderboard(args) -> None:
     protocol = protocol_for(_track(args), args.protocol)
     also = (official_records(),) if args.with_official else ()
     with folder_lock(args.records_dir):
-        paths = write_board(args.records_dir, protocol.id, args.boards_dir, also, args.attack_records_dir)
+        paths = write_board(args.records_dir, protocol.id, args.boards_dir, also, attack_records_dir(args))
     print("\n".join(str(p) for p in paths))
 
 
@@ -332,7 +346,7 @@ def cmd_export(args) -> None:
                                                    "leaderboard/records/mnist5k-cnn")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise AtbenchError(f"--out {args.out} is a file, not a folder", "pass the folder to write the entries into")
-    print("\n".join(str(p) for p in export_robustbench(args.records, args.out, args.attack_records_dir)))
+    print("\n".join(str(p) for p in export_robustbench(args.records, args.out, attack_records_dir(args))))
 
 
 def cmd_ls(args) -> None:

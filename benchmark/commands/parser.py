@@ -66,9 +66,10 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
 
 
 def _attack_records(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--attack-records-dir", default=default("attack_records"), type=arg.folder,
-                   help=_folder_help(f"{what} <attack-records-dir>/<protocol>/ (docs/attacks.md): each is admitted "
-                                     "against its entry, and a missing folder holds none", "attack_records"))
+    p.add_argument("--attack-records-dir", default=None, type=arg.folder,
+                   help=f"{what} <attack-records-dir>/<protocol>/ (docs/attacks.md): each is admitted against its "
+                        "entry, and a missing folder holds none (default: the attack_records folder beside "
+                        "--records-dir: ./leaderboard/attack_records beside ./leaderboard/records)")
 
 
 def _official(p: argparse.ArgumentParser) -> None:
