@@ -30,6 +30,7 @@ from leaderboard.record import (
     ProtocolBlock,
     Seed,
     Sha256,
+    SourceProvenance,
     Utc,
 )
 from leaderboard.record_rules import dotted, kind_of, message
@@ -71,15 +72,9 @@ class EntryBlock(_Part):
                                    "provenance.checkpoint_sha256")
 
 
-class AttackProvenance(_Part):
+class AttackProvenance(SourceProvenance):
     """Where and from what the attack record was made."""
 
-    atbench_version: Name = _f("atbench's version")
-    git_commit: Name | None = _f("git commit of the source tree, null outside git")
-    git_dirty: bool = _f("uncommitted changes in the source tree")
-    packages: dict[str, str] = _f("versions of the packages that matter")
-    python: Name = _f("Python version")
-    device: Name = _f("device (and CPU kernels)")
     seeds: dict[str, Seed] = _f("every seed used: the attack's, the test subset's")
     data_sha256: Sha256 = _f("sha256 of the data set's content")
     test_subset_sha256: Sha256 = _f("sha256 of the test indices")

@@ -287,8 +287,8 @@ class FastPathUse(_Part):
     evaluation: list[FastPathSetting] = _f("settings on while evaluating (channels_last: the model's layout)")
 
 
-class Provenance(_Part):
-    """Where and from what the record was made."""
+class SourceProvenance(_Part):
+    """The code and the machine a record (or an attack record) was made with."""
 
     atbench_version: Name = _f("atbench's version")
     git_commit: Name | None = _f("git commit of the source tree, null outside git")
@@ -296,6 +296,11 @@ class Provenance(_Part):
     packages: dict[str, str] = _f("versions of the packages that matter")
     python: Name = _f("Python version")
     device: Name = _f("device (and CPU kernels)")
+
+
+class Provenance(SourceProvenance):
+    """Where and from what the record was made."""
+
     seeds: dict[str, Seed] = _f("every seed used")
     data_sha256: Sha256 = _f("sha256 of the data set's content")
     test_subset_sha256: Sha256 = _f("sha256 of the test indices")
