@@ -45,8 +45,9 @@ def stale(path: Path) -> list[str]:
 
 def test_committed_records_were_made_by_this_code():
     """Stale results cannot land: a record made by another evaluation or harness version, or
-    under another version or content of its protocol, fails here (regenerate with `tox -e run`,
-    `tox -e run -- --track mnist5k-cnn-l2` and `atbench run --track smoke`)."""
+    under another version or content of its protocol, fails here (regenerate with `tox -e run --
+    --records-dir leaderboard/records --boards-dir leaderboard/boards`, the same with `--track
+    mnist5k-cnn-l2`, and `atbench run --track smoke`: CONTRIBUTING.md)."""
     problems = {path.relative_to(RECORDS).as_posix(): stale(path) for path in RECORD_FILES}
     assert {p: why for p, why in problems.items() if why} == {}
 

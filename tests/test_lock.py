@@ -1,5 +1,6 @@
 """The folder lock: a second process waits or stops with a clear message, a killed holder frees
-the folder, and one process may take the same lock twice."""
+the folder, one process may take the same lock twice, readers share it, and a folder nobody here
+can write into is read without one."""
 import json
 import os
 import signal
@@ -19,18 +20,20 @@ HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from benchmark.core.lock import folder_lock
-    folder, seconds, released = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
-    with folder_lock(folder):
+    folder, seconds, released, shared = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "shared"
+    with folder_lock(folder, shared=shared):
         Path(folder, "held").write_text("yes")
         time.sleep(seconds)
         released.write_text("released")
 """)
 
 
-def hold(folder, seconds, tmp_path):
-    """A process holding `folder`'s lock for `seconds`, started and holding when this returns."""
+def hold(folder, seconds, tmp_path, shared=False):
+    """A process holding `folder`'s lock (shared: as a reader) for `seconds`, started and holding
+    when this returns."""
     released = tmp_path / "released"
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(seconds), str(released)])
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(seconds), str(released),
+                             "shared" if shared else "exclusive"])
     deadline = time.monotonic() + 60
     while not (folder / "held").is_file():
         assert proc.poll() is None and time.monotonic() < deadline, "the holder did not start"
@@ -80,3 +83,43 @@ def test_the_same_process_may_take_a_lock_it_holds(tmp_path):
         refused = subprocess.run(other, capture_output=True, text=True)  # still held after the inner block
         assert refused.returncode != 0 and "is in use by another atbench process" in refused.stderr
     assert subprocess.run(other).returncode == 0
+
+
+def test_readers_share_the_lock_and_a_writer_waits_for_them(tmp_path):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    proc, _ = hold(folder, 30, tmp_path, shared=True)
+    try:
+        with folder_lock(folder, wait=False, shared=True):
+            pass  # a second reader is not refused
+        with pytest.raises(AtbenchError, match="is in use by another atbench process"):
+            with folder_lock(folder, wait=False):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_reader_waits_for_a_writer(tmp_path):
+    folder = tmp_path / "records"
+    proc, _ = hold(folder, 30, tmp_path)
+    try:
+        with pytest.raises(AtbenchError, match="is in use by another atbench process"):
+            with folder_lock(folder, wait=False, shared=True):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_reader_creates_nothing_in_a_folder_it_cannot_write_or_that_is_missing(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-records"
+    with folder_lock(missing, shared=True):
+        pass
+    assert not missing.exists()
+    installed = tmp_path / "site-packages" / "records"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr("benchmark.core.lock.os.access", lambda path, mode: False)  # as for a non-root user
+    with folder_lock(installed, shared=True):
+        pass
+    assert list(installed.iterdir()) == []

@@ -194,7 +194,7 @@ def cmd_leaderboard(args) -> None:
 
     protocol = protocol_for(_track(args), args.protocol)
     also = (official_records(),) if args.with_official else ()
-    with folder_lock(args.records_dir):
+    with folder_lock(args.records_dir, shared=True):
         paths = write_board(args.records_dir, protocol.id, args.boards_dir, also, attack_records_dir(args))
     print("\n".join(str(p) for p in paths))
 

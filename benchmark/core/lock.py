@@ -37,16 +37,22 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, wait: bool = True) -> Iterator[None]:
+def folder_lock(folder: str | Path, wait: bool = True, shared: bool = False) -> Iterator[None]:
     """Hold the lock of `folder` (created if missing) for the `with` block.
 
     When another process holds it: with `wait`, log who holds it and wait until it is free;
-    without, raise.
+    without, raise. With `shared` (a reader: building a board from the folder), the lock is
+    shared with other readers and only waits for a writer; a folder this user cannot write into
+    (installed records, a read-only mount), or one that does not exist, is read without a lock and
+    without creating anything in it: no atbench process of this user can publish there.
 
     Raises:
         AtbenchError: the folder is locked and `wait` is False.
     """
     folder = Path(folder)
+    if shared and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        yield
+        return
     folder.mkdir(parents=True, exist_ok=True)
     path = (folder / LOCK_NAME).resolve()
     if path in _held:
@@ -57,7 +63,7 @@ def folder_lock(folder: str | Path, wait: bool = True) -> Iterator[None]:
         announced = False
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = _holder(path)
