@@ -3,8 +3,7 @@ link, read from the sweep records that ship with atbench (`leaderboard/sweeps/<t
 whose winners are the tracks' settings; a record names its sweep in `defense.sweep`)."""
 from __future__ import annotations
 
-import json
-
+from benchmark.core.sweep_files import read_sweep
 from benchmark.core.tuning_rules import edge_keys
 from benchmark.core.workspace import shipped_sweeps
 
@@ -17,7 +16,7 @@ def tuning_summary(sweep: str | None) -> dict | None:
     path = shipped_sweeps() / f"{sweep}.json" if sweep else None
     if path is None or not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_sweep(path)
     configs = [row["config"] for row in record["settings"]]
     return {"declared": record["budget"], "settings": len(configs),
             "edge_extensions": record.get("edge_extensions"),

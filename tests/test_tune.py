@@ -15,7 +15,8 @@ from benchmark.core.registry import DEFENSES, TRACKS
 from benchmark.pipeline import data
 from benchmark.core.tuning_rules import EDGE_EXTENSIONS, EDGE_RULE, next_setting
 from benchmark.pipeline.selection import SELECTION_RULES
-from benchmark.pipeline.sweeps import SWEEPS_DIR, read_sweep, sweep_source
+from benchmark.core.sweep_files import read_sweep
+from benchmark.pipeline.sweeps import SWEEPS_DIR, sweep_source
 from benchmark.pipeline.train import HARNESS_VERSION
 from benchmark.pipeline.tune import TUNING_BUDGET, recipe_sha256, sweep_markdown, winner_index
 
@@ -113,3 +114,16 @@ def test_tune_refuses_a_defense_without_a_search_space(tmp_path, capsys):
                  "--sweeps-dir", str(tmp_path / "sweeps"), "-q"]) == 2
     assert "declares 0 settings to tune" in capsys.readouterr().err
     assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.unit
+def test_a_damaged_shipped_sweep_stops_the_board_with_one_clear_error(tmp_path, monkeypatch):
+    from benchmark.core.errors import AtbenchError
+    from leaderboard import tuning
+
+    (tmp_path / "mnist5k-cnn").mkdir()
+    (tmp_path / "mnist5k-cnn" / "pgd-at.json").write_text('{"winner": [], "settings": []}')
+    monkeypatch.setattr(tuning, "shipped_sweeps", lambda: tmp_path)
+    with pytest.raises(AtbenchError, match="sweep record .*pgd-at.json is not readable"):
+        tuning.tuning_summary("mnist5k-cnn/pgd-at")
+    assert tuning.tuning_summary("mnist5k-cnn/mart") is None  # not shipped: no count, no error

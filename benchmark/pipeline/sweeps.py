@@ -6,11 +6,10 @@ links to the sweep that chose it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.core.errors import AtbenchError
+from benchmark.core.sweep_files import read_sweep, sweep_path
 from benchmark.core.workspace import shipped_sweeps
 
 #: The sweeps that ship with atbench (read-only); `atbench tune` writes to `--sweeps-dir`
@@ -19,28 +18,6 @@ SWEEPS_DIR = shipped_sweeps()
 #: Per track, per defense, the sweep its setting came from ("<track>/<defense>"), filled as the
 #: tracks read their winners.
 SOURCES: dict[str, dict[str, str]] = {}
-
-
-def sweep_path(track: str, defense: str, root: Path = SWEEPS_DIR) -> Path:
-    """Where the sweep record of `defense` on `track` lives."""
-    return root / track / f"{defense}.json"
-
-
-def read_sweep(path: Path) -> dict:
-    """A sweep record, checked for the fields the tracks read.
-
-    Raises:
-        AtbenchError: the file is not a readable sweep record.
-    """
-    try:
-        record = json.loads(path.read_text())
-        winner = record["winner"]
-        if not isinstance(winner, dict) or not isinstance(record["settings"], list):
-            raise TypeError("winner must be an object and settings a list")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AtbenchError(f"sweep record {path} is not readable: {exc}",
-                           "restore it from git, or re-run `atbench tune` for that track and defense") from exc
-    return record
 
 
 def sweep_winners(track: str, borrowed: dict[str, str] | None = None, root: Path = SWEEPS_DIR) -> dict[str, Any]:
