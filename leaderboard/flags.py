@@ -1,4 +1,4 @@
-"""The sanity flags every record carries (computed by `benchmark.pipeline.sanity`), in board order,
+"""The sanity flags every record carries (computed by `benchmark.pipeline.analysis.sanity`), in board order,
 with the one-line explanation the board prints for each. No torch here: the leaderboard reads it."""
 from __future__ import annotations
 

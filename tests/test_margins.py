@@ -12,7 +12,7 @@ from torch import nn
 
 from attacks.pgd import PGD
 from benchmark.pipeline.data import load_dataset
-from benchmark.pipeline.margins import (
+from benchmark.pipeline.analysis.margins import (
     confusion_matrix,
     histogram,
     input_margins,

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.pipeline.analysis.result_flags import SweepPair, result_flags
+from benchmark.pipeline.analysis.sanity import flag, large_eps, model_flags
 from benchmark.pipeline.data import load_dataset
 from benchmark.pipeline.protocol import load_protocol
-from benchmark.pipeline.result_flags import SweepPair, result_flags
-from benchmark.pipeline.sanity import flag, large_eps, model_flags
 from leaderboard.derive import aggregate
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from tests.helpers import tiny_standard_model

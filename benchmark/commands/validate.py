@@ -38,7 +38,7 @@ from attacks.pgd import NORMS
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import is_slug
 from benchmark.core.registry import DEFENSES, MODELS, TRACKS
-from benchmark.pipeline.analysis import black_box_parts, probe, sweep_pairs
+from benchmark.pipeline.analysis.run import probe, sanity_flags
 from benchmark.pipeline.data import Split, load_dataset
 from benchmark.pipeline.evaluate import (
     aggregate,
@@ -48,7 +48,6 @@ from benchmark.pipeline.evaluate import (
     select_test_subset,
 )
 from benchmark.pipeline.protocol import Protocol, build_attack, load_protocol
-from benchmark.pipeline.result_flags import result_flags
 from benchmark.pipeline.tracks import Track
 from benchmark.pipeline.train import (
     TrainingRun,
@@ -271,9 +270,8 @@ def check_sanity(bench: Workbench) -> str:
     randomized defense, `stochastic_outputs` excepted)."""
     outcome, summary = bench.evaluation
     protocol = bench.protocol
-    flags = {**probe(bench.deployed, protocol, bench.x, bench.y, bench.bundle.num_classes, bench.device),
-             **result_flags(outcome.flags, summary["robust_acc"], summary["worst_case"], list(protocol.eps),
-                            black_box_parts(protocol), sweep_pairs(protocol), protocol.analysis.sanity)}
+    flags = sanity_flags(protocol, outcome, summary,
+                         probe(bench.deployed, protocol, bench.x, bench.y, bench.bundle.num_classes, bench.device))
     checked = [name for name in flags if name not in COMPARING_FLAGS
                and not (bench.randomized and name == "stochastic_outputs")]
     fired = [name for name in checked if flags[name]["fired"]]

@@ -93,7 +93,7 @@ class Evidence:
 
     Attributes:
         accuracies: `benchmark.pipeline.evaluate.aggregate`'s blocks.
-        analysis: `benchmark.pipeline.analysis.Analysis.record`'s blocks.
+        analysis: `benchmark.pipeline.analysis.run.Analysis.record`'s blocks.
         flags_file, flags_sha256: the per-example flags file and its hash.
         eval_seconds: evaluation time.
         data_sha256, subset_sha256: hashes of the data set and of the test indices.

@@ -18,7 +18,7 @@ from attacks.pgd import NORMS
 from benchmark.core.errors import AtbenchError
 from benchmark.core.names import is_slug
 from benchmark.core.settings import SEED_MAX, check_value, fail, read_settings
-from benchmark.pipeline.analysis_settings import AnalysisSettings
+from benchmark.pipeline.analysis.settings import AnalysisSettings
 from benchmark.pipeline.protocol_files import (
     PROTOCOL_DIR,
     content_sha256,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attacks.pgd import NORMS
 from benchmark.core.settings import SEED_MAX, describe, range_text
-from benchmark.pipeline.analysis_settings import AnalysisSettings
+from benchmark.pipeline.analysis.settings import AnalysisSettings
 from benchmark.pipeline.protocol import EPS_MAX, MAX_POINTS
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "protocols.md"

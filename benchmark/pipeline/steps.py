@@ -25,7 +25,7 @@ from benchmark.core.io import (
     sha256_json,
 )
 from benchmark.models.architectures import build_model
-from benchmark.pipeline.analysis import analyse, probe
+from benchmark.pipeline.analysis.run import analyse, probe
 from benchmark.pipeline.assemble import (
     Evidence,
     Subject,

@@ -1,4 +1,4 @@
-"""The sanity flags read from an evaluation's per-example flags (`benchmark.pipeline.sanity`
+"""The sanity flags read from an evaluation's per-example flags (`benchmark.pipeline.analysis.sanity`
 has the flag format and the probes of the model): Square breaking points the gradient-based
 attacks missed, robust accuracy rising with eps, and a swept attack (Temperature-PGD) much
 stronger than the attack it generalises (PGD). The counting flags are noted on any evidence and
@@ -10,8 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from benchmark.pipeline.analysis_settings import SanitySettings
-from benchmark.pipeline.sanity import flag
+from benchmark.pipeline.analysis.sanity import flag
+from benchmark.pipeline.analysis.settings import SanitySettings
 from leaderboard.derive import flag_key
 from leaderboard.stats import binomial_excess
 

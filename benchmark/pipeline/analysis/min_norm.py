@@ -7,7 +7,7 @@ robust accuracy but leaves broken points just below a logit margin of 0; the log
 come instead from PGD on the margin loss run for its whole budget, so they say how far an attack
 can push a point. FAB searches for the smallest perturbation that changes the prediction, a far
 tighter estimate of a point's input margin than the bisection over PGD's eps
-(`benchmark.pipeline.margins.input_margins`), which stays beside it as a cross-check.
+(`benchmark.pipeline.analysis.margins.input_margins`), which stays beside it as a cross-check.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from torch import nn
 from attacks.base import frozen_eval, perturbation_norm
 from attacks.cw import margin
 from attacks.pgd import ExampleNoise, sign_ascent
-from benchmark.pipeline.margins import logit_margins
+from benchmark.pipeline.analysis.margins import logit_margins
 
 FAB_METHOD = "fab"
 

@@ -7,9 +7,9 @@ PGD). A flag is a dict `{"fired", "noted", "value", "threshold", "p_value", "det
 levels: `noted` for any evidence, `fired` only when the evidence is beyond chance at the
 protocol's number of points (a one-sided exact binomial test at `flag_alpha`, for the flags that
 count points), or for a check whose evidence cannot arise by chance (a zero gradient, an output
-that changes between passes). `model_flags` probes the model here; `benchmark.pipeline.result_flags`
+that changes between passes). `model_flags` probes the model here; `benchmark.pipeline.analysis.result_flags`
 reads the evaluation's per-example flags. Every threshold and probe budget is the protocol's
-(`[analysis.sanity]`, `benchmark.pipeline.analysis_settings.SanitySettings`; docs/sanity-flags.md).
+(`[analysis.sanity]`, `benchmark.pipeline.analysis.settings.SanitySettings`; docs/sanity-flags.md).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from torch import nn
 
 from attacks.base import frozen_eval
 from attacks.pgd import PGD
-from benchmark.pipeline.analysis_settings import SanitySettings
+from benchmark.pipeline.analysis.settings import SanitySettings
 from leaderboard.stats import binomial_excess
 
 

@@ -1,5 +1,6 @@
-"""What a record reports beyond accuracies: the confusion matrix of adversarial predictions,
-logit and input-space margins, and the sanity flags of the evaluation."""
+"""The analysis stage's entry: what a record reports beyond accuracies, the confusion matrix of
+adversarial predictions, logit and input-space margins, the certified L2 table and the sanity flags
+of the evaluation (`probe` before the protocol runs, `analyse` after it)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,16 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.pgd import PGD
-from benchmark.models.architectures import is_plain
-from benchmark.models.lipschitz import certified_lipschitz, certified_radius
-from benchmark.pipeline.evaluate import (
-    CHUNK,
-    ProtocolResult,
-    predict,
-    worst_case_predictions,
-)
-from benchmark.pipeline.margins import (
+from benchmark.pipeline.analysis.certified import certify
+from benchmark.pipeline.analysis.margins import (
     confusion_matrix,
     histogram,
     input_margins,
@@ -25,16 +18,17 @@ from benchmark.pipeline.margins import (
     margin_edges,
     margin_summary,
 )
-from benchmark.pipeline.min_norm import (
+from benchmark.pipeline.analysis.min_norm import (
     FAB_METHOD,
     adversarial_logit_margins,
     cross_check,
     fab_margins,
     percentiles,
 )
+from benchmark.pipeline.analysis.result_flags import SweepPair, result_flags
+from benchmark.pipeline.analysis.sanity import model_flags
+from benchmark.pipeline.evaluate import ProtocolResult, worst_case_predictions
 from benchmark.pipeline.protocol import Protocol
-from benchmark.pipeline.result_flags import SweepPair, result_flags
-from benchmark.pipeline.sanity import model_flags
 from leaderboard.flags import SANITY_FLAGS
 
 INPUT_MARGIN_METHOD = "pgd-bisection"
@@ -74,13 +68,6 @@ def sweep_pairs(protocol: Protocol) -> list[SweepPair]:
         if baseline is not None:
             pairs.append(SweepPair(group, tuple(members), cls.title, baseline.column, cls.sweep.baseline.title))
     return pairs
-
-
-def attack_all(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-               device: torch.device) -> torch.Tensor:
-    """`attack`'s adversarial examples for all of (x, y), computed in chunks, on the CPU."""
-    return torch.cat([attack(model, xb.to(device), yb.to(device), eps).cpu()
-                      for xb, yb in zip(x.split(CHUNK), y.split(CHUNK))])
 
 
 def margin_blocks(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, num_classes: int,
@@ -128,40 +115,13 @@ def probe(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor
                        settings=protocol.analysis.sanity)
 
 
-def certified_radii(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    device: torch.device) -> tuple[np.ndarray, np.ndarray, torch.Tensor, str]:
-    """Per point of a plain network: correct or not, and its certified L2 radius (0 when
-    misclassified), from the exact LipLT bound; also the bound and how it was computed."""
-    model = model.to(device).eval()
-    correct = predict(model, x, device) == y.numpy()
-    lipschitz, method = certified_lipschitz(model, tuple(x.shape[1:]))
-    with torch.no_grad():
-        radius = torch.cat([certified_radius(model, xb.to(device), L=lipschitz).cpu() for xb in x.split(CHUNK)])
-    return correct, np.where(correct, radius.numpy(), 0.0).astype(np.float64), lipschitz, method
-
-
-def certify(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor,
-            device: torch.device) -> tuple[dict | None, np.ndarray | None]:
-    """Certified L2 accuracy from the LipLT bound at the protocol's certified radii, beside the
-    L2-PGD robust accuracy at the same radii on the same points; None for a model that is not a
-    plain network (or a protocol without radii). Also returns each point's certified radius."""
-    if not protocol.certified_radii or not is_plain(model):
-        return None, None
-    labels = y.numpy()
-    correct, radius, lipschitz, method = certified_radii(model, x, y, device)
-    settings = protocol.analysis.certified
-    attack = PGD(norm="L2", steps=settings.pgd_steps, restarts=1, step_ratio=settings.pgd_step_ratio,
-                 seed=settings.pgd_seed)
-    certified, pgd = {}, {}
-    for r in protocol.certified_radii:
-        value = protocol.eps_value(r)
-        survives = predict(model, attack_all(attack, model, x, y, value, device), device) == labels
-        certified[r] = float(np.mean(radius >= value))
-        pgd[r] = float(np.mean(survives & correct))
-    block = {"radii": list(protocol.certified_radii), "certified_acc": certified, "pgd_l2_acc": pgd,
-             "pgd_l2_steps": settings.pgd_steps, "lipschitz_max": float(lipschitz.max()),
-             "lipschitz_method": method, "median_radius": float(np.median(radius))}
-    return block, radius
+def sanity_flags(protocol: Protocol, result: ProtocolResult, summary: dict,
+                 probed: dict[str, dict]) -> dict[str, dict]:
+    """Every sanity flag of one evaluated model: `probed` (`probe`'s output) and the flags read
+    from `result`'s per-example flags and `summary` (`aggregate`'s output for it)."""
+    return {**probed,
+            **result_flags(result.flags, summary["robust_acc"], summary["worst_case"], list(protocol.eps),
+                           black_box_parts(protocol), sweep_pairs(protocol), protocol.analysis.sanity)}
 
 
 def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tensor, result: ProtocolResult,
@@ -176,9 +136,7 @@ def analyse(model: nn.Module, protocol: Protocol, x: torch.Tensor, y: torch.Tens
     primary = protocol.primary_eps
     adversarial = worst_case_predictions(result, protocol, primary)
     margins, per_example = margin_blocks(model, protocol, x, y, num_classes, device)
-    flags = {**probed,
-             **result_flags(result.flags, summary["robust_acc"], summary["worst_case"], list(protocol.eps),
-                            black_box_parts(protocol), sweep_pairs(protocol), protocol.analysis.sanity)}
+    flags = sanity_flags(protocol, result, summary, probed)
     certified, radius = certify(model, protocol, x, y, device)
     record = {
         "certified_l2": certified,

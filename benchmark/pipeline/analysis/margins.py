@@ -4,7 +4,7 @@ summaries and the confusion matrix.
 
 A logit margin is z_y - max_{k != y} z_k (negative exactly when the point is misclassified).
 An input-space margin is the smallest perturbation size eps at which an attack breaks a point:
-the records' primary column comes from FAB, a minimum-norm attack (`benchmark.pipeline.min_norm`);
+the records' primary column comes from FAB, a minimum-norm attack (`benchmark.pipeline.analysis.min_norm`);
 `input_margins` here is the second, cross-checked column, a bisection over eps with PGD.
 """
 from __future__ import annotations
