@@ -2,8 +2,9 @@
 by the points they break beyond the protocol's attacks, over every entry they were run against.
 
 A pure function of a board (`leaderboard.build.build_json`) and its admitted attack records
-(`leaderboard.attack_admission`), written as JSON and as Markdown from one view (the board's view
-blocks, `leaderboard.view`, rendered by `leaderboard.markdown.render_view`).
+(`leaderboard.attack_admission`), written as JSON, Markdown and a web page from one view (the board's
+view blocks, `leaderboard.view`, carried by the JSON under "view" and rendered by
+`leaderboard.markdown.render_view` and `leaderboard.html_attack_board.render_attack_board_page`).
 
 Per attack and eps, a point of an entry's seed is **broken beyond the protocol** when the
 protocol's worst case left it robust (correct clean and robust under every attack column) and the
@@ -27,13 +28,13 @@ from leaderboard import stats
 from leaderboard.attack_admission import AdmittedAttack
 from leaderboard.evidence import ALPHA, worst_flags
 from leaderboard.formats import count, p_is, p_text
+from leaderboard.html_attack_board import render_attack_board_page
 from leaderboard.markdown import render_view
-from leaderboard.view import items, paragraph, section
-from leaderboard.view_tables import cell, column, table
+from leaderboard.view_tables import cell, column, items, paragraph, section, table
 
-#: The attack board's files beside the board's: `<protocol>.attacks.md` and `.attacks.json`.
-ATTACK_BOARD_MD, ATTACK_BOARD_JSON = ".attacks.md", ".attacks.json"
-ATTACK_BOARD_SUFFIXES = (ATTACK_BOARD_MD, ATTACK_BOARD_JSON)
+#: The attack board's files beside the board's: `<protocol>.attacks.md`, `.attacks.json` and `.attacks.html`.
+ATTACK_BOARD_MD, ATTACK_BOARD_JSON, ATTACK_BOARD_HTML = ".attacks.md", ".attacks.json", ".attacks.html"
+ATTACK_BOARD_SUFFIXES = (ATTACK_BOARD_MD, ATTACK_BOARD_JSON, ATTACK_BOARD_HTML)
 TEST = ("one-sided exact McNemar test of the attack's worst case below the protocol's, on the paired per-point "
         "flags of every entry and seed it was run against, pooled (their points concatenated): every discordant "
         "point is one broken beyond the protocol, so p = 0.5^b for b such points")
@@ -154,11 +155,12 @@ def attack_board_view(board: dict) -> dict:
         "sections": [
             section("summary", "Summary",
                     paragraph(f"Attacks submitted beside the protocol (docs/attacks.md), each run against the entries "
-                              f"of the board [{p['id']}.md]({p['id']}.md) whose model was at hand, on the protocol's "
-                              f"{p['n_examples']} test points. A point counts as broken beyond the protocol when the "
-                              "protocol's worst case left it robust (correct clean and robust under every attack "
-                              "column) and the attack broke it; other submitted attacks do not count. The defenses' "
-                              "ranking stays the protocol's: this board ranks the attacks."),
+                              f"of the board [{p['id']}.md]({p['id']}.md) (web page: [{p['id']}.html]({p['id']}.html)) "
+                              f"whose model was at hand, on the protocol's {p['n_examples']} test points. A point "
+                              "counts as broken beyond the protocol when the protocol's worst case left it robust "
+                              "(correct clean and robust under every attack column) and the attack broke it; other "
+                              "submitted attacks do not count. The defenses' ranking stays the protocol's: this board "
+                              "ranks the attacks."),
                     paragraph(f"Test: {board['test']}; {board['correction']}; alpha {alpha}. Rank: 1 + the number "
                               f"of attacks that break more points at eps={primary}, so equal counts share a rank. "
                               "An attack run against more entries has more points to break (the entries column).")),
@@ -169,6 +171,15 @@ def attack_board_view(board: dict) -> dict:
     }
 
 
+def has_attack_board(board: dict) -> bool:
+    """Whether a board (`leaderboard.build.build_json`) has an attack board beside it: some entry
+    has a best-known block, i.e. admitted attack records (`leaderboard.build.write_board` writes
+    the attack board exactly then)."""
+    return any(x.get("best_known") for x in board["entries"])
+
+
 def attack_board_files(board: dict) -> dict[str, bytes]:
-    """The attack board's files by suffix: its Markdown and its JSON."""
-    return {ATTACK_BOARD_MD: render_view(board["view"]).encode(), ATTACK_BOARD_JSON: dumps_json(board).encode()}
+    """The attack board's files by suffix: its Markdown, its JSON and its web page, all three from
+    its view (`board["view"]`)."""
+    return {ATTACK_BOARD_MD: render_view(board["view"]).encode(), ATTACK_BOARD_JSON: dumps_json(board).encode(),
+            ATTACK_BOARD_HTML: render_attack_board_page(board).encode()}

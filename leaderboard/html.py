@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from leaderboard.attack_board import ATTACK_BOARD_HTML, has_attack_board
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
 from leaderboard.formats import pct
 from leaderboard.html_assets import JS
@@ -129,12 +130,14 @@ def render_board_page(board: dict, records: list[dict]) -> str:
                             f'<section id="protocol"><h2>Protocol</h2>{_protocol(board, records[0])}</section>')
     summary = "".join(block_html(b) for b in view["sections"][0]["blocks"])
     nav = "".join(f'<a href="#{esc(s["id"])}">{esc(s["title"])}</a>' for s in view["sections"][1:])
+    attacks = (f'<a href="{path_href(ident + ATTACK_BOARD_HTML)}">Attack board</a>' if has_attack_board(board)
+               else "")
     body = f"""<header>
 <h1>{esc(view['title'])}</h1>
 <p class="subtitle">{len(entries)} entries · {esc(p['norm'])} threat model · ranked at eps={esc(board['primary_eps'])} \
 · {p['n_examples']} test points</p>
 <nav class="toc" aria-label="Sections"><a href="index.html">All boards</a>{nav}<a href="#details">Entries in detail</a>\
-<a href="#protocol">Protocol</a><a href="{path_href(ident + '.json')}">JSON</a>\
+<a href="#protocol">Protocol</a>{attacks}<a href="{path_href(ident + '.json')}">JSON</a>\
 <a href="{path_href(ident + '.md')}">Markdown</a></nav>
 {summary}
 </header>
@@ -147,9 +150,20 @@ re-derived from their per-example flags. Board data: <a href="{path_href(ident +
     return page(view["title"], body, JS)
 
 
+def _files(board: dict) -> str:
+    """Links to a board's other files: its Markdown and JSON, and its attack board's web page when
+    it has one (`leaderboard.attack_board.has_attack_board`)."""
+    ident = board["protocol"]["id"]
+    links = [f'<a href="{path_href(ident + ".md")}">Markdown</a>', f'<a href="{path_href(ident + ".json")}">JSON</a>']
+    if has_attack_board(board):
+        links.append(f'<a href="{path_href(ident + ATTACK_BOARD_HTML)}">attack board</a>')
+    return " · ".join(links)
+
+
 def render_index(boards: list[tuple[dict, str]]) -> str:
     """The index page of boards, each given as (board JSON, date text): track, protocol id and
-    version, date, number of entries and the leader, with a link to `<protocol>.html`; sorted by
+    version, date, number of entries, the leader, with a link to `<protocol>.html`, and links to
+    the board's other files (its attack board's page among them when it has one); sorted by
     protocol id (then version)."""
     rows = []
     for board, date in sorted(boards, key=lambda b: (b[0]["protocol"]["id"], b[0]["protocol"]["version"])):
@@ -157,10 +171,10 @@ def render_index(boards: list[tuple[dict, str]]) -> str:
         leader = entries[0] if entries else None
         top = (f"{esc(leader['defense'])} ({pct(leader['worst_case'][board['primary_eps']])}%)" if leader else "–")
         rows.append([f'<a href="{path_href(p["id"] + ".html")}">{esc(p["id"])}</a>', esc(board["track"]),
-                     str(p["version"]), esc(date), str(len(entries)), top])
+                     str(p["version"]), esc(date), str(len(entries)), top, _files(board)])
     table = simple_table("Every board: one per protocol version", ["protocol", "track", "version", "date", "entries",
-                                                                   "leader (worst case at the primary eps)"],
-                         rows, numeric_from=6, cls="data index")
+                                                                   "leader (worst case at the primary eps)", "files"],
+                         rows, numeric_from=7, cls="data index")
     body = ("<header><h1>atbench leaderboards</h1><p class=\"subtitle\">Adversarial-training defenses, one board per "
             "evaluation protocol</p></header>\n<main>\n" + table + "\n</main>")
     return page("atbench leaderboards", body)

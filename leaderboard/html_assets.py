@@ -82,6 +82,7 @@ background:var(--fg);color:#fff;font-size:.8rem;font-weight:700}
 .panel{padding:14px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));gap:18px}
 .grid>section{min-width:0}
+.panel>section.best-known{margin-top:18px}
 h4.seeds{margin:22px 0 4px;padding-top:14px;border-top:1px solid var(--line)}
 .seed{margin-top:10px}
 .seed h4{font-size:.9rem}

@@ -1,6 +1,8 @@
 """The detail panel of one board entry (`leaderboard.html`): robust accuracy against eps, the
-per-class worst case, flags and notes, recipe, certified accuracy, and per seed the confusion
-matrix, margins, training and provenance with links to the record and its flags file."""
+per-class worst case, flags and notes, recipe, certified accuracy, best known (for an entry a
+submitted attack was run against: the view's blocks,
+`leaderboard.view_best_known.entry_best_known_blocks`), and per seed the confusion matrix, margins,
+training and provenance with links to the record and its flags file."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -25,7 +27,9 @@ from leaderboard.html_svg import (
     eps_chart,
     legend,
 )
+from leaderboard.html_view import block_html
 from leaderboard.view import note_reason
+from leaderboard.view_best_known import TITLE, entry_best_known_blocks
 from leaderboard.view_tables import flag_letter, worst_class_text
 
 
@@ -46,6 +50,16 @@ def _eps_section(board: dict, x: dict) -> str:
             + simple_table(f"Robust accuracy (%) of {esc(x['defense'])} per eps, ± half the 95% interval",
                            ["attack"] + [f"eps={e}" for e in eps], rows, cls="data eps-table")
             + "</section>")
+
+
+def _best_known_section(board: dict, x: dict, anchor: str) -> str:
+    """The entry's best-known blocks of the view (their tables' ids prefixed by the panel's
+    `anchor`); nothing when no submitted attack was run against it."""
+    blocks = entry_best_known_blocks(x, board["eps"], board["statistics"]["alpha"])
+    if not blocks:
+        return ""
+    return (f'<section class="best-known"><h4>{esc(TITLE)}</h4>'
+            + "".join(block_html(b, f"{anchor}-") for b in blocks) + "</section>")
 
 
 def _class_sentence(board: dict, x: dict) -> str:
@@ -193,7 +207,7 @@ def render_detail(board: dict, x: dict, records: list[dict], anchor: str) -> str
         f'{" (external model)" if x["external"] else ""} '
         f'<span class="muted">worst case {pct(x["worst_case"][primary])}% at eps={esc(primary)}</span></summary>'
         f'<div class="panel"><div class="grid">{_eps_section(board, x)}{_class_section(board, x)}{_flags_section(x)}'
-        f"{_recipe_section(x)}{_certified_section(x)}</div>"
+        f"{_recipe_section(x)}{_certified_section(x)}</div>{_best_known_section(board, x, anchor)}"
         f'<h4 class="seeds">Per seed: confusion matrix, margins, provenance</h4>{seeds}'
         "</div></details>"
     )

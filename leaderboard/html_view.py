@@ -47,9 +47,10 @@ def cell_html(text: str) -> str:
     return inline_html(text)
 
 
-def table_html(block: dict) -> str:
-    """A view table as a scrollable HTML table: the first cell of a row is its header; a cell's
-    tone and title become its class and tooltip, its value `data-value`."""
+def table_html(block: dict, prefix: str = "") -> str:
+    """A view table as a scrollable HTML table, with the element id `<prefix>table-<its id>` (a
+    prefix keeps the ids of a table shown once per entry apart): the first cell of a row is its
+    header; a cell's tone and title become its class and tooltip, its value `data-value`."""
     columns = block["columns"]
 
     def num(c: dict) -> str:
@@ -68,13 +69,13 @@ def table_html(block: dict) -> str:
                 content = f"<strong>{content}</strong>"
             cells.append(f'<th scope="row"{attrs}>{content}</th>' if i == 0 else f"<td{attrs}>{content}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="table-wrap"><table class="data {esc(block["id"])}" id="table-{esc(block["id"])}">'
+    return (f'<div class="table-wrap"><table class="data {esc(block["id"])}" id="{esc(prefix)}table-{esc(block["id"])}">'
             f'<caption><span class="cap">{esc(block["caption"])}</span></caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def block_html(block: dict) -> str:
-    """One view block as HTML."""
+def block_html(block: dict, prefix: str = "") -> str:
+    """One view block as HTML; a table's element id starts with `prefix` (`table_html`)."""
     kind = block["kind"]
     if kind == "paragraph":
         return f"<p>{inline_html(block['text'])}</p>"
@@ -82,7 +83,7 @@ def block_html(block: dict) -> str:
         return "<ul>" + "".join(f"<li>{inline_html(t)}</li>" for t in block["items"]) + "</ul>"
     if kind == "image":
         return f'<p>Chart: <a href="{esc(block["src"])}">{esc(block["alt"])}</a> (PNG)</p>'
-    return table_html(block)
+    return table_html(block, prefix)
 
 
 def section_html(section: dict, before: str = "", after: str = "") -> str:

@@ -5,7 +5,10 @@ sections of blocks (paragraphs, bullet items, tables, images) whose text uses fo
 `code`, *emphasis*, **strong** and [links](target). The JSON board carries the view under
 "view"; `leaderboard.markdown` and `leaderboard.html` render it, adding only layout (the web
 page's sorting, filters and per-entry panels). A sentence therefore exists in one place, and
-tests check it against the numbers it describes (tests/test_board_sentences.py).
+tests check it against the numbers it describes (tests/test_board_sentences.py). Its parts: the
+tables and the block constructors (`leaderboard.view_tables`), best known (`leaderboard.view_best_known`:
+the section, and each attacked entry's blocks for its panel on the web page) and the cost section
+(`leaderboard.view_cost`).
 
 Blocks: {"kind": "paragraph", "text"}, {"kind": "items", "items": [text]}, {"kind": "image",
 "src", "alt"}, {"kind": "table", "id", "caption", "columns": [{"id", "label", "align"}],
@@ -16,35 +19,24 @@ from __future__ import annotations
 
 from benchmark.core.tuning_rules import EDGE_RULE, TUNING_BUDGET
 from leaderboard.flags import FLAG_DOCS, SANITY_FLAGS
-from leaderboard.formats import count, p_is, pct
+from leaderboard.formats import count, p_is
+from leaderboard.view_best_known import best_known_sections
 from leaderboard.view_cost import cost_blocks
 from leaderboard.view_tables import (
     certified_table,
     claims_table,
     flag_letter,
+    items,
+    paragraph,
     per_eps_table,
     ranked_table,
+    section,
     significance_table,
     worst_class_text,
 )
 
 #: Flags whose value and threshold are accuracy differences (shown in points); the others' are rates.
 _POINT_FLAGS = ("tpgd_much_stronger_than_pgd", "accuracy_rises_with_eps")
-
-
-def paragraph(text: str) -> dict:
-    """A paragraph block."""
-    return {"kind": "paragraph", "text": text}
-
-
-def items(texts: list[str]) -> dict:
-    """A bullet-list block."""
-    return {"kind": "items", "items": texts}
-
-
-def section(ident: str, title: str, *blocks: dict) -> dict:
-    """A section: its anchor id, its heading and its blocks."""
-    return {"id": ident, "title": title, "blocks": list(blocks)}
 
 
 def _measure(name: str, value: float) -> str:
@@ -85,66 +77,6 @@ def _ranking(board: dict) -> dict:
         paragraph(f"**Ranks.** {stats['rank_rule'][0].upper()}{stats['rank_rule'][1:]}. Test: {stats['comparison']}; "
                   f"{stats['correction']}; alpha {stats['alpha']}. Rows are ordered by worst-case accuracy, then clean "
                   "accuracy, then id."))
-
-
-#: The flag sentence of an entry whose best known is significantly below the protocol's worst case
-#: (`leaderboard.best_known.OVERSTATED`, in bold).
-OVERSTATED_TEXT = "**the protocol's attacks overstate this entry**"
-
-
-def _beyond_text(at: dict) -> str:
-    """`7 points broken beyond the protocol (`bpda` 5, `eot-pgd` 3)`: the points and, per attack,
-    how many of them it broke (a point broken by several attacks counts for each)."""
-    if not at["points_beyond"]:
-        return "no point broken beyond the protocol"
-    by_attack: dict[str, int] = {}
-    for points in at["best_known_attacks"].values():
-        for point in points:
-            for name in point["attacks"]:
-                by_attack[name] = by_attack.get(name, 0) + 1
-    return (f"{count(at['points_beyond'], 'point')} broken beyond the protocol ("
-            + ", ".join(f"`{name}` {n}" for name, n in sorted(by_attack.items())) + ")")
-
-
-def best_known_line(x: dict, eps: list[str], alpha: float) -> str:
-    """An entry's best-known sentence: the attacks submitted against it, then per eps its best
-    known beside the protocol's worst case, the points broken beyond the protocol and by which
-    attacks, the paired test's p and, when p < alpha, the flag."""
-    block = x["best_known"]
-    seeds = block[eps[0]]["attacks"]
-    names = sorted({name for run in seeds.values() for name in run})
-    several = x["n_seeds"] > 1
-    submitted = ", ".join(f"`{name}`" + (f" (seeds {', '.join(s for s, run in seeds.items() if name in run)})"
-                                         if several else "") for name in names)
-    parts = []
-    for e in eps:
-        at = block[e]
-        verdict = OVERSTATED_TEXT if at["p_value"] < alpha else f"not significant at {alpha}"
-        parts.append(f"eps={e}: best known {pct(at['best_known'])}% against the protocol's {pct(at['protocol'])}%, "
-                     f"{_beyond_text(at)}, p {p_is(at['p_value'])}: {verdict}")
-    return f"**{x['defense']}** (submitted: {submitted}): " + "; ".join(parts) + "."
-
-
-def _best_known(board: dict) -> list[dict]:
-    """The best-known section, only when a submitted attack was run against an entry."""
-    attacked = [x for x in board["entries"] if x.get("best_known")]
-    if not attacked:
-        return []
-    alpha, p = board["statistics"]["alpha"], board["protocol"]
-    others = [x["defense"] for x in board["entries"] if not x.get("best_known")]
-    blocks = [
-        paragraph("Beside the protocol's worst case, each entry attacked by a submitted attack (docs/attacks.md) has "
-                  "a *best known* worst case: per point, the worst over the protocol's attack columns and every "
-                  "admitted submitted attack of that entry, the mean over its seeds. The ranking stays the "
-                  "protocol's: best known is shown beside it and changes no rank. Test: one-sided exact McNemar test "
-                  "of best known below the protocol's worst case on the paired per-point flags, the seeds' points "
-                  "concatenated; every discordant point is one broken beyond the protocol, so p = 0.5^b for b such "
-                  f"points; an entry with p below {alpha} carries the flag {OVERSTATED_TEXT} (per eps, not corrected "
-                  f"over entries). The attacks ranked over every entry: [{p['id']}.attacks.md]({p['id']}.attacks.md)."),
-        items([best_known_line(x, board["eps"], alpha) for x in attacked])]
-    if others:
-        blocks.append(paragraph(f"No submitted attack was run against: {', '.join(others)}."))
-    return [section("best-known", "Best known: submitted attacks beside the protocol", *blocks)]
 
 
 def _flags(board: dict) -> dict:
@@ -269,7 +201,7 @@ def board_view(board: dict) -> dict:
     p = board["protocol"]
     return {
         "title": f"Leaderboard: {board['track']} (protocol {p['id']} v{p['version']})",
-        "sections": [_intro(board), _ranking(board), *_best_known(board), _claims(board), _flags(board),
+        "sections": [_intro(board), _ranking(board), *best_known_sections(board), _claims(board), _flags(board),
                      _significance(board), *_certified(board),
                      section("per-eps", "Worst-case robust accuracy (%) per eps", per_eps_table(board)),
                      _classwise(board), section("cost", "Cost", *cost_blocks(board)), _how_to_read(board)],

@@ -1,6 +1,7 @@
 """The tables of the board's view (`leaderboard.view`): the ranked table, the claims, the
 significance matrix, the certified table and the per-eps table, each as columns and rows of
-cells (text in the view's inline marks, and the value the web page sorts by)."""
+cells (text in the view's inline marks, and the value the web page sorts by); and the view's
+block constructors (tables, paragraphs, bullet items, sections) that every view module uses."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -27,6 +28,21 @@ def column(ident: str, label: str, align: str = "r") -> dict:
 def table(ident: str, caption: str, columns: list[dict], rows: list[list[dict]]) -> dict:
     """A table block."""
     return {"kind": "table", "id": ident, "caption": caption, "columns": columns, "rows": rows}
+
+
+def paragraph(text: str) -> dict:
+    """A paragraph block."""
+    return {"kind": "paragraph", "text": text}
+
+
+def items(texts: list[str]) -> dict:
+    """A bullet-list block."""
+    return {"kind": "items", "items": texts}
+
+
+def section(ident: str, title: str, *blocks: dict) -> dict:
+    """A section: its anchor id, its heading and its blocks."""
+    return {"id": ident, "title": title, "blocks": list(blocks)}
 
 
 def _link(name: str, link: str) -> str:

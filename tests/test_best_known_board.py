@@ -13,6 +13,7 @@ import pytest
 from benchmark.commands.cli import main
 from benchmark.core.errors import AtbenchError
 from leaderboard.attack_admission import AdmittedAttack
+from leaderboard.attack_board import ATTACK_BOARD_SUFFIXES
 from leaderboard.best_known import OVERSTATED, best_known, entry_best_known
 from leaderboard.build import admitted_records, board_attacks, build_json, write_board
 from leaderboard.evidence import worst_flags
@@ -129,28 +130,35 @@ def test_entry_best_known_refuses_another_entrys_record(fixture):
         single["0.3"].best_known_acc, 4)
 
 
-def test_write_board_writes_the_attack_board_and_keeps_it_out_of_the_index(fixture, tmp_path):
+def test_write_board_writes_the_attack_board_and_links_it_from_the_index(fixture, tmp_path):
     records, attacks, _, _, _ = fixture
     boards = tmp_path / "boards"
+    attack_files = {f"{PROTOCOL}{suffix}" for suffix in ATTACK_BOARD_SUFFIXES}
+    assert attack_files == {f"{PROTOCOL}.attacks.md", f"{PROTOCOL}.attacks.json", f"{PROTOCOL}.attacks.html"}
     paths = write_board(records, PROTOCOL, boards, (), attacks)
-    assert {p.name for p in paths} >= {f"{PROTOCOL}.attacks.md", f"{PROTOCOL}.attacks.json"}
+    assert {p.name for p in paths} >= attack_files
     board = json.loads((boards / f"{PROTOCOL}.json").read_text())
     assert _entry(board, "pgd-at")["best_known"]["0.3"]["flag"] == OVERSTATED
     index = (boards / "index.html").read_text()
-    assert index.count(f"{PROTOCOL}.html") == 1 and "attacks" not in index
+    # one board row (the attack board's JSON is no board), which links the attack board's page
+    assert index.count(f'href="{PROTOCOL}.html"') == 1 and index.count("<tr>") == 2
+    assert index.count(f'href="{PROTOCOL}.attacks.html"') == 1
+    assert f'href="{PROTOCOL}.attacks.html">Attack board</a>' in (boards / f"{PROTOCOL}.html").read_text()
     # an empty attack records folder: no best known, and the stale attack board is removed
     empty = tmp_path / "no-attacks"
     (empty / PROTOCOL).mkdir(parents=True)
     write_board(records, PROTOCOL, boards, (), empty)
-    assert not (boards / f"{PROTOCOL}.attacks.md").exists() and not (boards / f"{PROTOCOL}.attacks.json").exists()
+    assert not any((boards / name).exists() for name in attack_files)
     assert all(x["best_known"] is None for x in json.loads((boards / f"{PROTOCOL}.json").read_text())["entries"])
+    assert "attacks.html" not in (boards / "index.html").read_text()
+    assert "attacks.html" not in (boards / f"{PROTOCOL}.html").read_text()
     # a missing folder holds none; None reads none and leaves an attack board alone
     write_board(records, PROTOCOL, boards, (), attacks)
     write_board(records, PROTOCOL, boards, (), tmp_path / "missing")
-    assert not (boards / f"{PROTOCOL}.attacks.md").exists()
+    assert not any((boards / name).exists() for name in attack_files)
     write_board(records, PROTOCOL, boards, (), attacks)
     write_board(records, PROTOCOL, boards)
-    assert (boards / f"{PROTOCOL}.attacks.md").exists()
+    assert all((boards / name).exists() for name in attack_files)
 
 
 def test_an_attack_record_that_fails_admission_stops_the_board_naming_its_file(fixture, tmp_path):
@@ -226,7 +234,7 @@ def test_run_and_eval_write_their_board_with_the_attack_records_of_their_paths(f
     assert "## Best known" in (boards / f"{PROTOCOL}.md").read_text()
     job.paths = dataclasses.replace(paths, attack_records_dir=str(tmp_path / "none"))
     runner.publish_all([job], [])
-    assert not (boards / f"{PROTOCOL}.attacks.md").exists() and not (boards / f"{PROTOCOL}.attacks.json").exists()
+    assert not any((boards / f"{PROTOCOL}{suffix}").exists() for suffix in ATTACK_BOARD_SUFFIXES)
     assert "## Best known" not in (boards / f"{PROTOCOL}.md").read_text()
     from benchmark.commands.cli import attack_records_dir
 
@@ -254,3 +262,71 @@ def test_markdown_and_the_web_page_print_the_best_known_sentences(fixture):
         assert text in markdown
         assert " ".join(unescape(re.sub(r"<[^>]+>", "", inline_html(text))).split()) in " ".join(page.split())
     assert 'id="best-known"' in render_board_page(board, [it.record for it in admitted_records(records, PROTOCOL)])
+
+
+def _by_attack(at: dict) -> dict[str, int]:
+    """Per attack, the points broken beyond the protocol it broke, from the data."""
+    counts: dict[str, int] = {}
+    for points in at["best_known_attacks"].values():
+        for point in points:
+            for name in point["attacks"]:
+                counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def test_the_detail_panel_shows_the_best_known_figures_of_the_data(fixture):
+    """Each attacked entry's panel: per eps its best known beside the protocol's worst case, the points
+    broken beyond the protocol with the attacks that broke them (per point: seed, test index, attacks)
+    and the paired test's p, all as the board's numbers say; the view's blocks, rendered; nothing for
+    an entry no attack record names."""
+    import re
+
+    from leaderboard.formats import p_text
+    from leaderboard.html import render_board_page
+    from leaderboard.html_view import block_html
+    from leaderboard.view_best_known import entry_best_known_blocks
+    from tests.test_html import body_rows, table_with
+
+    records, _, _, _, board = fixture
+    page = render_board_page(board, [it.record for it in admitted_records(records, PROTOCOL)])
+    shown = {}
+    for x in board["entries"]:
+        found = re.search(rf'<details class="entry" id="([^"]+)" data-defense="{re.escape(x["defense"])}">', page)
+        anchor, panel = found.group(1), page[found.start():page.index("</details>", found.start())]
+        if x["best_known"] is None:
+            assert 'class="best-known"' not in panel and "broken beyond" not in panel
+            continue
+        blocks = entry_best_known_blocks(x, board["eps"], board["statistics"]["alpha"])
+        assert "".join(block_html(b, f"{anchor}-") for b in blocks) in panel
+        rows = [[c["text"] for c in row["cells"]]
+                for row in body_rows(table_with(panel, id=f"{anchor}-table-best-known-eps"))]
+        assert [row[0] for row in rows] == [f"eps={e}" for e in board["eps"]]
+        for row, e in zip(rows, board["eps"]):
+            at = x["best_known"][e]
+            assert row[1:3] == [pct(at["protocol"]), pct(at["best_known"])]
+            said = 0 if row[3].startswith("no point") else int(row[3].split()[0])
+            assert said == at["points_beyond"] == sum(len(v) for v in at["best_known_attacks"].values())
+            assert {k: int(n) for k, n in re.findall(r"([\w-]+) (\d+)", row[3].partition("(")[2])} == _by_attack(at)
+            assert row[4] == p_text(at["p_value"])
+            assert ("overstate this entry" in row[5]) == (at["flag"] is not None) == (at["p_value"] < 0.05)
+        broken = {(int(seed), p["index"], e): ", ".join(p["attacks"]) for e in board["eps"]
+                  for seed, points in x["best_known"][e]["best_known_attacks"].items() for p in points}
+        if not broken:
+            assert "best-known-points" not in panel
+            continue
+        points = body_rows(table_with(panel, id=f"{anchor}-table-best-known-points"))
+        table = {(int(r["cells"][0]["text"]), int(r["cells"][1]["text"]), e): r["cells"][2 + k]["text"]
+                 for r in points for k, e in enumerate(board["eps"])}
+        assert {key: names for key, names in table.items() if names != "-"} == broken
+        shown[x["defense"]] = rows, sorted(broken.items())
+    # by hand (tests.attack_fixtures): pgd-at's 5 points at eps 0.3, one of them broken by both attacks
+    rows, broken = shown["pgd-at"]
+    assert rows[-1][3:] == ["5 points broken beyond the protocol (bpda 5, eot-pgd 1)", "0.031",
+                            "the protocol's attacks overstate this entry"]
+    assert rows[0][3:] == ["no point broken beyond the protocol", "1", "not significant at 0.05"]
+    assert [names for _, names in broken] == ["bpda, eot-pgd"] + ["bpda"] * 4
+    rows, broken = shown["trades"]
+    assert rows[-1][3:] == ["2 points broken beyond the protocol (eot-pgd 2)", "0.25", "not significant at 0.05"]
+    rows, broken = shown["mart"]  # two seeds, pooled: 3 + 2 points
+    assert rows[-1][3:5] == ["5 points broken beyond the protocol (bpda 5)", "0.031"]
+    assert [seed for (seed, _, _), _ in broken] == [0, 0, 0, 1, 1]

@@ -15,7 +15,8 @@ from leaderboard.evidence import ALPHA
 from leaderboard.html import render_board_page
 from leaderboard.html_view import inline_html
 from leaderboard.markdown import render_markdown
-from leaderboard.view import OVERSTATED_TEXT, board_view
+from leaderboard.view import board_view
+from leaderboard.view_best_known import OVERSTATED_TEXT
 from leaderboard.build import board_attacks
 from tests.attack_fixtures import PROTOCOL, write_attacked_board
 from tests.board_sentences import problems, sentences

@@ -209,6 +209,14 @@ def test_the_index_lists_every_board_sorted_with_links(built):
     assert rows[0]["cells"][3]["text"] == "<2026-11-23>" and "&lt;2026-11-23&gt;" in page
     assert render_index([(other, "<2026-11-23>"), (board, "2026-11-22")]) == page
     assert f"{pct(board['entries'][0]['worst_case'][board['primary_eps']])}%" in rows[1]["cells"][5]["text"]
+    # the board's other files; its attack board's page only when an entry has attack records
+    assert rows[1]["cells"][6]["text"] == "Markdown · JSON" and "attacks" not in page
+    assert 'href="mnist5k-cnn.md">Markdown</a> · <a href="mnist5k-cnn.json">JSON</a>' in page
+    attacked = json.loads(json.dumps(board))
+    attacked["entries"][-1]["best_known"] = {board["primary_eps"]: {}}
+    rows = body_rows(tables(render_index([(attacked, "2026-11-22")]))[0])
+    assert rows[0]["cells"][6]["text"] == "Markdown · JSON · attack board"
+    assert 'href="mnist5k-cnn.attacks.html">attack board</a>' in render_index([(attacked, "2026-11-22")])
 
 
 def test_certified_accuracy_is_shown_per_radius_in_increasing_order(built):

@@ -1,10 +1,14 @@
 """The board page in a real browser (headless Debian chromium through selenium): sorting by
 click and keyboard, filters and search, a detail panel's numbers, no console errors, no
 horizontal page scrolling at 1280 and 390 px (screenshots saved), and the page without
-JavaScript. Skips when the browser is missing, except under CI (`CI` set), where that fails.
+JavaScript; and the attack board's page: its ranking, no console errors, no horizontal scrolling,
+reached from the board page. Skips when the browser is missing, except under CI (`CI` set),
+where that fails.
 
 Uses the committed page `leaderboard/boards/mnist5k-cnn.html` (with its JSON and records) when
-it exists, else a page generated from fixture records (`tests/html_fixtures.py`)."""
+it exists, else a page generated from fixture records (`tests/html_fixtures.py`); likewise the
+committed `mnist5k-cnn.attacks.html`, else one built from the fixture attack records
+(`tests/attack_fixtures.py`)."""
 from __future__ import annotations
 
 import json
@@ -13,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from leaderboard.attack_board import ATTACK_BOARD_HTML, attack_board_files, build_attack_board
+from leaderboard.build import admitted_records, board_attacks, build_json
 from leaderboard.html import render_board_page
 from leaderboard.formats import pct, with_interval
+from tests.attack_fixtures import PROTOCOL, write_attacked_board
 from tests.html_fixtures import fixture_board
 
 pytestmark = pytest.mark.system
@@ -31,6 +38,7 @@ except ImportError:  # checked by the `browser` fixture
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 COMMITTED = ROOT / "leaderboard" / "boards" / "mnist5k-cnn.html"
+COMMITTED_ATTACKS = COMMITTED.with_name("mnist5k-cnn" + ATTACK_BOARD_HTML)
 ROWS_JS = ("return Array.from(document.querySelectorAll('#board-table tbody tr'))"
            ".filter(r => !r.hidden).map(r => r.dataset.defense)")
 
@@ -244,3 +252,45 @@ def test_without_javascript_the_static_page_is_complete(board_page, tmp_path_fac
         assert len(driver.find_elements(By.CSS_SELECTOR, "details.entry")) == len(board["entries"])
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def attack_page(tmp_path_factory) -> tuple[str, dict]:
+    """(file:// URL, attack board JSON): the committed attack board page if there is one, else one
+    built from the fixture attack records."""
+    if COMMITTED_ATTACKS.exists():
+        return COMMITTED_ATTACKS.as_uri(), json.loads(COMMITTED_ATTACKS.with_suffix(".json").read_text())
+    root = tmp_path_factory.mktemp("attacked")
+    records, attacks, _ = write_attacked_board(root)
+    admitted = admitted_records(records, PROTOCOL)
+    submitted = board_attacks(attacks, PROTOCOL, admitted)
+    board = build_attack_board(build_json(admitted, submitted), submitted)
+    path = root / f"{PROTOCOL}{ATTACK_BOARD_HTML}"
+    path.write_bytes(attack_board_files(board)[ATTACK_BOARD_HTML])
+    return path.as_uri(), board
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_attack_board_page_shows_its_ranking_and_fits_the_screen(browser, attack_page, width, tmp_path):
+    url, board = attack_page
+    browser.set_window_size(width, 900)
+    browser.get(url)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#table-attack-table tbody tr")
+    assert [r.find_element(By.CSS_SELECTOR, "td").get_attribute("textContent") for r in rows] == \
+        [a["attack"] for a in board["attacks"]]
+    assert browser.find_element(By.TAG_NAME, "h1").text == board["view"]["title"]
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    artifacts = Path(os.environ.get("ATBENCH_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(artifacts / f"attack-board-{width}.png"))
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert not errors, errors
+
+
+def test_the_board_page_links_its_attack_board(page):
+    driver, board, _ = page
+    if not any(x.get("best_known") for x in board["entries"]):
+        pytest.skip("this board has no attack records, so no attack board")
+    driver.find_element(By.LINK_TEXT, "Attack board").click()
+    assert driver.title.startswith("Submitted attacks: ")
+    assert driver.find_elements(By.CSS_SELECTOR, "#table-attack-table tbody tr")

@@ -128,7 +128,7 @@ def _commands(sub) -> None:
     _common(board, defenses=False)
     _official(board)
     _attack_records(board, "the attack records that give the board's entries their best-known worst case (and "
-                           "the attack board, <boards-dir>/<protocol>.attacks.md|json),")
+                           "the attack board, <boards-dir>/<protocol>.attacks.md|json|html),")
     tune = sub.add_parser("tune", help="train and score each defense's declared search space on the validation split "
                                        "and write its sweep record (the track takes the winner)")
     _common(tune)
