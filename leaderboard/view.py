@@ -103,8 +103,24 @@ def _claims(board: dict) -> dict:
                   "per-example results of the entries it names. The effect is the method minus its comparator, with "
                   f"its 95% interval; p-values are Holm-corrected over the {count(len(tested), 'test')} made here; "
                   f"a claim is *supported* when its adjusted p is below {alpha} and the effect has the claimed "
-                  "sign, *not supported* otherwise, and *untestable here* when the board lacks what it needs."),
+                  "sign, *not supported* otherwise, and *untestable here* when the board lacks what it needs."
+                  + _training_caveat(board)),
         claims_table(board))
+
+
+def _training_caveat(board: dict) -> str:
+    """What the claims' tests do not sample when an entry has one seed: the training. Empty when
+    every entry has several seeds (the test column says what each test resamples)."""
+    single = [x for x in board["entries"] if x["n_seeds"] == 1]
+    if not single:
+        return ""
+    who = ("with 1 seed per entry on this board, a verdict is about these trained models"
+           if len(single) == len(board["entries"]) else
+           f"{count(len(single), 'entry', 'entries')} of the {len(board['entries'])} on this board "
+           f"{'has' if len(single) == 1 else 'have'} 1 seed, and a verdict that involves one is about that "
+           "trained model")
+    return (f" A single seed's training is not sampled: {who}, and a retraining (another seed, or the same seed "
+            "on a machine of another CPU vendor) can move a verdict that lies near the threshold.")
 
 
 def _significance(board: dict) -> dict:

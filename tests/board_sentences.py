@@ -15,6 +15,8 @@ _WITHIN = re.compile(r"within chance \(p = ([0-9.e-]+) ≥ ([0-9.]+)\)")
 _THRESHOLD = re.compile(r"not above the flag's threshold \(([0-9.]+)(?: points|% of the points)? ≤ ([0-9.]+)")
 _HOLM_PAIRS = re.compile(r"Holm over all (\d+) pairs")
 _TESTS = re.compile(r"Holm-corrected over the (\d+) tests? made here")
+_ALL_SINGLE = re.compile(r"with 1 seed per entry on this board")
+_SOME_SINGLE = re.compile(r"(\d+) entr(?:y|ies) of the (\d+) on this board ha(?:s|ve) 1 seed")
 _SWEEP = re.compile(r"\[sweep\]\(\.\./sweeps/([^)]+)\.md\) of (\d+) settings?([^|]*)")
 _FRONT = re.compile(r"the Pareto front \(.*?\) is: ([^.]+)\.")
 _BEST = re.compile(r"eps=([^:]+): best known ([0-9.]+)% against the protocol's ([0-9.]+)%, "
@@ -154,6 +156,12 @@ def _claims(board: dict, view: dict, alpha: float) -> list[str]:
     m = _TESTS.search(section["blocks"][0]["text"])
     if not m or int(m.group(1)) != len(tested):
         found.append(f"claims: the count of tests corrected over is not {len(tested)}")
+    text = section["blocks"][0]["text"]
+    single = sum(x["n_seeds"] == 1 for x in board["entries"])
+    every, some = _ALL_SINGLE.search(text), _SOME_SINGLE.search(text)
+    said = len(board["entries"]) if every else int(some.group(1)) if some else 0
+    if said != single or (some and int(some.group(2)) != len(board["entries"])):
+        found.append(f"claims: the entries with 1 seed are said to be {said}, the board has {single}")
     for claim, row in zip(board["claims"], table["rows"]):
         result = row[[c["id"] for c in table["columns"]].index("result")]["text"].strip("*")
         if result == "supported" and not (claim["p_adjusted"] < alpha and claim["effect"] > 0):

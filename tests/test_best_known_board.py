@@ -238,10 +238,11 @@ def test_run_and_eval_write_their_board_with_the_attack_records_of_their_paths(f
     assert "## Best known" not in (boards / f"{PROTOCOL}.md").read_text()
     from benchmark.commands.cli import attack_records_dir
 
-    for command in ("run", "eval", "leaderboard"):  # beside the records folder unless named
-        assert attack_records_dir(build_parser().parse_args([command])) == "leaderboard/attack_records"
-        assert attack_records_dir(build_parser().parse_args([command, "--records-dir", "x/recs"])) == "x/attack_records"
-        assert attack_records_dir(build_parser().parse_args([command, "--attack-records-dir", "a"])) == "a"
+    # beside the records folder unless named: `attack` writes where `run`, `eval` and `leaderboard` read
+    for command in (["run"], ["eval"], ["leaderboard"], ["attack", "--attack", "bpda"]):
+        assert attack_records_dir(build_parser().parse_args(command)) == "leaderboard/attack_records"
+        assert attack_records_dir(build_parser().parse_args([*command, "--records-dir", "x/recs"])) == "x/attack_records"
+        assert attack_records_dir(build_parser().parse_args([*command, "--attack-records-dir", "a"])) == "a"
 
 
 def test_markdown_and_the_web_page_print_the_best_known_sentences(fixture):

@@ -79,6 +79,9 @@ def test_planted_false_sentences_of_other_kinds_are_caught(committed):
         "a plural after 1": lambda v: v["sections"][0]["blocks"].append(
             {"kind": "paragraph", "text": "Square broke 1 points."}),
         "tuning: ": lambda v: _replace_count(_ranked_cells(v)[0]),
+        "the entries with 1 seed": lambda v: _section_paragraph(v, "claims", "Each founding").update(
+            text=_section_paragraph(v, "claims", "Each founding")["text"].replace(
+                "with 1 seed per entry on this board", "with 3 seeds per entry on this board")),
         "cost: ": lambda v: _section_paragraph(v, "cost", "Costs compare").update(
             text=_section_paragraph(v, "cost", "Costs compare")["text"].replace("is: ", "is: dyart, ")),
     }

@@ -82,7 +82,7 @@ def _runs_lock(args):
 
 
 def attack_records_dir(args) -> str | None:
-    """The folder whose attack records a command's board reads: `--attack-records-dir`, by
+    """The folder whose attack records a command's board reads (`attack`: writes): `--attack-records-dir`, by
     default the `attack_records` folder beside `--records-dir` (the workspace's
     `leaderboard/attack_records` beside `leaderboard/records`); None for a command without the
     option (its board reads none)."""
@@ -314,6 +314,7 @@ def cmd_attack(args) -> None:
     if args.model is None and (args.checkpoint or args.name):
         raise AtbenchError("--checkpoint and --name need --model", "add --model module:callable (or an architecture)")
     track = _track(args)
+    args.attack_records_dir = attack_records_dir(args)  # beside --records-dir, where its board reads them
     for line in run_attack(args, track):
         print(line)
 

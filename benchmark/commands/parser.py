@@ -290,9 +290,11 @@ def _attack_commands(sub) -> None:
                         help=_folder_help("where the entries' trained runs are", "runs"))
     attack.add_argument("--records-dir", default=default("records"), type=arg.folder,
                         help=_folder_help("where the board's records are, <records-dir>/<protocol>/", "records"))
-    attack.add_argument("--attack-records-dir", default=default("attack_records"), type=arg.folder,
-                        help=_folder_help("where the attack records go, <attack-records-dir>/<protocol>/"
-                                          "<attack>--<defense>-seed<k>.json|flags.npz", "attack_records"))
+    attack.add_argument("--attack-records-dir", default=None, type=arg.folder,
+                        help="where the attack records go, <attack-records-dir>/<protocol>/<attack>--<defense>-"
+                             "seed<k>.json|flags.npz (default: the attack_records folder beside --records-dir, "
+                             "where the board of those records reads them: ./leaderboard/attack_records beside "
+                             "./leaderboard/records)")
     attack.add_argument("--model", default=None, metavar="SPEC",
                         help="attack this external model's entry instead of the trained runs: module:callable or a "
                              "registered architecture (with --checkpoint), as `atbench eval --model` evaluated it")
