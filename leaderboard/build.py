@@ -17,7 +17,13 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
 from leaderboard.attack_admission import AdmittedAttack, admitted_attacks
-from leaderboard.attack_board import ATTACK_BOARD_JSON, ATTACK_BOARD_SUFFIXES, attack_board_files, build_attack_board
+from leaderboard.attack_board import (
+    ATTACK_BOARD_JSON,
+    ATTACK_BOARD_SUFFIXES,
+    attack_board_files,
+    build_attack_board,
+    has_attack_board,
+)
 from leaderboard.best_known import entry_best_known
 from leaderboard.claims import board_claims
 from leaderboard.entry_cost import entry_cost, pareto_front
@@ -345,21 +351,22 @@ def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path,
 
     With `attack_records_dir`, the attack records of `<attack_records_dir>/<protocol>/` are
     admitted against the board's entries (`board_attacks`; a missing folder holds none) and give
-    each entry its best-known worst case; when there are any, the attack board is written too
-    (`<protocol>.attacks.md` and `.json`, `leaderboard.attack_board`), and when there are none an
+    each entry its best-known worst case; when there are any (`has_attack_board`), the attack
+    board is written too (`<protocol>.attacks.md`, `.json` and `.html`, `leaderboard.attack_board`),
+    and when there are none an
     earlier attack board of the protocol is removed. Without it (None) attack records are not
     read, and an attack board already there is left as it is."""
     admitted = admitted_records(records_dir, protocol, also)
     submitted = board_attacks(attack_records_dir, protocol, admitted)
     markdown, board = build(admitted, submitted)
     files = board_files(markdown, board, [item.record for item in admitted])
-    if submitted:
+    if has_attack_board(board):
         files.update(attack_board_files(build_attack_board(board, submitted)))
     paths = []
     for suffix, data in files.items():
         paths.append(Path(boards_dir) / f"{protocol}{suffix}")
         atomic_write_bytes(paths[-1], data)
-    if attack_records_dir is not None and not submitted:
+    if attack_records_dir is not None and not has_attack_board(board):
         for suffix in ATTACK_BOARD_SUFFIXES:
             (Path(boards_dir) / f"{protocol}{suffix}").unlink(missing_ok=True)
     write_index([records_dir, *also], boards_dir)

@@ -130,8 +130,7 @@ def render_board_page(board: dict, records: list[dict]) -> str:
                             f'<section id="protocol"><h2>Protocol</h2>{_protocol(board, records[0])}</section>')
     summary = "".join(block_html(b) for b in view["sections"][0]["blocks"])
     nav = "".join(f'<a href="#{esc(s["id"])}">{esc(s["title"])}</a>' for s in view["sections"][1:])
-    attacks = (f'<a href="{path_href(ident + ATTACK_BOARD_HTML)}">Attack board</a>' if has_attack_board(board)
-               else "")
+    attacks = _attack_board_link(board, "Attack board")
     body = f"""<header>
 <h1>{esc(view['title'])}</h1>
 <p class="subtitle">{len(entries)} entries · {esc(p['norm'])} threat model · ranked at eps={esc(board['primary_eps'])} \
@@ -150,14 +149,21 @@ re-derived from their per-example flags. Board data: <a href="{path_href(ident +
     return page(view["title"], body, JS)
 
 
+def _attack_board_link(board: dict, label: str) -> str:
+    """A link labelled `label` to the board's attack board page, or "" when it has none
+    (`leaderboard.attack_board.has_attack_board`)."""
+    if not has_attack_board(board):
+        return ""
+    return f'<a href="{path_href(board["protocol"]["id"] + ATTACK_BOARD_HTML)}">{esc(label)}</a>'
+
+
 def _files(board: dict) -> str:
     """Links to a board's other files: its Markdown and JSON, and its attack board's web page when
-    it has one (`leaderboard.attack_board.has_attack_board`)."""
+    it has one."""
     ident = board["protocol"]["id"]
-    links = [f'<a href="{path_href(ident + ".md")}">Markdown</a>', f'<a href="{path_href(ident + ".json")}">JSON</a>']
-    if has_attack_board(board):
-        links.append(f'<a href="{path_href(ident + ATTACK_BOARD_HTML)}">attack board</a>')
-    return " · ".join(links)
+    links = [f'<a href="{path_href(ident + ".md")}">Markdown</a>', f'<a href="{path_href(ident + ".json")}">JSON</a>',
+             _attack_board_link(board, "attack board")]
+    return " · ".join(link for link in links if link)
 
 
 def render_index(boards: list[tuple[dict, str]]) -> str:

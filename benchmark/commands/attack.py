@@ -59,8 +59,9 @@ def summary(path: Path, target, primary: str) -> str:
             f"p = {known.p_value:.3g}{flag})")
 
 
-def run_attack(args, track) -> Iterator[str]:
-    """Do `atbench attack` for parsed `args` on `track`, yielding the output's lines.
+def run_attack(args, track, attack_records_dir: str) -> Iterator[str]:
+    """Do `atbench attack` for parsed `args` on `track`, writing the attack records under
+    `attack_records_dir` (the option's folder, resolved by the CLI), yielding the output's lines.
 
     Raises:
         AtbenchError: an unknown attack or entry, or no entry whose model is at hand.
@@ -84,9 +85,9 @@ def run_attack(args, track) -> Iterator[str]:
                            "train and evaluate entries first (`atbench run`), pass the --runs-dir and --records-dir "
                            "they are in, or attack an external model with --model")
     bundle = load_dataset(track.dataset, args.data_dir)
-    jobs = [(attack, source, target, track, protocol, bundle, args.attack_records_dir, args.device, args.data_dir)
+    jobs = [(attack, source, target, track, protocol, bundle, attack_records_dir, args.device, args.data_dir)
             for target in targets]
-    with folder_lock(args.attack_records_dir):
+    with folder_lock(attack_records_dir):
         paths = run_local(attack_entry, jobs, 1, args.device, args.defense_files)  # one CPU thread
     for path, target in zip(paths, targets):
         yield summary(path, target, protocol.primary_eps)

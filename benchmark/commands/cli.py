@@ -314,8 +314,7 @@ def cmd_attack(args) -> None:
     if args.model is None and (args.checkpoint or args.name):
         raise AtbenchError("--checkpoint and --name need --model", "add --model module:callable (or an architecture)")
     track = _track(args)
-    args.attack_records_dir = attack_records_dir(args)  # beside --records-dir, where its board reads them
-    for line in run_attack(args, track):
+    for line in run_attack(args, track, attack_records_dir(args)):  # beside --records-dir, where its board reads
         print(line)
 
 
