@@ -43,7 +43,7 @@ def folder_lock(folder: str | Path, wait: bool = True, shared: bool = False) -> 
     When another process holds it: with `wait`, log who holds it and wait until it is free;
     without, raise. With `shared` (a reader: building a board from the folder), the lock is
     shared with other readers and only waits for a writer; a folder this user cannot write into
-    (installed records, a read-only mount), or one that does not exist, is read without a lock and
+    (a system-wide install's records, a read-only mount), or one that does not exist, is read without a lock and
     without creating anything in it: no atbench process of this user can publish there.
 
     Raises:
