@@ -173,8 +173,9 @@ def _ranked_cells(view: dict) -> list[dict]:
 
 
 def _replace_count(cell: dict) -> None:
-    assert " of 4 settings" in cell["text"]
-    cell["text"] = cell["text"].replace(" of 4 settings", " of 6 settings")
+    """Plant a wrong count of settings tried in a sweep link's cell (two more than the sweep's)."""
+    tried = int(re.search(r" of (\d+) settings", cell["text"]).group(1))
+    cell["text"] = cell["text"].replace(f" of {tried} settings", f" of {tried + 2} settings")
 
 
 def _section_paragraph(view: dict, section: str, start: str) -> dict:

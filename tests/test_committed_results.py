@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.core.registry import DEFENSES
+from benchmark.core.sweep_files import read_sweep
+from benchmark.pipeline.sweeps import SWEEPS_DIR
 from benchmark.pipeline.evaluate import EVALUATION_VERSION
 from benchmark.pipeline.protocol import load_protocol
 from benchmark.pipeline.tracks import TRACKS
@@ -50,6 +52,25 @@ def test_committed_records_were_made_by_this_code():
     mnist5k-cnn-l2`, and `atbench run --track smoke`: CONTRIBUTING.md)."""
     problems = {path.relative_to(RECORDS).as_posix(): stale(path) for path in RECORD_FILES}
     assert {p: why for p, why in problems.items() if why} == {}
+
+
+def test_committed_records_were_trained_with_their_sweeps_current_winners():
+    """A re-sweep that changes a winner changes what the track trains: every record trained with
+    a swept setting must hold the winner of that sweep as committed now, and the track's own
+    setting (regenerate the entry otherwise)."""
+    stale_configs = {}
+    for path in RECORD_FILES:
+        if path.name.endswith(".flags.npz"):
+            continue
+        record = json.loads(path.read_text())
+        defense = record["defense"]
+        if defense.get("sweep"):
+            winner = read_sweep(SWEEPS_DIR / f"{defense['sweep']}.json")["winner"]
+            track = TRACKS.get(record["track"])
+            trained = {key: defense["config"].get(key) for key in winner}  # the config adds the defaults
+            if not trained == winner == track.defense_configs[defense["id"]]:
+                stale_configs[path.relative_to(RECORDS).as_posix()] = (trained, winner)
+    assert stale_configs == {}
 
 
 @pytest.mark.parametrize("path", RECORD_FILES, ids=lambda p: p.relative_to(RECORDS).as_posix())

@@ -138,6 +138,8 @@ def test_installed_atbench_runs_from_an_empty_folder_and_writes_only_there(insta
     atbench("regress", "--track", "smoke", "--defense-file", "mydef.py", "--defense", "mydef", "--seed", "0",
             "--against", "leaderboard/records/smoke", "-q", ok=(0, 1))
     atbench("leaderboard", "--track", "smoke", "--with-official")
+    official = site / "leaderboard" / "records"  # the installed records, in a venv the user owns
+    atbench("leaderboard", "--track", "smoke", "--records-dir", str(official), "--boards-dir", "official-boards")
 
     written = _files(work)
     printed = {cmd: _printed_defaults(atbench(cmd, "--help")) for cmd in ("run", "eval", "tune", "leaderboard")}
@@ -150,7 +152,7 @@ def test_installed_atbench_runs_from_an_empty_folder_and_writes_only_there(insta
         assert f"{entry}]" in board or f"| {entry} " in board, entry
     expected = {"leaderboard/records/smoke/mydef-seed0.json", "leaderboard/records/smoke/my-model-seed0.json",
                 "leaderboard/sweeps/synthetic-tiny/mydef.json", "leaderboard/boards/smoke.md",
-                "runs/smoke/mydef/seed0/best.pt"}
+                "runs/smoke/mydef/seed0/best.pt", "official-boards/smoke.md"}
     assert expected <= written, sorted(expected - written)
     assert any(f.startswith("runs/regress/records/smoke/") for f in written), "regress keeps its scratch in runs/"
     assert not (work / "data").exists()

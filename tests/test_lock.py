@@ -123,3 +123,18 @@ def test_a_reader_creates_nothing_in_a_folder_it_cannot_write_or_that_is_missing
     with folder_lock(installed, shared=True):
         pass
     assert list(installed.iterdir()) == []
+
+
+def test_a_reader_creates_nothing_inside_the_installed_package_even_where_it_may_write(tmp_path, monkeypatch):
+    from benchmark.core import workspace
+
+    site = tmp_path / "site-packages"
+    records = site / "leaderboard" / "records" / "smoke"
+    records.mkdir(parents=True)
+    monkeypatch.setattr(workspace, "package_root", lambda: site)  # an installed wheel: no pyproject.toml
+    with folder_lock(records, shared=True):
+        pass
+    assert list(records.iterdir()) == []
+    (site / "pyproject.toml").write_text("")  # a checkout: its committed records are locked as any folder
+    with folder_lock(records, shared=True):
+        assert (records / LOCK_NAME).is_file()

@@ -127,3 +127,54 @@ def test_a_damaged_shipped_sweep_stops_the_board_with_one_clear_error(tmp_path, 
     with pytest.raises(AtbenchError, match="sweep record .*pgd-at.json is not readable"):
         tuning.tuning_summary("mnist5k-cnn/pgd-at")
     assert tuning.tuning_summary("mnist5k-cnn/mart") is None  # not shipped: no count, no error
+
+
+def _pre_rule(record: dict, scores: dict[float, float]) -> dict:
+    """`record`'s declared settings as a sweep made before the grid-edge rule, rescored by beta."""
+    rows = [{k: v for k, v in row.items() if k != "edge_round"} | {"score": scores[row["config"]["beta"]]}
+            for row in record["settings"][:TUNING_BUDGET]]
+    kept = {k: v for k, v in record.items() if k not in ("edge_rule", "edge_extensions", "extended")}
+    return kept | {"settings": rows, "winner": rows[winner_index(rows)]["config"]}
+
+
+@pytest.mark.system
+def test_extend_applies_the_grid_edge_rule_to_an_earlier_sweep_without_training_its_settings(tmp_path, capsys):
+    sweeps, path = tmp_path / "sweeps", tmp_path / "sweeps" / "synthetic-tiny" / "trades.json"
+    base = ["tune", "--track", "synthetic-tiny", "--defense", "trades", "--sweeps-dir", str(sweeps), "-q"]
+    assert main([*base, "--runs-dir", str(tmp_path / "runs")]) == 0
+    made = json.loads(path.read_text())
+    low = min(row["config"]["beta"] for row in made["settings"][:TUNING_BUDGET])
+    earlier = _pre_rule(made, {row["config"]["beta"]: (1.0 if row["config"]["beta"] == low else 0.5)
+                               for row in made["settings"]})  # the smallest beta wins: an edge
+    path.write_text(json.dumps(earlier))
+    assert main([*base, "--runs-dir", str(tmp_path / "again"), "--extend"]) == 0
+    record = read_sweep(path)
+    configs = [row["config"] for row in record["settings"]]
+    assert record["settings"][:TUNING_BUDGET] == [row | {"edge_round": 0} for row in earlier["settings"]]
+    trained = sorted(p.name for p in (tmp_path / "again" / "tune").iterdir())
+    assert trained == [f"setting{k}" for k in range(TUNING_BUDGET, len(configs))] and trained  # the new ones only
+    assert configs[TUNING_BUDGET] == next_setting(configs[:TUNING_BUDGET], {"beta": low})
+    assert record["edge_rule"] == EDGE_RULE and record["edge_extensions"] == len(configs) - TUNING_BUDGET
+    assert record["provenance"] == earlier["provenance"]  # the declared settings' own
+    assert record["extended"]["from_row"] == TUNING_BUDGET
+    assert path.with_suffix(".md").read_text() == sweep_markdown(record)
+    assert "added to this sweep later by `atbench tune --extend`" in sweep_markdown(record)
+
+
+@pytest.mark.system
+def test_extend_refuses_an_earlier_sweep_of_another_harness_and_writes_nothing(tmp_path, capsys):
+    sweeps, path = tmp_path / "sweeps", tmp_path / "sweeps" / "synthetic-tiny" / "trades.json"
+    base = ["tune", "--track", "synthetic-tiny", "--defense", "trades", "--sweeps-dir", str(sweeps),
+            "--runs-dir", str(tmp_path / "runs"), "--extend", "-q"]
+    assert main(base) == 2
+    assert "there is no sweep record of trades" in capsys.readouterr().err
+    path.parent.mkdir(parents=True)
+    space = [dict(s) for s in DEFENSES.get("trades").meta.search_space]
+    stale = {"harness_version": HARNESS_VERSION - 1, "recipe_sha256": recipe_sha256(TRACKS.get("synthetic-tiny")),
+             "winner": space[0], "settings": [{"config": c, "score": 0.5, "val_clean_acc": 0.9} for c in space]}
+    path.write_text(json.dumps(stale))
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "differs from this sweep in harness_version, protocol, seed, selection_rule" in err
+    assert "without --extend" in err
+    assert json.loads(path.read_text()) == stale and not (tmp_path / "runs" / "tune").exists()

@@ -136,6 +136,9 @@ def _commands(sub) -> None:
                       help=_folder_help("where the sweep records are written, <sweeps-dir>/<track>/<defense>.json|md "
                                         "(the tracks' own settings come from the sweeps shipped with atbench)",
                                         "sweeps"))
+    tune.add_argument("--extend", action="store_true",
+                      help="apply the grid-edge rule to the sweep records already in --sweeps-dir (same harness, "
+                           "recipe and declared settings) without training their settings again")
     bench = sub.add_parser("bench", help="time our evaluation against a reference doing the same work (ratios in "
                                          "one run) on a trained defense")
     bench.add_argument("cases", nargs="*", metavar="CASE", type=arg.slug("bench case"),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from benchmark.core.errors import AtbenchError
+from benchmark.core.workspace import inside_installed_tree
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".atbench.lock"
@@ -42,15 +43,16 @@ def folder_lock(folder: str | Path, wait: bool = True, shared: bool = False) -> 
 
     When another process holds it: with `wait`, log who holds it and wait until it is free;
     without, raise. With `shared` (a reader: building a board from the folder), the lock is
-    shared with other readers and only waits for a writer; a folder this user cannot write into
-    (a system-wide install's records, a read-only mount), or one that does not exist, is read without a lock and
-    without creating anything in it: no atbench process of this user can publish there.
+    shared with other readers and only waits for a writer; a folder inside the installed package
+    (its shipped records, in a venv of your own too), one this user cannot write into (a read-only
+    mount), or one that does not exist is read without a lock and without creating anything in
+    it: no atbench process publishes there.
 
     Raises:
         AtbenchError: the folder is locked and `wait` is False.
     """
     folder = Path(folder)
-    if shared and not (folder.is_dir() and os.access(folder, os.W_OK)):
+    if shared and (not (folder.is_dir() and os.access(folder, os.W_OK)) or inside_installed_tree(folder)):
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)

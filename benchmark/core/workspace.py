@@ -36,6 +36,21 @@ def package_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def installed_tree() -> Path | None:
+    """The folder atbench is installed in when it runs as an installed package, None when it runs
+    from a checkout (an editable install or `python -m benchmark` there): a checkout has its
+    `pyproject.toml` beside the packages, an installed wheel has none."""
+    root = package_root()
+    return None if (root / "pyproject.toml").is_file() else root
+
+
+def inside_installed_tree(folder: str | Path) -> bool:
+    """Whether `folder` lies inside the installed package's folder (`installed_tree`): read there,
+    never write, whoever owns the files."""
+    tree = installed_tree()
+    return tree is not None and Path(folder).resolve().is_relative_to(tree)
+
+
 def official_records() -> Path:
     """The records that ship with atbench: `leaderboard/records/<protocol>/` of the installed
     package (read-only)."""

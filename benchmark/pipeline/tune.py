@@ -5,6 +5,8 @@ by the defense's own objective (`DefenseMeta.selection`: the harness's robust se
 which a masked model cannot win, or certified L2 accuracy for a certified-training method), the
 score that also chose each setting's checkpoint; the test points are never read. The sweep record and its Markdown
 table go to `leaderboard/sweeps/<track>/<defense>.{json,md}`, and the track takes the winner.
+`atbench tune --extend` applies the grid-edge rule to an earlier sweep of the same harness and
+recipe without training its settings again (`earlier_rows`).
 """
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 
 from benchmark.core.errors import AtbenchError
+from benchmark.core.cost import device_label
 from benchmark.core.io import atomic_write_json, atomic_write_text, sha256_json
-from benchmark.core.provenance import device_name, git_state, utc_now
+from benchmark.core.provenance import git_state, utc_now
+from benchmark.core.sweep_files import read_sweep
 from benchmark.core.registry import DEFENSES
 from benchmark.core.tuning_rules import EDGE_EXTENSIONS, EDGE_RULE, TUNING_BUDGET, next_setting
 from benchmark.pipeline.job import Job
@@ -76,15 +78,46 @@ def edge_job(job: Job, rows: list[dict]) -> Job | None:
     return None if setting is None else setting_job(job, len(rows), setting)
 
 
-def tune(jobs: list[Job], run: Callable[[list[Job]], list[dict]]) -> list[list[dict]]:
+def earlier_rows(job: Job, path: Path) -> list[dict]:
+    """The scored rows of the sweep record at `path`, an earlier sweep of the job's defense on its
+    track, for `atbench tune --extend`: usable only when made by this harness version, for this
+    recipe, protocol, seed and selection rule, over the defense's declared settings (rows made
+    before the grid-edge rule count as its round 0).
+
+    Raises:
+        AtbenchError: no record at `path`, or one that does not match the job.
+    """
+    if not path.is_file():
+        raise AtbenchError(f"--extend: there is no sweep record of {job.defense} at {path}",
+                           "run `atbench tune` without --extend, or point --sweeps-dir at the folder that holds it")
+    record = read_sweep(path)
+    meta = DEFENSES.get(job.defense).meta
+    expected = {"harness_version": HARNESS_VERSION, "recipe_sha256": recipe_sha256(job.track),
+                "protocol": job.protocol.id, "seed": job.seed, "selection_rule": SELECTION_RULES[meta.selection]}
+    differs = [key for key, value in expected.items() if record.get(key) != value]
+    declared = [row["config"] for row in record["settings"][:TUNING_BUDGET]]
+    if declared != [dict(s) for s in meta.search_space]:
+        differs.append("declared settings")
+    if differs:
+        raise AtbenchError(f"--extend: the sweep record {path} differs from this sweep in {', '.join(differs)}",
+                           "run `atbench tune` without --extend: its settings must be trained again")
+    return [{**row, "edge_round": row.get("edge_round", 0)} for row in record["settings"]]
+
+
+def tune(jobs: list[Job], run: Callable[[list[Job]], list[dict]],
+         earlier: list[list[dict] | None] | None = None) -> list[list[dict]]:
     """Every job's sweep rows: its declared settings, then the grid-edge rule's rounds, each
     round training the next setting of every sweep whose winner is at an edge. `run` trains and
-    scores a list of setting jobs (`tune_one` on each, in parallel)."""
-    groups = [tune_jobs(job) for job in jobs]
-    flat = run([s for group in groups for s in group])
+    scores a list of setting jobs (`tune_one` on each, in parallel). A job whose `earlier` rows
+    are given (`earlier_rows`) starts from them instead of training its declared settings."""
+    earlier = earlier or [None] * len(jobs)
+    groups = [tune_jobs(job) if old is None else [] for job, old in zip(jobs, earlier)]
+    pending = [s for group in groups for s in group]
+    flat = run(pending) if pending else []
     rows, start = [], 0
-    for group in groups:
-        rows.append([{**row, "edge_round": 0} for row in flat[start:start + len(group)]])
+    for group, old in zip(groups, earlier):
+        rows.append(list(old) if old is not None else
+                    [{**row, "edge_round": 0} for row in flat[start:start + len(group)]])
         start += len(group)
     for round_ in range(1, EDGE_EXTENSIONS + 1):
         pending = [(i, extra) for i, job in enumerate(jobs) if (extra := edge_job(job, rows[i])) is not None]
@@ -106,21 +139,35 @@ def tune_one(job: Job) -> dict:
             "best_epoch": result.best_epoch, "checkpoint_sha256": result.checkpoint_sha256}
 
 
-def sweep_record(job: Job, rows: list[dict]) -> dict:
+def _provenance(job: Job) -> dict:
+    commit, dirty = git_state()
+    return {"git_commit": commit, "git_dirty": dirty, "device": device_label(job.device), "utc_time": utc_now()}
+
+
+def sweep_record(job: Job, rows: list[dict], earlier: dict | None = None) -> dict:
     """The sweep record: every setting's row (the declared ones, then the grid-edge rule's) and
-    the winner (`winner_index`)."""
+    the winner (`winner_index`). When `rows` extend the `earlier` record (`--extend`), its
+    provenance stays that of the declared settings, and `extended` says where, when and from
+    which row on this command added the rest."""
     best = winner_index(rows)
     objective = DEFENSES.get(job.defense).meta.selection
-    commit, dirty = git_state()
-    return {
+    if earlier is not None:
+        known = len(earlier["settings"])
+        extended = earlier.get("extended") if len(rows) == known else {**_provenance(job), "from_row": known}
+        provenance = earlier["provenance"]
+    else:
+        extended, provenance = None, _provenance(job)
+    record = {
         "track": job.track.name, "defense": job.defense, "protocol": job.protocol.id,
         "harness_version": HARNESS_VERSION, "recipe_sha256": recipe_sha256(job.track), "seed": job.seed,
         "budget": TUNING_BUDGET, "edge_rule": EDGE_RULE, "edge_extensions": len(rows) - TUNING_BUDGET,
         "selection_rule": SELECTION_RULES[objective], "objective": OBJECTIVES[objective],
         "validation_points": job.track.val_size, "settings": rows, "winner": rows[best]["config"],
-        "provenance": {"git_commit": commit, "git_dirty": dirty, "device": device_name(torch.device(job.device)),
-                       "utc_time": utc_now()},
+        "provenance": provenance,
     }
+    if extended is not None:
+        record["extended"] = extended
+    return record
 
 
 def sweep_markdown(record: dict) -> str:
@@ -140,7 +187,8 @@ def sweep_markdown(record: dict) -> str:
              f"{counted}. Each was "
              f"trained by the harness (seed {record['seed']}) on the training split and scored on "
              f"{record['validation_points']} validation points by {record['objective']}. "
-             f"Checkpoints were selected by the {record['selection_rule']}. The test points were not used.", "",
+             f"Checkpoints were selected by the {record['selection_rule']}. The test points were not used."
+             f"{_extension_sentence(record)}", "",
              "| " + " | ".join(keys) + " | setting | score | val robust | val clean | best epoch | |",
              "|" + "---|" * (len(keys) + 6)]
     for row in record["settings"]:
@@ -151,6 +199,25 @@ def sweep_markdown(record: dict) -> str:
                      + f" | {origin} | {row['score']:.3f} | "
                      f"{row['val_robust_acc']:.3f} | {row['val_clean_acc']:.3f} | {row['best_epoch']} | {mark} |")
     return "\n".join(lines) + "\n"
+
+
+def _made(provenance: dict) -> str:
+    commit = provenance["git_commit"]
+    source = f"commit {commit[:7]}" if commit else "outside a git checkout"
+    source += " with uncommitted changes" if provenance.get("git_dirty") else ""
+    return f"{provenance['utc_time'][:10]}, {source}, {provenance['device']}"
+
+
+def _extension_sentence(record: dict) -> str:
+    """Where the settings from row `extended.from_row` on were trained, when `--extend` added
+    them to an earlier sweep ("" for a sweep made in one run)."""
+    extended = record.get("extended")
+    if extended is None:
+        return ""
+    first, last = extended["from_row"] + 1, len(record["settings"])
+    added = f"Setting {first} was" if first == last else f"Settings {first} to {last} were"
+    return (f" {added} added to this sweep later by `atbench tune --extend` ({_made(extended)}); the earlier ones "
+            f"were trained before ({_made(record['provenance'])}).")
 
 
 def write_sweep(record: dict, root: Path) -> list[Path]:
