@@ -46,7 +46,7 @@ def folder_lock(folder: str | Path, wait: bool = True, shared: bool = False) -> 
     shared with other readers and only waits for a writer; a folder inside the installed package
     (its shipped records, in a venv of your own too), one this user cannot write into (a read-only
     mount), or one that does not exist is read without a lock and without creating anything in
-    it: no atbench process publishes there.
+    it (a publisher that `--records-dir` points into the installed package is not waited for).
 
     Raises:
         AtbenchError: the folder is locked and `wait` is False.
