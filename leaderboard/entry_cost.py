@@ -13,6 +13,8 @@ import re
 from collections import Counter
 
 _THREADS = re.compile(r"(\d+) threads?\)")
+#: How the device of a record made before costs were kept ends: its CPU model is unknown.
+NO_CPU_MODEL = ", CPU model not recorded"
 
 
 def _phase(record: dict, phase: str) -> tuple[float, str, float | None]:
@@ -31,7 +33,7 @@ def device_of(record: dict) -> str:
     """The device a record's cost was paid on (the CPU model is unknown in records made before
     costs were kept)."""
     cost = record.get("cost")
-    return cost["device"] if cost is not None else f"{record['provenance']['device']}, CPU model not recorded"
+    return cost["device"] if cost is not None else f"{record['provenance']['device']}{NO_CPU_MODEL}"
 
 
 def entry_cost(records: list[dict]) -> dict:

@@ -2,6 +2,7 @@
 of robustness against training cost (`leaderboard.entry_cost`), as view blocks."""
 from __future__ import annotations
 
+from leaderboard.entry_cost import NO_CPU_MODEL
 from leaderboard.view_tables import cell, column, table, cost_text
 
 
@@ -49,8 +50,11 @@ def cost_blocks(board: dict) -> list[dict]:
             f"is: {', '.join(comparison['front'])}.")
     if others:
         text += f" Not compared, paid on another device: {', '.join(others)}."
-    blocks.append({"kind": "paragraph", "text": text + " Records made before atbench kept costs give only their "
-                   "seconds (`runtime_s`, times the threads their device names): no peak memory and no CPU model."})
+    old = [x["defense"] for x in board["entries"] if any(d.endswith(NO_CPU_MODEL) for d in x["cost"]["devices"])]
+    if old:
+        text += (f" Records made before atbench kept costs ({', '.join(old)}) give only their seconds (`runtime_s`, "
+                 f"times the threads their device names): no peak memory and no CPU model.")
+    blocks.append({"kind": "paragraph", "text": text})
     blocks.append({"kind": "image", "src": f"{board['protocol']['id']}.cost.png",
                    "alt": f"Worst-case robust accuracy at eps={primary} against training cost"})
     return blocks

@@ -19,6 +19,7 @@ _ALL_SINGLE = re.compile(r"with 1 seed per entry on this board")
 _SOME_SINGLE = re.compile(r"(\d+) entr(?:y|ies) of the (\d+) on this board ha(?:s|ve) 1 seed")
 _SWEEP = re.compile(r"\[sweep\]\(\.\./sweeps/([^)]+)\.md\) of (\d+) settings?([^|]*)")
 _FRONT = re.compile(r"the Pareto front \(.*?\) is: ([^.]+)\.")
+_UNCOSTED = re.compile(r"Records made before atbench kept costs \(([^)]+)\)")
 _BEST = re.compile(r"eps=([^:]+): best known ([0-9.]+)% against the protocol's ([0-9.]+)%, "
                    r"(no point|\d+ points?) broken beyond the protocol(?: \(([^)]*)\))?, p ([=<] [^:]+): "
                    r"(.*?)(?=; eps=|\.$)")
@@ -250,10 +251,16 @@ def _cost(board: dict, view: dict) -> list[str]:
     found = []
     if any(len(set(x["cost"]["devices"])) != 1 or x["cost"]["devices"][0] != comparison["device"] for x in compared):
         found.append("cost: an entry paid on another device is compared")
+    uncosted = sorted(x["defense"] for x in board["entries"]
+                      if any(d.endswith(", CPU model not recorded") for d in x["cost"]["devices"]))
     for where, text in sentences(view):
         match = _FRONT.search(text)
         if match and sorted(match.group(1).split(", ")) != sorted(front):
             found.append(f"cost: {where} names the front {match.group(1)}, the numbers give {', '.join(front)}")
+        named = _UNCOSTED.search(text)
+        if "Costs compare" in text and sorted(named.group(1).split(", ") if named else []) != uncosted:
+            found.append(f"cost: {where} names the records without costs {named.group(1) if named else 'nowhere'}, "
+                         f"the data {', '.join(uncosted) or 'none'}")
     return found
 
 

@@ -84,6 +84,9 @@ def test_planted_false_sentences_of_other_kinds_are_caught(committed):
                 "with 1 seed per entry on this board", "with 3 seeds per entry on this board")),
         "cost: ": lambda v: _section_paragraph(v, "cost", "Costs compare").update(
             text=_section_paragraph(v, "cost", "Costs compare")["text"].replace("is: ", "is: dyart, ")),
+        "names the records without costs": lambda v: _section_paragraph(v, "cost", "Costs compare").update(
+            text=_section_paragraph(v, "cost", "Costs compare")["text"]
+            + " Records made before atbench kept costs (dyart) give only their seconds."),
     }
     for expected, plant in plants.items():
         view = copy.deepcopy(board["view"])
