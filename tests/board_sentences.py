@@ -240,7 +240,8 @@ def _tuning(view: dict) -> list[str]:
 
 
 def _cost(board: dict, view: dict) -> list[str]:
-    """The Pareto front the cost section names is the front of the compared entries' numbers."""
+    """The Pareto front the cost section names is the front of the compared entries' numbers, and
+    the records it says were made before costs were kept are exactly those."""
     primary, comparison = board["primary_eps"], board["cost_comparison"]
     compared = [x for x in board["entries"] if x["defense"] in comparison["compared"]]
     front = [x["defense"] for x in compared
