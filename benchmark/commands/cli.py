@@ -159,8 +159,8 @@ def cmd_eval(args) -> None:
 def cmd_tune(args) -> None:
     """`atbench tune`: train and score each defense's search space, write its sweep record."""
     from benchmark.pipeline.executor import run_local, worker_count
-    from benchmark.core.sweep_files import read_sweep, sweep_path
-    from benchmark.pipeline.tune import earlier_rows, sweep_record, tune, tune_one, write_sweep
+    from benchmark.core.sweep_files import sweep_path
+    from benchmark.pipeline.tune import earlier_rows, earlier_sweep, sweep_record, tune, tune_one, write_sweep
 
     if args.seeds not in (None, [0]) or args.seed_count not in (None, 1):
         raise AtbenchError("tuning trains seed 0 only", "leave out --seed and --seeds")
@@ -180,13 +180,12 @@ def cmd_tune(args) -> None:
         return run_local(tune_one, [(s,) for s in settings], worker_count(args.jobs, args.device, len(settings)),
                          args.device, args.defense_files)
 
-    paths = [sweep_path(job.track.name, job.defense, Path(args.sweeps_dir)) for job in jobs]
-    earlier = [earlier_rows(job, path) for job, path in zip(jobs, paths)] if args.extend else None
+    earlier = ([earlier_sweep(job, sweep_path(job.track.name, job.defense, Path(args.sweeps_dir))) for job in jobs]
+               if args.extend else [None] * len(jobs))
     with _runs_lock(args):
-        rows = tune(jobs, run, earlier)
-    for job, path, sweep in zip(jobs, paths, rows):
-        record = sweep_record(job, sweep, read_sweep(path) if args.extend else None)
-        print("\n".join(str(p) for p in write_sweep(record, Path(args.sweeps_dir))))
+        rows = tune(jobs, run, [None if e is None else earlier_rows(e) for e in earlier])
+    for job, sweep, before in zip(jobs, rows, earlier):
+        print("\n".join(str(p) for p in write_sweep(sweep_record(job, sweep, before), Path(args.sweeps_dir))))
 
 
 def cmd_leaderboard(args) -> None:

@@ -6,7 +6,7 @@ which a masked model cannot win, or certified L2 accuracy for a certified-traini
 score that also chose each setting's checkpoint; the test points are never read. The sweep record and its Markdown
 table go to `leaderboard/sweeps/<track>/<defense>.{json,md}`, and the track takes the winner.
 `atbench tune --extend` applies the grid-edge rule to an earlier sweep of the same harness and
-recipe without training its settings again (`earlier_rows`).
+recipe without training its settings again (`earlier_sweep`).
 """
 from __future__ import annotations
 
@@ -78,11 +78,10 @@ def edge_job(job: Job, rows: list[dict]) -> Job | None:
     return None if setting is None else setting_job(job, len(rows), setting)
 
 
-def earlier_rows(job: Job, path: Path) -> list[dict]:
-    """The scored rows of the sweep record at `path`, an earlier sweep of the job's defense on its
-    track, for `atbench tune --extend`: usable only when made by this harness version, for this
-    recipe, protocol, seed and selection rule, over the defense's declared settings (rows made
-    before the grid-edge rule count as its round 0).
+def earlier_sweep(job: Job, path: Path) -> dict:
+    """The sweep record at `path`, an earlier sweep of the job's defense on its track, for
+    `atbench tune --extend`: usable only when made by this harness version, for this recipe,
+    protocol, seed and selection rule, over the defense's declared settings.
 
     Raises:
         AtbenchError: no record at `path`, or one that does not match the job.
@@ -101,6 +100,12 @@ def earlier_rows(job: Job, path: Path) -> list[dict]:
     if differs:
         raise AtbenchError(f"--extend: the sweep record {path} differs from this sweep in {', '.join(differs)}",
                            "run `atbench tune` without --extend: its settings must be trained again")
+    return record
+
+
+def earlier_rows(record: dict) -> list[dict]:
+    """The scored rows of an earlier sweep record (`earlier_sweep`), rows made before the
+    grid-edge rule counting as its round 0."""
     return [{**row, "edge_round": row.get("edge_round", 0)} for row in record["settings"]]
 
 
