@@ -146,20 +146,33 @@ def _record_files(records: str | Path | Iterable[str | Path]) -> list[Path]:
     return [f for item in map(Path, items) for f in (sorted(item.rglob("*.json")) if item.is_dir() else [item])]
 
 
-def _best_known(items: list[Admitted], attack_records_dir: str | Path | None) -> dict[tuple[str, int], BestKnown]:
+def attack_records_beside(record_file: str | Path) -> Path | None:
+    """The attack-records folder of a record published as `<root>/records/<protocol>/<entry>.json`:
+    `<root>/attack_records`, the folder every other command reads beside `--records-dir`
+    (`leaderboard/attack_records` for `leaderboard/records/mnist5k-cnn/pgd-at-seed0.json`); None
+    for a path too short to have one."""
+    parents = Path(record_file).absolute().parents
+    return parents[2] / "attack_records" if len(parents) > 2 else None
+
+
+def _best_known(loaded: list[tuple[Path, Admitted]],
+                attack_records_dir: str | Path | None) -> dict[tuple[str, int], BestKnown]:
     """Per exported record (defense, seed) that admitted attack records name, its best-known worst
-    case at the primary eps. The attack records of each exported protocol are read from
-    `<attack_records_dir>/<protocol>/`; those naming an exported record are admitted against it
-    (a refusal is an error naming the file), those naming a record not exported are left out (an
-    export may take any subset of a board's records)."""
-    if attack_records_dir is None:
-        return {}
+    case at the primary eps. A record's attack records are read from `<folder>/<protocol>/`, where
+    the folder is `attack_records_dir`, or when it is None the folder beside the record's own
+    records folder (`attack_records_beside`); those naming an exported record are admitted against
+    it (a refusal is an error naming the file), those naming a record not exported are left out
+    (an export may take any subset of a board's records)."""
+    groups: dict[tuple[str, str], dict[tuple[str, int], Admitted]] = {}
+    for path, item in loaded:
+        folder = attack_records_dir if attack_records_dir is not None else attack_records_beside(path)
+        if folder is not None:
+            group = groups.setdefault((str(folder), item.record["protocol"]["id"]), {})
+            group[(item.record["defense"]["id"], item.record["seed"])] = item
     out = {}
-    for protocol in sorted({it.record["protocol"]["id"] for it in items}):
-        entries = {(it.record["defense"]["id"], it.record["seed"]): it for it in items
-                   if it.record["protocol"]["id"] == protocol}
+    for (folder, protocol), entries in sorted(groups.items()):
         admitted: dict[tuple[str, int], list] = {}
-        for path, record in find_attack_records(attack_records_dir, protocol):
+        for path, record in find_attack_records(folder, protocol):
             key = (record["entry"]["defense"], record["entry"]["seed"])
             if key in entries:
                 admitted.setdefault(key, []).append(admit_attack(record, path, entries))
@@ -179,9 +192,10 @@ def export_robustbench(records: str | Path | Iterable[str | Path], out_dir: str 
     number it states) and converted before anything is written, so a bad record leaves `out_dir`
     untouched. Returns the written paths in input order.
 
-    With `attack_records_dir`, the admitted attack records of the exported records
-    (`<attack_records_dir>/<protocol>/`, as the board reads them; a missing folder holds none)
-    give each record its best-known worst case, which fills `external` when submitted attacks
+    The admitted attack records of the exported records (`<attack_records_dir>/<protocol>/`, as
+    the board reads them; by default, None, the `attack_records` folder beside each record's
+    records folder, as `attack_records_beside` derives it; a missing folder holds none) give each
+    record its best-known worst case, which fills `external` when submitted attacks
     broke points beyond the protocol (module docstring).
 
     Raises:
@@ -204,7 +218,7 @@ def export_robustbench(records: str | Path | Iterable[str | Path], out_dir: str 
             raise AtbenchError(f"{loaded[out][0]} and {path} both export to {out.name}",
                                "export one track (and protocol) at a time: pass its records directory")
         loaded[out] = (path, item)
-    known = _best_known([item for _, item in loaded.values()], attack_records_dir)
+    known = _best_known(list(loaded.values()), attack_records_dir)
     entries = {out: (path, robustbench_entry(item.record, known.get((item.record["defense"]["id"],
                                                                      item.record["seed"]))))
                for out, (path, item) in loaded.items()}

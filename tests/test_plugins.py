@@ -139,8 +139,7 @@ def test_records_and_boards_naming_a_plugin_never_import_it(installed, tmp_path,
     board = tmp_path / "boards" / "mnist5k-cnn.json"
     assert main(["regress", "--against", str(board), "--current", str(folder)]) == 0
     assert main(["regress", "--against", str(folder), "--current", str(board)]) == 0
-    assert main(["export", "robustbench", str(folder), "--out", str(tmp_path / "rb"),  # not the checkout's attacks
-                 "--attack-records-dir", str(tmp_path / "attack_records")]) == 0
+    assert main(["export", "robustbench", str(folder), "--out", str(tmp_path / "rb")]) == 0
     assert EXAMPLE_MODULE not in sys.modules and "example-smooth-at" not in DEFENSES.names()
 
 

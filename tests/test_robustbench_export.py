@@ -3,6 +3,7 @@ sanity flags as `unreliable`, files written atomically and only when every recor
 from __future__ import annotations
 
 import json
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from leaderboard.record import RecordError, load_record
 from leaderboard.robustbench import (
     EXTERNAL,
     ROBUSTBENCH_FIELDS,
+    attack_records_beside,
     export_robustbench,
     percent,
     robustbench_entry,
@@ -169,10 +171,23 @@ def test_external_is_the_best_known_accuracy_when_a_submitted_attack_broke_point
 
 def test_without_attack_records_the_export_is_unchanged(attacked, tmp_path):
     records, _, entries = attacked
-    export_robustbench(records, tmp_path / "plain")
+    moved = tmp_path / "elsewhere" / "records"  # the same records, with no attack_records folder beside them
+    shutil.copytree(records, moved)
+    export_robustbench(moved, tmp_path / "plain")
     export_robustbench(records, tmp_path / "none", tmp_path / "missing")
     assert _exported(tmp_path / "plain") == _exported(tmp_path / "none") == {
         f"{d}-seed{s}": robustbench_entry(item.record) for (d, s), item in entries.items()}
+
+
+def test_by_default_the_attack_records_beside_the_exported_records_folder_are_read(attacked, tmp_path):
+    records, attacks, _ = attacked
+    assert attack_records_beside(records / PROTOCOL / "pgd-at-seed0.json") == attacks
+    export_robustbench(records, tmp_path / "given", attacks)
+    export_robustbench(records / PROTOCOL, tmp_path / "beside")
+    export_robustbench(sorted((records / PROTOCOL).glob("*.json")), tmp_path / "files")
+    given = _exported(tmp_path / "given")
+    assert EXTERNAL in given["pgd-at-seed0"]
+    assert _exported(tmp_path / "beside") == _exported(tmp_path / "files") == given
 
 
 def test_attack_records_of_records_not_exported_are_left_out_and_a_refused_one_is_an_error(attacked, tmp_path):
@@ -199,3 +214,5 @@ def test_atbench_export_takes_the_attack_records_folder(attacked, tmp_path, caps
     assert EXTERNAL in _exported(tmp_path / "cli")["pgd-at-seed0"]
     assert main([*args, "--attack-records-dir", str(tmp_path / "missing")]) == 0
     assert EXTERNAL not in _exported(tmp_path / "cli")["pgd-at-seed0"]
+    assert main(args) == 0  # by default, the attack_records folder beside the records folder
+    assert EXTERNAL in _exported(tmp_path / "cli")["pgd-at-seed0"]

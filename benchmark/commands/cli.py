@@ -349,7 +349,8 @@ def cmd_export(args) -> None:
                                                    "leaderboard/records/mnist5k-cnn")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise AtbenchError(f"--out {args.out} is a file, not a folder", "pass the folder to write the entries into")
-    print("\n".join(str(p) for p in export_robustbench(args.records, args.out, attack_records_dir(args))))
+    # by default, the attack records beside each exported record's records folder (not beside --records-dir)
+    print("\n".join(str(p) for p in export_robustbench(args.records, args.out, args.attack_records_dir)))
 
 
 def cmd_ls(args) -> None:

@@ -65,11 +65,14 @@ def _common(p: argparse.ArgumentParser, defenses: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-def _attack_records(p: argparse.ArgumentParser, what: str) -> None:
+_BESIDE_RECORDS_DIR = "the attack_records folder beside --records-dir: ./leaderboard/attack_records beside " \
+                     "./leaderboard/records"
+
+
+def _attack_records(p: argparse.ArgumentParser, what: str, default_folder: str = _BESIDE_RECORDS_DIR) -> None:
     p.add_argument("--attack-records-dir", default=None, type=arg.folder,
                    help=f"{what} <attack-records-dir>/<protocol>/ (docs/attacks.md): each is admitted against its "
-                        "entry, and a missing folder holds none (default: the attack_records folder beside "
-                        "--records-dir: ./leaderboard/attack_records beside ./leaderboard/records)")
+                        f"entry, and a missing folder holds none (default: {default_folder})")
 
 
 def _official(p: argparse.ArgumentParser) -> None:
@@ -250,7 +253,9 @@ def _commands(sub) -> None:
     export.add_argument("--out", required=True, metavar="PATH", type=arg.output_path,
                         help="robustbench: the output folder; json-schema: the output file")
     _attack_records(export, "robustbench: the attack records of the exported records, whose best-known worst case "
-                            "fills `external` when a submitted attack broke points beyond the protocol,")
+                            "fills `external` when a submitted attack broke points beyond the protocol,",
+                    "the attack_records folder beside each exported record's records folder: "
+                    "<root>/attack_records for <root>/records/<protocol>/<entry>.json")
     data_command.add_parser(sub)
     ls = sub.add_parser("ls", help="list registered names")
     ls.add_argument("what", nargs="?", default="all",
