@@ -157,6 +157,13 @@ def load_attack_record(path: str | Path) -> dict:
     return validate_attack_record(obj, str(path))
 
 
+def attack_records_beside(records_dir: str | Path) -> Path:
+    """The attack-records folder that goes with a records folder: `attack_records` beside it
+    (`leaderboard/attack_records` beside `leaderboard/records`), where `atbench attack` writes by
+    default and where the boards and exports of those records read."""
+    return Path(records_dir).parent / "attack_records"
+
+
 def find_attack_records(attack_records_dir: str | Path, protocol: str) -> list[tuple[Path, dict]]:
     """Every attack record under `<attack_records_dir>/<protocol>/`, validated, sorted by path
     (empty when the folder does not exist).

@@ -17,6 +17,7 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
 from leaderboard.attack_admission import AdmittedAttack, admitted_attacks
+from leaderboard.attack_record import attack_records_beside
 from leaderboard.attack_board import (
     ATTACK_BOARD_JSON,
     ATTACK_BOARD_SUFFIXES,
@@ -324,11 +325,13 @@ def admitted_records(records_dir: str | Path, protocol: str, also: Sequence[str 
     return [Admitted(record, admit(record, path)) for path, record in found]
 
 
-def board_attacks(attack_records_dir: str | Path | None, protocol: str,
-                  admitted: list[Admitted]) -> list[AdmittedAttack]:
-    """Every attack record of `protocol` under `<attack_records_dir>/<protocol>/`, each admitted
-    against the board's admitted records (`leaderboard.attack_admission.admit_attack`); none when
-    `attack_records_dir` is None or the folder does not exist.
+def board_attacks(attack_records_dir: str | Path | None, protocol: str, admitted: list[Admitted],
+                  also: Sequence[str | Path] = ()) -> list[AdmittedAttack]:
+    """Every attack record of `protocol` under `<attack_records_dir>/<protocol>/` and under the
+    attack-records folder beside each read-only records folder in `also` (`attack_records_beside`:
+    the official attack records beside the official records), each admitted against the board's
+    admitted records (`leaderboard.attack_admission.admit_attack`); a file reached through two
+    folders counts once; none when `attack_records_dir` is None, and a missing folder holds none.
 
     Raises:
         AtbenchError: the first attack record that is malformed, fails its admission, or names an
@@ -337,7 +340,11 @@ def board_attacks(attack_records_dir: str | Path | None, protocol: str,
     if attack_records_dir is None:
         return []
     entries = {(it.record["defense"]["id"], it.record["seed"]): it for it in admitted}
-    return admitted_attacks(attack_records_dir, protocol, entries)
+    found: dict[Path, AdmittedAttack] = {}
+    for folder in [Path(attack_records_dir), *map(attack_records_beside, also)]:
+        for attack in admitted_attacks(folder, protocol, entries):
+            found.setdefault(attack.path.resolve(), attack)
+    return list(found.values())
 
 
 def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path,
@@ -349,15 +356,16 @@ def write_board(records_dir: str | Path, protocol: str, boards_dir: str | Path,
     for every file of `board_files`, and rewrite the boards folder's `index.html`. Returns the
     board's paths.
 
-    With `attack_records_dir`, the attack records of `<attack_records_dir>/<protocol>/` are
-    admitted against the board's entries (`board_attacks`; a missing folder holds none) and give
+    With `attack_records_dir`, the attack records of `<attack_records_dir>/<protocol>/` (and of the
+    attack-records folder beside each folder in `also`) are admitted against the board's entries
+    (`board_attacks`; a missing folder holds none) and give
     each entry its best-known worst case; when there are any (`has_attack_board`), the attack
     board is written too (`<protocol>.attacks.md`, `.json` and `.html`, `leaderboard.attack_board`),
     and when there are none an
     earlier attack board of the protocol is removed. Without it (None) attack records are not
     read, and an attack board already there is left as it is."""
     admitted = admitted_records(records_dir, protocol, also)
-    submitted = board_attacks(attack_records_dir, protocol, admitted)
+    submitted = board_attacks(attack_records_dir, protocol, admitted, also)
     markdown, board = build(admitted, submitted)
     files = board_files(markdown, board, [item.record for item in admitted])
     if has_attack_board(board):

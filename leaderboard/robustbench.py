@@ -34,7 +34,7 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_json
 from leaderboard.admission import admit
 from leaderboard.attack_admission import admit_attack
-from leaderboard.attack_record import find_attack_records
+from leaderboard.attack_record import attack_records_beside, find_attack_records
 from leaderboard.best_known import BestKnown, best_known
 from leaderboard.evidence import Admitted
 from leaderboard.flags import SANITY_FLAGS
@@ -146,13 +146,12 @@ def _record_files(records: str | Path | Iterable[str | Path]) -> list[Path]:
     return [f for item in map(Path, items) for f in (sorted(item.rglob("*.json")) if item.is_dir() else [item])]
 
 
-def attack_records_beside(record_file: str | Path) -> Path | None:
+def attack_records_of(record_file: str | Path) -> Path | None:
     """The attack-records folder of a record published as `<root>/records/<protocol>/<entry>.json`:
-    `<root>/attack_records`, the folder every other command reads beside `--records-dir`
-    (`leaderboard/attack_records` for `leaderboard/records/mnist5k-cnn/pgd-at-seed0.json`); None
-    for a path too short to have one."""
+    `<root>/attack_records`, beside its records folder (`attack_records_beside`), as every other
+    command reads; None for a path too short to have one."""
     parents = Path(record_file).absolute().parents
-    return parents[2] / "attack_records" if len(parents) > 2 else None
+    return attack_records_beside(parents[1]) if len(parents) > 2 else None
 
 
 def _best_known(loaded: list[tuple[Path, Admitted]],
@@ -160,12 +159,12 @@ def _best_known(loaded: list[tuple[Path, Admitted]],
     """Per exported record (defense, seed) that admitted attack records name, its best-known worst
     case at the primary eps. A record's attack records are read from `<folder>/<protocol>/`, where
     the folder is `attack_records_dir`, or when it is None the folder beside the record's own
-    records folder (`attack_records_beside`); those naming an exported record are admitted against
+    records folder (`attack_records_of`); those naming an exported record are admitted against
     it (a refusal is an error naming the file), those naming a record not exported are left out
     (an export may take any subset of a board's records)."""
     groups: dict[tuple[str, str], dict[tuple[str, int], Admitted]] = {}
     for path, item in loaded:
-        folder = attack_records_dir if attack_records_dir is not None else attack_records_beside(path)
+        folder = attack_records_dir if attack_records_dir is not None else attack_records_of(path)
         if folder is not None:
             group = groups.setdefault((str(folder), item.record["protocol"]["id"]), {})
             group[(item.record["defense"]["id"], item.record["seed"])] = item
@@ -194,7 +193,7 @@ def export_robustbench(records: str | Path | Iterable[str | Path], out_dir: str 
 
     The admitted attack records of the exported records (`<attack_records_dir>/<protocol>/`, as
     the board reads them; by default, None, the `attack_records` folder beside each record's
-    records folder, as `attack_records_beside` derives it; a missing folder holds none) give each
+    records folder, as `attack_records_of` derives it; a missing folder holds none) give each
     record its best-known worst case, which fills `external` when submitted attacks
     broke points beyond the protocol (module docstring).
 

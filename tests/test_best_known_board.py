@@ -214,6 +214,18 @@ def test_admitted_attacks_are_those_of_the_board(fixture):
     assert board_attacks(None, PROTOCOL, admitted) == []
 
 
+def test_a_read_only_records_folder_brings_the_attack_records_beside_it(fixture, tmp_path):
+    """`--with-official`: the official records come with the official attack records beside them,
+    and a folder reached twice (a checkout's records are also the official ones) counts once."""
+    records, attacks, _, _, board = fixture
+    admitted = admitted_records(tmp_path / "mine" / "records", PROTOCOL, [records])  # no records of mine
+    found = board_attacks(tmp_path / "mine" / "attack_records", PROTOCOL, admitted, [records])
+    assert sorted(a.path for a in found) == sorted(a.path for a in board_attacks(attacks, PROTOCOL, admitted))
+    assert len(found) == 6
+    assert len(board_attacks(attacks, PROTOCOL, admitted, [records])) == 6
+    assert build_json(admitted, found) == board
+
+
 def test_run_and_eval_write_their_board_with_the_attack_records_of_their_paths(fixture, tmp_path, monkeypatch):
     """`atbench run` and `eval` publish through the runner, whose board reads the attack records
     of the jobs' `Paths.attack_records_dir` (the option's folder; a missing folder holds none)."""

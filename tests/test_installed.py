@@ -140,6 +140,11 @@ def test_installed_atbench_runs_from_an_empty_folder_and_writes_only_there(insta
     atbench("leaderboard", "--track", "smoke", "--with-official")
     official = site / "leaderboard" / "records"  # the installed records, in a venv the user owns
     atbench("leaderboard", "--track", "smoke", "--records-dir", str(official), "--boards-dir", "official-boards")
+    # the official entries come with their official attack records (best known, the attack board)
+    atbench("leaderboard", "--track", "mnist5k-cnn", "--with-official", "--boards-dir", "official-boards")
+    default_board = json.loads((work / "official-boards" / "mnist5k-cnn.json").read_text())
+    assert all("best_known" in entry for entry in default_board["entries"])
+    assert (work / "official-boards" / "mnist5k-cnn.attacks.md").is_file()
 
     written = _files(work)
     printed = {cmd: _printed_defaults(atbench(cmd, "--help")) for cmd in ("run", "eval", "tune", "leaderboard")}

@@ -16,7 +16,7 @@ from leaderboard.record import RecordError, load_record
 from leaderboard.robustbench import (
     EXTERNAL,
     ROBUSTBENCH_FIELDS,
-    attack_records_beside,
+    attack_records_of,
     export_robustbench,
     percent,
     robustbench_entry,
@@ -181,7 +181,7 @@ def test_without_attack_records_the_export_is_unchanged(attacked, tmp_path):
 
 def test_by_default_the_attack_records_beside_the_exported_records_folder_are_read(attacked, tmp_path):
     records, attacks, _ = attacked
-    assert attack_records_beside(records / PROTOCOL / "pgd-at-seed0.json") == attacks
+    assert attack_records_of(records / PROTOCOL / "pgd-at-seed0.json") == attacks
     export_robustbench(records, tmp_path / "given", attacks)
     export_robustbench(records / PROTOCOL, tmp_path / "beside")
     export_robustbench(sorted((records / PROTOCOL).glob("*.json")), tmp_path / "files")

@@ -90,8 +90,10 @@ def attack_records_dir(args) -> str | None:
         return None
     if args.attack_records_dir is not None:
         return args.attack_records_dir
+    from leaderboard.attack_record import attack_records_beside
+
     records = getattr(args, "records_dir", None)
-    return str(Path(records).parent / "attack_records") if records else default("attack_records")
+    return str(attack_records_beside(records)) if records else default("attack_records")
 
 
 def cmd_run(args) -> None:

@@ -78,8 +78,8 @@ def _attack_records(p: argparse.ArgumentParser, what: str, default_folder: str =
 def _official(p: argparse.ArgumentParser) -> None:
     p.add_argument("--with-official", action="store_true",
                    help="build the board from the official records shipped with atbench as well as "
-                        "--records-dir's: your entries beside the official ones (each record admitted; "
-                        "nothing is copied)")
+                        "--records-dir's: your entries beside the official ones (each record admitted, "
+                        "with the official attack records of the official entries; nothing is copied)")
 
 
 def _fast_path(p: argparse.ArgumentParser, compile: bool, precision: bool) -> None:
