@@ -100,3 +100,49 @@ def test_bpda_shows_the_protocol_overstates_an_input_quantized_external_model(bo
     known = best_known(entries["quantized", 0], attacks)[protocol.eps[-1]]  # eps 0.2
     assert known.best_known_acc < known.protocol_acc and known.p_value < 0.05 and known.flag == OVERSTATED
     assert all(names == ("bpda",) for names in known.broken_beyond.values())
+
+
+def _load_tool():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "official_checkpoints.py"
+    spec = importlib.util.spec_from_file_location("official_checkpoints", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_official_entries_are_attacked_from_their_shipped_checkpoints(board, capsys, monkeypatch, tmp_path):
+    """No trained run at hand: `tools/official_checkpoints.py` ships the entry's checkpoint (a stale
+    one is removed), `atbench attack` finds it by its sha256, and `--with-official` brings the
+    official entries to a user whose own records folder is empty. The attack record equals, flags
+    byte for byte, the one made from the trained run."""
+    import benchmark.commands.attack as attack_command
+
+    root, protocol = board
+    shipped = tmp_path / "checkpoints"
+    (shipped / protocol.id).mkdir(parents=True)
+    (shipped / protocol.id / "gone-seed0.pt").write_bytes(b"a checkpoint of no record")
+    tool = _load_tool()
+    assert tool.main([str(root / "runs"), "--protocol", protocol.id, "--records-dir", str(root / "records"),
+                      "--checkpoints-dir", str(shipped)]) == 0
+    assert sorted(p.name for p in (shipped / protocol.id).iterdir()) == ["standard-seed0.pt"]
+    monkeypatch.setattr(attack_command, "official_checkpoints", lambda: shipped)
+    monkeypatch.setattr(attack_command, "official_records", lambda: root / "records")
+    mine = ["--track", "synthetic-tiny", "--protocol", str(root / "white-box.toml"), "--runs-dir",
+            str(tmp_path / "no-runs"), "--records-dir", str(tmp_path / "my-records"), "--attack-records-dir",
+            str(tmp_path / "my-attacks")]
+    assert main(["attack", "--attack", "bpda", *mine]) == 2  # my folder holds no entry
+    assert "it has no records" in capsys.readouterr().err
+    assert main(["attack", "--attack", "bpda", *mine, "--with-official", "-q"]) == 0
+    assert "standard seed 0: " in capsys.readouterr().out
+    assert main(["attack", "--attack", "bpda", *folders(root)]) == 0  # from the trained run
+    name = "bpda--standard-seed0.flags.npz"
+    assert (tmp_path / "my-attacks" / protocol.id / name).read_bytes() == \
+        (root / "attacks" / protocol.id / name).read_bytes()
+    # an entry of mine that is an official entry too, from another file: one error
+    shutil.copytree(root / "records", tmp_path / "copy")
+    copy = [a if a != str(tmp_path / "my-records") else str(tmp_path / "copy") for a in mine]
+    assert main(["attack", "--attack", "bpda", *copy, "--with-official"]) == 2
+    assert f"seed 0 is both an official entry and one of {tmp_path / 'copy'}" in capsys.readouterr().err

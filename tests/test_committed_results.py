@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.core.io import sha256_file
 from benchmark.core.registry import DEFENSES
 from benchmark.core.sweep_files import read_sweep
 from benchmark.pipeline.sweeps import SWEEPS_DIR
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "leaderboard" / "records"
 BOARDS = ROOT / "leaderboard" / "boards"
 ATTACK_RECORDS = ROOT / "leaderboard" / "attack_records"
+CHECKPOINTS = ROOT / "leaderboard" / "checkpoints"
 RECORD_FILES = sorted(RECORDS.rglob("*.json"))
 PROTOCOLS = sorted(p.name for p in RECORDS.iterdir() if p.is_dir()) if RECORDS.is_dir() else []
 
@@ -52,6 +54,18 @@ def test_committed_records_were_made_by_this_code():
     mnist5k-cnn-l2`, and `atbench run --track smoke`: CONTRIBUTING.md)."""
     problems = {path.relative_to(RECORDS).as_posix(): stale(path) for path in RECORD_FILES}
     assert {p: why for p, why in problems.items() if why} == {}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_committed_entry_ships_its_checkpoint(protocol):
+    """`atbench attack --with-official` attacks the official entries from the checkpoints shipped
+    beside their records: every trained record of the protocol has exactly one, with its sha256,
+    and no checkpoint is of no record (`tools/official_checkpoints.py` ships them)."""
+    wanted = {f"{r['defense']['id']}-seed{r['seed']}.pt": r["provenance"]["checkpoint_sha256"]
+              for r in map(load_record, sorted((RECORDS / protocol).glob("*.json"))) if not r["defense"]["external"]}
+    folder = CHECKPOINTS / protocol
+    shipped = {p.name: sha256_file(p) for p in sorted(folder.glob("*.pt"))} if folder.is_dir() else {}
+    assert shipped == wanted
 
 
 def test_committed_records_were_trained_with_their_sweeps_current_winners():

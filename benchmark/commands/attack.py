@@ -2,7 +2,8 @@
 
 The command loads the attack (`--attack-file`, atbench's adaptive attacks or an installed package)
 in the protocol's norm, finds the board's admitted entries (`--records-dir`) and which of them it
-can attack (trained runs in `--runs-dir`, or the external `--model`), runs the attack on each,
+can attack (trained runs in `--runs-dir` or the official checkpoints shipped with atbench; with
+`--with-official` the official entries too; or the external `--model`), runs the attack on each,
 single-threaded on the CPU as records are made, and writes one attack record per entry into
 `--attack-records-dir`. It prints, per entry, the record's path and the entry's best-known worst
 case at the primary eps beside the protocol's (`leaderboard.best_known`), and one line per entry
@@ -17,6 +18,7 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.lock import folder_lock
 from benchmark.core.plugins import ATTACK, load_defense_files, load_file
 from benchmark.core.registry import SUBMITTED_ATTACKS
+from benchmark.core.workspace import official_checkpoints, official_records
 from benchmark.pipeline.attack_run import attack_entry, attack_source
 from benchmark.pipeline.attack_targets import board_entries, external_target, trained_targets
 from benchmark.pipeline.data import load_dataset
@@ -59,6 +61,23 @@ def summary(path: Path, target, primary: str) -> str:
             f"p = {known.p_value:.3g}{flag})")
 
 
+def _entries(records_dir: str, protocol, with_official: bool) -> dict:
+    """The board's admitted entries by (defense, seed): `records_dir`'s, and with `with_official`
+    the official ones shipped with atbench too (a folder reached twice counts once).
+
+    Raises:
+        AtbenchError: an entry is in both, from two different record files.
+    """
+    entries = board_entries(records_dir, protocol)
+    if with_official and Path(official_records()).resolve() != Path(records_dir).resolve():
+        for key, entry in board_entries(official_records(), protocol).items():
+            if key in entries:
+                raise AtbenchError(f"{key[0]} seed {key[1]} is both an official entry and one of {records_dir}",
+                                   "leave out --with-official, or attack your entries from another --records-dir")
+            entries[key] = entry
+    return entries
+
+
 def run_attack(args, track, attack_records_dir: str) -> Iterator[str]:
     """Do `atbench attack` for parsed `args` on `track`, writing the attack records under
     `attack_records_dir` (the option's folder, resolved by the CLI), yielding the output's lines.
@@ -71,19 +90,20 @@ def run_attack(args, track, attack_records_dir: str) -> Iterator[str]:
     check_device(args.device)
     attack, files = build_submitted(args.attack, protocol.norm, args.attack_files)
     source = attack_source(type(attack), files)
-    entries = board_entries(args.records_dir, protocol)
+    entries = _entries(args.records_dir, protocol, args.with_official)
     if args.model is not None:
         name = args.name or external_name(args.model, args.checkpoint)
         targets, missing = [external_target(entries, name, ExternalModel(args.model, args.checkpoint), protocol)], []
     else:
-        targets, missing = trained_targets(entries, track, args.runs_dir)
+        targets, missing = trained_targets(entries, track, args.runs_dir, [official_checkpoints()])
     yield from map(str, missing)
     if not targets:
         where = Path(args.records_dir) / protocol.id
         raise AtbenchError(f"no entry of the {protocol.id} board ({where}) can be attacked: "
                            + ("it has no records" if not entries else "no entry's model is at hand"),
                            "train and evaluate entries first (`atbench run`), pass the --runs-dir and --records-dir "
-                           "they are in, or attack an external model with --model")
+                           "they are in, attack the official entries with --with-official, or attack an external "
+                           "model with --model")
     bundle = load_dataset(track.dataset, args.data_dir)
     jobs = [(attack, source, target, track, protocol, bundle, attack_records_dir, args.device, args.data_dir)
             for target in targets]

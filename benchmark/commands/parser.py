@@ -303,6 +303,10 @@ def _attack_commands(sub) -> None:
                              "seed<k>.json|flags.npz (default: the attack_records folder beside --records-dir, "
                              "where the board of those records reads them: ./leaderboard/attack_records beside "
                              "./leaderboard/records)")
+    attack.add_argument("--with-official", action="store_true",
+                        help="attack the official entries shipped with atbench as well as --records-dir's, with "
+                             "the official checkpoints shipped beside them (nothing to train); their attack records "
+                             "go to --attack-records-dir, where `atbench leaderboard --with-official` reads them")
     attack.add_argument("--model", default=None, metavar="SPEC",
                         help="attack this external model's entry instead of the trained runs: module:callable or a "
                              "registered architecture (with --checkpoint), as `atbench eval --model` evaluated it")

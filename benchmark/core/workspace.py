@@ -8,7 +8,9 @@ checkout the workspace defaults are the checkout's committed folders, so the mai
 the committed records and boards.
 
 The records that ship with atbench (the official entries of every board) are read-only package
-data (`official_records`); `--with-official` admits them beside the workspace's own.
+data (`official_records`); `--with-official` admits them beside the workspace's own. The official
+entries' checkpoints ship beside them (`official_checkpoints`), so a submitted attack can run
+against every official entry without training it again.
 """
 from __future__ import annotations
 
@@ -55,6 +57,13 @@ def official_records() -> Path:
     """The records that ship with atbench: `leaderboard/records/<protocol>/` of the installed
     package (read-only)."""
     return package_root() / "leaderboard" / "records"
+
+
+def official_checkpoints() -> Path:
+    """The checkpoints of the official entries that ship with atbench:
+    `leaderboard/checkpoints/<protocol>/<defense>-seed<k>.pt` of the installed package
+    (read-only; each has its record's `provenance.checkpoint_sha256`)."""
+    return package_root() / "leaderboard" / "checkpoints"
 
 
 def shipped_sweeps() -> Path:

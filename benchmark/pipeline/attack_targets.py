@@ -1,16 +1,19 @@
 """The board entries a submitted attack can run against (`atbench attack`): each admitted record of
-the protocol whose model is at hand, either its trained run in the runs folder (the checkpoint
-whose sha256 is the record's `provenance.checkpoint_sha256`) or an external model named with
-`--model`. An entry whose model is not at hand is reported with the reason, not attacked.
+the protocol whose model is at hand, either its trained run in the runs folder or a shipped
+checkpoint (`<checkpoints>/<protocol>/<defense>-seed<k>.pt`, e.g. the official entries'), each
+found only when its sha256 is the record's `provenance.checkpoint_sha256`, or an external model
+named with `--model`. An entry whose model is not at hand is reported with the reason, not attacked.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
 
 from torch import nn
 
 from benchmark.core.errors import AtbenchError
+from benchmark.core.io import sha256_file
 from benchmark.core.registry import DEFENSES
 from benchmark.pipeline.data import DataBundle
 from benchmark.pipeline.external import load_external
@@ -84,7 +87,20 @@ def board_entries(records_dir: str | Path, protocol: Protocol) -> dict[tuple[str
             for path, record in find_records(records_dir, protocol.id)}
 
 
-def _trained(entry: Admitted, track: Track, runs_dir: str | Path) -> Target | Missing:
+def _shipped(entry: Admitted, checkpoints_dirs: Sequence[str | Path]) -> str | None:
+    """The first `<folder>/<protocol>/<defense>-seed<k>.pt` of `checkpoints_dirs` with the entry's
+    checkpoint sha256, or None."""
+    record = entry.record
+    name = f"{record['protocol']['id']}/{record['defense']['id']}-seed{record['seed']}.pt"
+    for folder in checkpoints_dirs:
+        path = Path(folder) / name
+        if path.is_file() and sha256_file(path) == record["provenance"]["checkpoint_sha256"]:
+            return str(path)
+    return None
+
+
+def _trained(entry: Admitted, track: Track, runs_dir: str | Path,
+             checkpoints_dirs: Sequence[str | Path]) -> Target | Missing:
     record = entry.record
     defense, seed = record["defense"]["id"], record["seed"]
     label = f"{defense} seed {seed}"
@@ -95,20 +111,25 @@ def _trained(entry: Admitted, track: Track, runs_dir: str | Path) -> Target | Mi
     if defense not in DEFENSES and defense not in DEFENSES.installed():
         return Missing(label, f"defense {defense} is not registered here (pass its --defense-file)")
     done = run_dir_for(runs_dir, track.name, defense, seed) / "train.json"
-    if not done.is_file():
-        return Missing(label, f"no trained run in {done.parent}")
-    result = read_train_result(done)
     wanted = record["provenance"]["checkpoint_sha256"]
-    if result.checkpoint_sha256 != wanted or not Path(result.checkpoint).is_file():
-        return Missing(label, f"the run in {done.parent} holds checkpoint {result.checkpoint_sha256[:12]}..., the "
-                              f"record was made from {wanted[:12]}...")
-    return Target(entry, result.checkpoint)
+    if done.is_file():
+        result = read_train_result(done)
+        if result.checkpoint_sha256 == wanted and Path(result.checkpoint).is_file():
+            return Target(entry, result.checkpoint)
+    shipped = _shipped(entry, checkpoints_dirs)
+    if shipped is not None:
+        return Target(entry, shipped)
+    if not done.is_file():
+        return Missing(label, f"no trained run in {done.parent}, and no shipped checkpoint of the record's")
+    return Missing(label, f"the run in {done.parent} holds checkpoint {result.checkpoint_sha256[:12]}..., the "
+                          f"record was made from {wanted[:12]}..., and no shipped checkpoint has it")
 
 
-def trained_targets(entries: dict[tuple[str, int], Admitted], track: Track,
-                    runs_dir: str | Path) -> tuple[list[Target], list[Missing]]:
-    """The entries whose trained run is at hand in `runs_dir`, and the others with the reason."""
-    found = [_trained(entries[key], track, runs_dir) for key in sorted(entries)]
+def trained_targets(entries: dict[tuple[str, int], Admitted], track: Track, runs_dir: str | Path,
+                    checkpoints_dirs: Sequence[str | Path] = ()) -> tuple[list[Target], list[Missing]]:
+    """The entries whose model is at hand, in a trained run of `runs_dir` or a checkpoint of
+    `checkpoints_dirs` (`_shipped`), and the others with the reason."""
+    found = [_trained(entries[key], track, runs_dir, checkpoints_dirs) for key in sorted(entries)]
     return [t for t in found if isinstance(t, Target)], [m for m in found if isinstance(m, Missing)]
 
 
