@@ -63,6 +63,16 @@ def test_verify_passes_on_an_untouched_record(smoke_run, tmp_path, capsys):
 
 
 @pytest.mark.system
+def test_an_official_record_verifies_against_its_shipped_checkpoint_with_no_run_at_hand(tmp_path, capsys):
+    record = ROOT / "leaderboard" / "records" / "mnist5k-cnn" / "standard-seed0.json"
+    code = main(["verify", str(record), "--runs-dir", str(tmp_path / "no-runs"), "--points", "10", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    shipped = ROOT / "leaderboard" / "checkpoints" / "mnist5k-cnn" / "standard-seed0.pt"
+    assert f"PASS  checkpoint hash: {shipped} matches the record" in out and out.count("PASS") == 4
+
+
+@pytest.mark.system
 def test_verify_fails_a_number_edited_by_hand(smoke_run, tmp_path, capsys):
     path = copy_record(smoke_run, tmp_path)
     record = json.loads(path.read_text())

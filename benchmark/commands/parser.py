@@ -169,7 +169,8 @@ def _commands(sub) -> None:
                                            "on a fixed subset of the protocol's points (exit 1 on a mismatch)")
     verify.add_argument("record", type=arg.existing_file, help="a record (.json) with its .flags.npz beside it")
     verify.add_argument("--checkpoint", default=None, metavar="PATH", type=arg.existing_file,
-                        help="the evaluated checkpoint (default: <runs-dir>/<track>/<defense>/seed<k>/best.pt)")
+                        help="the evaluated checkpoint (default: <runs-dir>/<track>/<defense>/seed<k>/best.pt, "
+                             "else the official checkpoint shipped with atbench for the record's entry)")
     verify.add_argument("--runs-dir", default=default("runs"), type=arg.folder,
                         help=_folder_help("where the run was trained", "runs"))
     verify.add_argument("--points", type=arg.points, default=40, help="points re-evaluated (default: 40)")

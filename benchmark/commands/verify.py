@@ -122,15 +122,26 @@ def check_named_model(record: dict, record_path: Path, model: str | None) -> Non
                            "and runs that module", f"if you trust that code, pass --model {spec}")
 
 
+def _default_checkpoint(record: dict, runs_dir: str) -> Path:
+    """The record's run's `best.pt` in `runs_dir`; when there is none, the official checkpoint
+    shipped with atbench for the record's protocol, defense and seed, if there is one (its hash
+    is then checked like any checkpoint's)."""
+    from benchmark.core.workspace import official_checkpoints
+    from benchmark.pipeline.job import run_dir_for
+
+    run = run_dir_for(runs_dir, record["track"], record["defense"]["id"], record["seed"]) / "best.pt"
+    shipped = official_checkpoints() / record["protocol"]["id"] / f"{record['defense']['id']}-seed{record['seed']}.pt"
+    return shipped if not run.is_file() and shipped.is_file() else run
+
+
 def verify(record_path: str | Path, checkpoint: str | Path | None = None, runs_dir: str = "runs",
            data_dir: str | None = None, device: str = "cpu", points: int = POINTS,
            tolerance: float = TOLERANCE, model: str | None = None) -> list[Check]:
     """Run the checks on the record at `record_path` (see the module docstring). The checkpoint
-    defaults to `<runs_dir>/<track>/<defense>/seed<k>/best.pt`. The re-evaluation runs only when
+    defaults to `<runs_dir>/<track>/<defense>/seed<k>/best.pt`, else the shipped official one
+    (`_default_checkpoint`). The re-evaluation runs only when
     the checkpoint's hash matches. An external model's code is imported only when `model` names
     it (`check_named_model`)."""
-    from benchmark.pipeline.job import run_dir_for
-
     record_path = Path(record_path)
     record = load_record(record_path)
     check_named_model(record, record_path, model)
@@ -141,8 +152,7 @@ def verify(record_path: str | Path, checkpoint: str | Path | None = None, runs_d
     problem = hash_problem(record, flags)
     checks = [Check("flags file hash", problem is None, problem or "matches the record")]
     checks.append(_numbers_check(record, flags))
-    path = Path(checkpoint) if checkpoint else \
-        run_dir_for(runs_dir, record["track"], record["defense"]["id"], record["seed"]) / "best.pt"
+    path = Path(checkpoint) if checkpoint else _default_checkpoint(record, runs_dir)
     if not path.is_file():
         raise AtbenchError(f"checkpoint {path} of {record_path} does not exist",
                            "pass --checkpoint PATH, or --runs-dir where the run was trained")
