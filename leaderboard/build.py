@@ -17,7 +17,6 @@ from benchmark.core.errors import AtbenchError
 from benchmark.core.io import atomic_write_bytes, dumps_json
 from leaderboard.admission import admit
 from leaderboard.attack_admission import AdmittedAttack, admitted_attacks
-from leaderboard.attack_record import attack_records_beside
 from leaderboard.attack_board import (
     ATTACK_BOARD_JSON,
     ATTACK_BOARD_SUFFIXES,
@@ -25,6 +24,7 @@ from leaderboard.attack_board import (
     build_attack_board,
     has_attack_board,
 )
+from leaderboard.attack_record import attack_records_beside
 from leaderboard.best_known import entry_best_known
 from leaderboard.claims import board_claims
 from leaderboard.entry_cost import entry_cost, pareto_front
