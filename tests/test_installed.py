@@ -145,6 +145,15 @@ def test_installed_atbench_runs_from_an_empty_folder_and_writes_only_there(insta
     default_board = json.loads((work / "official-boards" / "mnist5k-cnn.json").read_text())
     assert all("best_known" in entry for entry in default_board["entries"])
     assert (work / "official-boards" / "mnist5k-cnn.attacks.md").is_file()
+    # the official entries are attacked and verified from the checkpoints shipped with them, nothing trained
+    attacked = atbench("attack", "--track", "smoke", "--attack", "bpda", "--with-official", "--runs-dir", "no-runs",
+                       "-q")
+    assert "pgd-at seed 2: leaderboard/attack_records/smoke/bpda--pgd-at-seed2.json" in attacked
+    atbench("leaderboard", "--track", "smoke", "--with-official", "--boards-dir", "attacked-boards")
+    assert "bpda" in (work / "attacked-boards" / "smoke.attacks.md").read_text()
+    verified = atbench("verify", str(official / "smoke" / "trades-seed1.json"), "--runs-dir", "no-runs",
+                       "--points", "10", "-q")
+    assert verified.count("PASS") == 4 and verified.rstrip().endswith("verified")
 
     written = _files(work)
     printed = {cmd: _printed_defaults(atbench(cmd, "--help")) for cmd in ("run", "eval", "tune", "leaderboard")}
