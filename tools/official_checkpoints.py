@@ -17,23 +17,20 @@ import sys
 from pathlib import Path
 
 from benchmark.core.io import atomic_write_bytes, sha256_file
-from benchmark.pipeline.job import run_dir_for
-from benchmark.pipeline.run_files import read_train_result
+from benchmark.pipeline.attack_targets import trained_checkpoint
 from leaderboard.records import find_records
 
 
 def _source(record: dict, runs_dir: Path, shipped: Path) -> Path:
     """The file holding the record's checkpoint: its run in `runs_dir`, else the one already shipped."""
     wanted = record["provenance"]["checkpoint_sha256"]
-    done = run_dir_for(runs_dir, record["track"], record["defense"]["id"], record["seed"]) / "train.json"
-    if done.is_file():
-        result = read_train_result(done)
-        if result.checkpoint_sha256 == wanted and Path(result.checkpoint).is_file():
-            return Path(result.checkpoint)
+    trained = trained_checkpoint(runs_dir, record)
+    if trained is not None:
+        return Path(trained)
     if shipped.is_file() and sha256_file(shipped) == wanted:
         return shipped
-    raise SystemExit(f"{record['defense']['id']} seed {record['seed']}: no run in {done.parent} and no shipped "
-                     f"checkpoint with sha256 {wanted[:12]}...; pass the runs folder its record was made from")
+    raise SystemExit(f"{record['defense']['id']} seed {record['seed']}: no run in {runs_dir} with, and no shipped, "
+                     f"checkpoint of sha256 {wanted[:12]}...; pass the runs folder its record was made from")
 
 
 def ship(runs_dir: Path, protocol: str, records_dir: Path, checkpoints_dir: Path) -> list[Path]:

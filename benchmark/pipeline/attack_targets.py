@@ -87,6 +87,17 @@ def board_entries(records_dir: str | Path, protocol: Protocol) -> dict[tuple[str
             for path, record in find_records(records_dir, protocol.id)}
 
 
+def trained_checkpoint(runs_dir: str | Path, record: dict) -> str | None:
+    """The checkpoint of the record's trained run in `runs_dir` (`runs/<track>/<defense>/seed<k>/`)
+    when it has the record's `provenance.checkpoint_sha256`, else None."""
+    done = run_dir_for(runs_dir, record["track"], record["defense"]["id"], record["seed"]) / "train.json"
+    if not done.is_file():
+        return None
+    result = read_train_result(done)
+    ok = result.checkpoint_sha256 == record["provenance"]["checkpoint_sha256"] and Path(result.checkpoint).is_file()
+    return result.checkpoint if ok else None
+
+
 def _shipped(entry: Admitted, checkpoints_dirs: Sequence[str | Path]) -> str | None:
     """The first `<folder>/<protocol>/<defense>-seed<k>.pt` of `checkpoints_dirs` with the entry's
     checkpoint sha256, or None."""
@@ -110,19 +121,15 @@ def _trained(entry: Admitted, track: Track, runs_dir: str | Path,
         return Missing(label, f"its record is of track {record['track']}, not {track.name}")
     if defense not in DEFENSES and defense not in DEFENSES.installed():
         return Missing(label, f"defense {defense} is not registered here (pass its --defense-file)")
+    found = trained_checkpoint(runs_dir, record) or _shipped(entry, checkpoints_dirs)
+    if found is not None:
+        return Target(entry, found)
     done = run_dir_for(runs_dir, track.name, defense, seed) / "train.json"
-    wanted = record["provenance"]["checkpoint_sha256"]
-    if done.is_file():
-        result = read_train_result(done)
-        if result.checkpoint_sha256 == wanted and Path(result.checkpoint).is_file():
-            return Target(entry, result.checkpoint)
-    shipped = _shipped(entry, checkpoints_dirs)
-    if shipped is not None:
-        return Target(entry, shipped)
     if not done.is_file():
         return Missing(label, f"no trained run in {done.parent}, and no shipped checkpoint of the record's")
-    return Missing(label, f"the run in {done.parent} holds checkpoint {result.checkpoint_sha256[:12]}..., the "
-                          f"record was made from {wanted[:12]}..., and no shipped checkpoint has it")
+    return Missing(label, f"the run in {done.parent} holds checkpoint {read_train_result(done).checkpoint_sha256[:12]}"
+                          f"..., the record was made from {record['provenance']['checkpoint_sha256'][:12]}..., and no "
+                          "shipped checkpoint has it")
 
 
 def trained_targets(entries: dict[tuple[str, int], Admitted], track: Track, runs_dir: str | Path,
