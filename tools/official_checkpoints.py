@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from benchmark.core.io import atomic_write_bytes, sha256_file
-from benchmark.pipeline.attack_targets import trained_checkpoint
+from benchmark.pipeline.attack_targets import shipped_checkpoint, trained_checkpoint
 from leaderboard.records import find_records
 
 
@@ -40,7 +40,7 @@ def ship(runs_dir: Path, protocol: str, records_dir: Path, checkpoints_dir: Path
     plan = {}
     for _, record in find_records(records_dir, protocol):
         if not record["defense"]["external"]:
-            shipped = folder / f"{record['defense']['id']}-seed{record['seed']}.pt"
+            shipped = shipped_checkpoint(checkpoints_dir, record)
             plan[shipped] = _source(record, runs_dir, shipped)
     for shipped, source in plan.items():
         if source != shipped:

@@ -127,10 +127,11 @@ def _default_checkpoint(record: dict, runs_dir: str) -> Path:
     shipped with atbench for the record's protocol, defense and seed, if there is one (its hash
     is then checked like any checkpoint's)."""
     from benchmark.core.workspace import official_checkpoints
+    from benchmark.pipeline.attack_targets import shipped_checkpoint
     from benchmark.pipeline.job import run_dir_for
 
     run = run_dir_for(runs_dir, record["track"], record["defense"]["id"], record["seed"]) / "best.pt"
-    shipped = official_checkpoints() / record["protocol"]["id"] / f"{record['defense']['id']}-seed{record['seed']}.pt"
+    shipped = shipped_checkpoint(official_checkpoints(), record)
     return shipped if not run.is_file() and shipped.is_file() else run
 
 

@@ -17,7 +17,7 @@ from benchmark.core.io import sha256_file
 from benchmark.core.registry import DEFENSES
 from benchmark.pipeline.data import DataBundle
 from benchmark.pipeline.external import load_external
-from benchmark.pipeline.job import ExternalModel, run_dir_for
+from benchmark.pipeline.job import ExternalModel, record_name, run_dir_for
 from benchmark.pipeline.protocol import Protocol
 from benchmark.pipeline.run_files import read_train_result
 from benchmark.pipeline.steps import load_trained_model
@@ -98,13 +98,17 @@ def trained_checkpoint(runs_dir: str | Path, record: dict) -> str | None:
     return result.checkpoint if ok else None
 
 
+def shipped_checkpoint(checkpoints_dir: str | Path, record: dict) -> Path:
+    """Where a checkpoints folder keeps the record's checkpoint: `<folder>/<protocol>/<defense>-seed<k>.pt`
+    (the official ones: `benchmark.core.workspace.official_checkpoints`)."""
+    return Path(checkpoints_dir) / record["protocol"]["id"] / f"{record_name(record['defense']['id'], record['seed'])}.pt"
+
+
 def _shipped(entry: Admitted, checkpoints_dirs: Sequence[str | Path]) -> str | None:
-    """The first `<folder>/<protocol>/<defense>-seed<k>.pt` of `checkpoints_dirs` with the entry's
-    checkpoint sha256, or None."""
+    """The first `shipped_checkpoint` of `checkpoints_dirs` with the entry's checkpoint sha256, or None."""
     record = entry.record
-    name = f"{record['protocol']['id']}/{record['defense']['id']}-seed{record['seed']}.pt"
     for folder in checkpoints_dirs:
-        path = Path(folder) / name
+        path = shipped_checkpoint(folder, record)
         if path.is_file() and sha256_file(path) == record["provenance"]["checkpoint_sha256"]:
             return str(path)
     return None
