@@ -24,6 +24,7 @@ from leaderboard.view_best_known import best_known_sections
 from leaderboard.view_cost import cost_blocks
 from leaderboard.view_tables import (
     certified_table,
+    claim_interval_text,
     claims_table,
     flag_letter,
     items,
@@ -104,8 +105,24 @@ def _claims(board: dict) -> dict:
                   f"its 95% interval; p-values are Holm-corrected over the {count(len(tested), 'test')} made here; "
                   f"a claim is *supported* when its adjusted p is below {alpha} and the effect has the claimed "
                   "sign, *not supported* otherwise, and *untestable here* when the board lacks what it needs."
-                  + _training_caveat(board)),
+                  + _training_caveat(board) + _interval_caveat(board, alpha)),
         claims_table(board))
+
+
+def _interval_caveat(board: dict, alpha: float) -> str:
+    """Where a claim's interval and its test disagree about 0 (they are different procedures),
+    the sentence that says so and names the claims; empty where none does."""
+    split = [c for c in board["claims"] if c["interval"] is not None and c["p_value"] is not None
+             and (c["interval"][0] > 0 or c["interval"][1] < 0) != (c["p_value"] < alpha)]
+    if not split:
+        return ""
+    cases = "; ".join(
+        f"claim {c['claim']} ({c['method']} against {c['comparator']}): interval {claim_interval_text(c)} "
+        f"{'excludes' if c['p_value'] >= alpha else 'contains'} 0, p {p_is(c['p_value'])}" for c in split)
+    return (" An interval and its test are different procedures (a percentile bootstrap or Wilson interval beside "
+            "an exact or permutation test, and the exact McNemar test is conservative when few points are "
+            "discordant), so near the threshold they can disagree about 0; the result follows the test. "
+            f"They disagree here: {cases}.")
 
 
 def _training_caveat(board: dict) -> str:

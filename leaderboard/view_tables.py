@@ -154,15 +154,22 @@ def cost_text(phase: dict | None) -> str:
     return f"{phase['device_seconds']:.0f} {'core-s' if phase['unit'] == 'core-seconds' else 'GPU-s'}"
 
 
+def claim_interval_text(claim: dict) -> str:
+    """A claim's 95% interval as the claims table prints it (`+0.5 to +8.0`, in points for an
+    accuracy; `-` when it has none)."""
+    if claim["interval"] is None:
+        return "-"
+    scale, digits = (100, 1) if claim["unit"].startswith("points") else (1, 3)
+    return f"{claim['interval'][0] * scale:+.{digits}f} to {claim['interval'][1] * scale:+.{digits}f}"
+
+
 def claims_table(board: dict) -> dict:
     """One row per tested (or untestable) part of a founding method's claim."""
     rows = []
     for c in board["claims"]:
         scale = 100 if c["unit"].startswith("points") else 1
         effect = None if c["effect"] is None else c["effect"] * scale
-        interval = ("-" if c["interval"] is None else
-                    f"{c['interval'][0] * scale:+.{1 if scale == 100 else 3}f} to "
-                    f"{c['interval'][1] * scale:+.{1 if scale == 100 else 3}f}")
+        interval = claim_interval_text(c)
         rows.append([cell(c["method"], c["method"]), cell(c["statement"]), cell(c["test"]),
                      cell("-" if effect is None else f"{effect:{'+.1f' if scale == 100 else '+.3f'}} {c['unit']}",
                           effect),

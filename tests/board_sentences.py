@@ -10,11 +10,13 @@ from fractions import Fraction
 from pathlib import Path
 
 from leaderboard.formats import class_list, p_is, pct
+from leaderboard.view_tables import claim_interval_text
 
 _WITHIN = re.compile(r"within chance \(p = ([0-9.e-]+) ≥ ([0-9.]+)\)")
 _THRESHOLD = re.compile(r"not above the flag's threshold \(([0-9.]+)(?: points|% of the points)? ≤ ([0-9.]+)")
 _HOLM_PAIRS = re.compile(r"Holm over all (\d+) pairs")
 _TESTS = re.compile(r"Holm-corrected over the (\d+) tests? made here")
+_DISAGREE = re.compile(r"claim (\w+) \([^)]*\): interval ([+-][0-9.]+ to [+-][0-9.]+) (excludes|contains) 0")
 _ALL_SINGLE = re.compile(r"with 1 seed per entry on this board")
 _SOME_SINGLE = re.compile(r"(\d+) entr(?:y|ies) of the (\d+) on this board ha(?:s|ve) 1 seed")
 _SWEEP = re.compile(r"\[sweep\]\(\.\./sweeps/([^)]+)\.md\) of (\d+) settings?([^|]*)")
@@ -163,6 +165,13 @@ def _claims(board: dict, view: dict, alpha: float) -> list[str]:
     said = len(board["entries"]) if every else int(some.group(1)) if some else 0
     if said != single or (some and int(some.group(2)) != len(board["entries"])):
         found.append(f"claims: the entries with 1 seed are said to be {said}, the board has {single}")
+    split = sorted((c["claim"], claim_interval_text(c), "excludes" if c["p_value"] >= alpha else "contains")
+                   for c in board["claims"] if c["interval"] is not None and c["p_value"] is not None
+                   and (c["interval"][0] > 0 or c["interval"][1] < 0) != (c["p_value"] < alpha))
+    named = sorted(_DISAGREE.findall(text.split("They disagree here:")[1]) if "They disagree here:" in text else [])
+    if named != split:
+        found.append(f"claims: the interval and the test disagree about 0 on {split or 'no claim'}, "
+                     f"the text names {named or 'none'}")
     for claim, row in zip(board["claims"], table["rows"]):
         result = row[[c["id"] for c in table["columns"]].index("result")]["text"].strip("*")
         if result == "supported" and not (claim["p_adjusted"] < alpha and claim["effect"] > 0):

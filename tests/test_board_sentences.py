@@ -76,6 +76,9 @@ def test_planted_false_sentences_of_other_kinds_are_caught(committed):
         "worst class": lambda v: _ranked_cell(v, 0, "worst-class").update(text="60.00 ±26.2 (class 7)"),
         "called supported": lambda v: next(b for s in v["sections"] if s["id"] == "claims" for b in s["blocks"]
                                            if b["kind"] == "table")["rows"][0][7].update(text="**supported**"),
+        "disagree about 0": lambda v: _section_paragraph(v, "claims", "Each founding").update(
+            text=_section_paragraph(v, "claims", "Each founding")["text"]
+            + " They disagree here: claim 2 (rat against trades): interval +0.5 to +8.0 excludes 0, p = 0.077."),
         "a plural after 1": lambda v: v["sections"][0]["blocks"].append(
             {"kind": "paragraph", "text": "Square broke 1 points."}),
         "tuning: ": lambda v: _replace_count(_ranked_cells(v)[0]),
