@@ -139,7 +139,7 @@ def significance_matrix(board_json: dict) -> tuple[list[str], list[list[float]],
     p_adjusted = [[1.0] * len(order) for _ in order]
     for row in board_json["significance"]:
         i, j = index[row["a"]], index[row["b"]]
-        effect[i][j], effect[j][i] = 100 * row["effect"], -100 * row["effect"]
+        effect[i][j], effect[j][i] = 100 * row["effect"], -100 * row["effect"] + 0.0  # + 0.0: no -0.0
         p_adjusted[i][j] = p_adjusted[j][i] = row["p_adjusted"]
     return order, effect, p_adjusted
 

@@ -195,7 +195,8 @@ def significance_table(board: dict) -> dict:
             return cell("-", tone="diag")
         row = pairs.get((a, b)) or pairs[(b, a)]
         sign = 1 if (a, b) in pairs else -1
-        effect, low, high = sign * row["effect"], *sorted((sign * row["low"], sign * row["high"]))
+        # + 0.0 turns the -0.0 of a negated zero difference into 0.0 (printed +0.0, not -0.0)
+        effect, low, high = sign * row["effect"] + 0.0, *sorted((sign * row["low"] + 0.0, sign * row["high"] + 0.0))
         text = f"{effect * 100:+.1f} (p={p_text(row['p_adjusted'])}){'*' if row['significant'] else ''}"
         tone = ("better" if effect > 0 else "worse") if row["significant"] else "none"
         title = (f"{a} minus {b}: {effect * 100:+.1f} points (95% interval {low * 100:+.1f} to {high * 100:+.1f}); "

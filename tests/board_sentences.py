@@ -211,6 +211,11 @@ def _significance(board: dict, view: dict, alpha: float) -> list[str]:
             pair = pairs.get((a, b)) or pairs.get((b, a))
             if pair and cell["text"].endswith("*") != (pair["p_adjusted"] < alpha):
                 found.append(f"significance: {a} vs {b} is starred against its adjusted p = {pair['p_adjusted']}")
+            if pair:
+                effect = pair["effect"] if (a, b) in pairs else -pair["effect"]
+                sign = "+" if effect >= 0 else "-"  # a zero difference is +0.0, never -0.0
+                if not cell["text"].startswith(sign):
+                    found.append(f"significance: {a} minus {b} is {effect}, the cell says {cell['text']!r}")
     return found
 
 

@@ -79,6 +79,7 @@ def test_planted_false_sentences_of_other_kinds_are_caught(committed):
         "disagree about 0": lambda v: _section_paragraph(v, "claims", "Each founding").update(
             text=_section_paragraph(v, "claims", "Each founding")["text"]
             + " They disagree here: claim 2 (rat against trades): interval +0.5 to +8.0 excludes 0, p = 0.077."),
+        "the cell says '-0.0": lambda v: _section_table(v, "significance")["rows"][1][1].update(text="-0.0 (p=1)"),
         "a plural after 1": lambda v: v["sections"][0]["blocks"].append(
             {"kind": "paragraph", "text": "Square broke 1 points."}),
         "tuning: ": lambda v: _replace_count(_ranked_cells(v)[0]),
@@ -182,6 +183,10 @@ def _replace_count(cell: dict) -> None:
     """Plant a wrong count of settings tried in a sweep link's cell (two more than the sweep's)."""
     tried = int(re.search(r" of (\d+) settings", cell["text"]).group(1))
     cell["text"] = cell["text"].replace(f" of {tried} settings", f" of {tried + 2} settings")
+
+
+def _section_table(view: dict, section: str) -> dict:
+    return next(b for s in view["sections"] if s["id"] == section for b in s["blocks"] if b["kind"] == "table")
 
 
 def _section_paragraph(view: dict, section: str, start: str) -> dict:

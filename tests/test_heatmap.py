@@ -11,7 +11,7 @@ import pytest
 from benchmark.core.errors import AtbenchError
 from benchmark.core.io import dumps_json
 from leaderboard.build import admitted_records, build, write_board
-from leaderboard.plot import classwise_matrix, plot_classwise
+from leaderboard.plot import classwise_matrix, plot_classwise, significance_matrix
 from tests.fixtures_records import consistent, write_consistent
 
 pytestmark = pytest.mark.unit
@@ -100,3 +100,11 @@ def test_records_with_different_class_names_raise():
     other.record["class_names"] = ["cat", "dog", "bird"]
     with pytest.raises(AtbenchError, match="class names differ"):
         build([consistent("x"), other])
+
+
+def test_the_significance_heatmap_prints_no_negative_zero():
+    # trades and rat tie on the default board: the mirrored cell was printed -0.0
+    board = json.loads((ROOT / "leaderboard" / "boards" / "mnist5k-cnn.json").read_text())
+    _, effect, _ = significance_matrix(board)
+    ties = [v for row in effect for v in row if v == 0]
+    assert ties and all(f"{v:+.1f}" == "+0.0" for v in ties)

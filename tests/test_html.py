@@ -127,7 +127,7 @@ def test_the_significance_matrix_matches_the_board(built):
         assert cell["text"].startswith(f"{pair['effect'] * 100:+.1f} (p")
         assert cell["text"].endswith("*") == pair["significant"]
         mirror = matrix[order.index(pair["b"])]["cells"][1 + order.index(pair["a"])]
-        assert mirror["text"].startswith(f"{-pair['effect'] * 100:+.1f} (p")
+        assert mirror["text"].startswith(f"{-pair['effect'] * 100 + 0.0:+.1f} (p")  # a zero is +0.0, never -0.0
 
 
 def test_detail_panels_hold_each_records_numbers_and_links(built):
