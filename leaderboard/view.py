@@ -117,7 +117,7 @@ def _interval_caveat(board: dict, alpha: float) -> str:
     if not split:
         return ""
     cases = "; ".join(
-        f"claim {c['claim']} ({c['method']} against {c['comparator']}): interval {claim_interval_text(c)} "
+        f"claim {c['claim']} ({c['method']}'s): interval {claim_interval_text(c)} "
         f"{'excludes' if c['p_value'] >= alpha else 'contains'} 0, p {p_is(c['p_value'])}" for c in split)
     return (" An interval and its test are different procedures (a percentile bootstrap or Wilson interval beside "
             "an exact or permutation test, and the exact McNemar test is conservative when few points are "

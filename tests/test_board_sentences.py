@@ -78,7 +78,7 @@ def test_planted_false_sentences_of_other_kinds_are_caught(committed):
                                            if b["kind"] == "table")["rows"][0][7].update(text="**supported**"),
         "disagree about 0": lambda v: _section_paragraph(v, "claims", "Each founding").update(
             text=_section_paragraph(v, "claims", "Each founding")["text"]
-            + " They disagree here: claim 2 (rat against trades): interval +0.5 to +8.0 excludes 0, p = 0.077."),
+            + " They disagree here: claim 2 (rat's): interval +0.5 to +8.0 excludes 0, p = 0.077."),
         "the cell says '-0.0": lambda v: _section_table(v, "significance")["rows"][1][1].update(text="-0.0 (p=1)"),
         "a plural after 1": lambda v: v["sections"][0]["blocks"].append(
             {"kind": "paragraph", "text": "Square broke 1 points."}),
