@@ -154,12 +154,18 @@ def cost_text(phase: dict | None) -> str:
     return f"{phase['device_seconds']:.0f} {'core-s' if phase['unit'] == 'core-seconds' else 'GPU-s'}"
 
 
+def _claim_scale(claim: dict) -> tuple[int, int]:
+    """(scale, decimals) of a claim's effect and interval as printed: points with 1 decimal for an
+    accuracy, the unit itself with 3 otherwise."""
+    return (100, 1) if claim["unit"].startswith("points") else (1, 3)
+
+
 def claim_interval_text(claim: dict) -> str:
     """A claim's 95% interval as the claims table prints it (`+0.5 to +8.0`, in points for an
     accuracy; `-` when it has none)."""
     if claim["interval"] is None:
         return "-"
-    scale, digits = (100, 1) if claim["unit"].startswith("points") else (1, 3)
+    scale, digits = _claim_scale(claim)
     return f"{claim['interval'][0] * scale:+.{digits}f} to {claim['interval'][1] * scale:+.{digits}f}"
 
 
@@ -167,13 +173,11 @@ def claims_table(board: dict) -> dict:
     """One row per tested (or untestable) part of a founding method's claim."""
     rows = []
     for c in board["claims"]:
-        scale = 100 if c["unit"].startswith("points") else 1
+        scale, digits = _claim_scale(c)
         effect = None if c["effect"] is None else c["effect"] * scale
-        interval = claim_interval_text(c)
         rows.append([cell(c["method"], c["method"]), cell(c["statement"]), cell(c["test"]),
-                     cell("-" if effect is None else f"{effect:{'+.1f' if scale == 100 else '+.3f'}} {c['unit']}",
-                          effect),
-                     cell(interval),
+                     cell("-" if effect is None else f"{effect:+.{digits}f} {c['unit']}", effect),
+                     cell(claim_interval_text(c)),
                      cell("-" if c["p_value"] is None else p_text(c["p_value"]), c["p_value"]),
                      cell("-" if c["p_adjusted"] is None else p_text(c["p_adjusted"]), c["p_adjusted"]),
                      cell(f"**{c['result']}**"), cell(c["reason"])])

@@ -16,21 +16,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.core.io import atomic_write_bytes, sha256_file
-from benchmark.pipeline.attack_targets import shipped_checkpoint, trained_checkpoint
+from benchmark.core.io import atomic_write_bytes
+from benchmark.pipeline.attack_targets import shipped_checkpoint, trained_checkpoint, verified_shipped_checkpoint
 from leaderboard.records import find_records
 
 
-def _source(record: dict, runs_dir: Path, shipped: Path) -> Path:
+def _source(record: dict, runs_dir: Path, checkpoints_dir: Path) -> Path:
     """The file holding the record's checkpoint: its run in `runs_dir`, else the one already shipped."""
-    wanted = record["provenance"]["checkpoint_sha256"]
-    trained = trained_checkpoint(runs_dir, record)
-    if trained is not None:
-        return Path(trained)
-    if shipped.is_file() and sha256_file(shipped) == wanted:
-        return shipped
-    raise SystemExit(f"{record['defense']['id']} seed {record['seed']}: no run in {runs_dir} with, and no shipped, "
-                     f"checkpoint of sha256 {wanted[:12]}...; pass the runs folder its record was made from")
+    found = trained_checkpoint(runs_dir, record) or verified_shipped_checkpoint(checkpoints_dir, record)
+    if found is None:
+        raise SystemExit(f"{record['defense']['id']} seed {record['seed']}: no run in {runs_dir} with, and no "
+                         f"shipped, checkpoint of sha256 {record['provenance']['checkpoint_sha256'][:12]}...; pass "
+                         "the runs folder its record was made from")
+    return Path(found)
 
 
 def ship(runs_dir: Path, protocol: str, records_dir: Path, checkpoints_dir: Path) -> list[Path]:
@@ -41,7 +39,7 @@ def ship(runs_dir: Path, protocol: str, records_dir: Path, checkpoints_dir: Path
     for _, record in find_records(records_dir, protocol):
         if not record["defense"]["external"]:
             shipped = shipped_checkpoint(checkpoints_dir, record)
-            plan[shipped] = _source(record, runs_dir, shipped)
+            plan[shipped] = _source(record, runs_dir, checkpoints_dir)
     for shipped, source in plan.items():
         if source != shipped:
             atomic_write_bytes(shipped, source.read_bytes())

@@ -104,14 +104,18 @@ def shipped_checkpoint(checkpoints_dir: str | Path, record: dict) -> Path:
     return Path(checkpoints_dir) / record["protocol"]["id"] / f"{record_name(record['defense']['id'], record['seed'])}.pt"
 
 
+def verified_shipped_checkpoint(checkpoints_dir: str | Path, record: dict) -> Path | None:
+    """The record's `shipped_checkpoint` in `checkpoints_dir` when it is there with the record's
+    `provenance.checkpoint_sha256`, else None."""
+    path = shipped_checkpoint(checkpoints_dir, record)
+    return path if path.is_file() and sha256_file(path) == record["provenance"]["checkpoint_sha256"] else None
+
+
 def _shipped(entry: Admitted, checkpoints_dirs: Sequence[str | Path]) -> str | None:
-    """The first `shipped_checkpoint` of `checkpoints_dirs` with the entry's checkpoint sha256, or None."""
-    record = entry.record
-    for folder in checkpoints_dirs:
-        path = shipped_checkpoint(folder, record)
-        if path.is_file() and sha256_file(path) == record["provenance"]["checkpoint_sha256"]:
-            return str(path)
-    return None
+    """The first `verified_shipped_checkpoint` of `checkpoints_dirs` for the entry, or None."""
+    found = (verified_shipped_checkpoint(folder, entry.record) for folder in checkpoints_dirs)
+    path = next((p for p in found if p is not None), None)
+    return None if path is None else str(path)
 
 
 def _trained(entry: Admitted, track: Track, runs_dir: str | Path,
