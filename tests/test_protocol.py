@@ -1,12 +1,15 @@
 """Protocols: the shipped files load; malformed files fail with the file and field named."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmark.core.errors import AtbenchError
 from benchmark.core.registry import TRACKS
+from benchmark.pipeline.data import load_dataset
+from benchmark.pipeline.evaluate import select_test_subset
 from benchmark.pipeline.protocol import (
     PROTOCOL_DIR,
     load_protocol,
@@ -35,6 +38,17 @@ def test_track_protocols_match_the_issue():
     cifar = load_protocol("cifar10-prn18")
     assert cifar.n_examples == 10000 and cifar.primary_eps == "8/255"
     assert cifar.eps == ("2/255", "4/255", "8/255", "12/255", "16/255")
+
+
+def test_the_default_boards_points_are_among_the_l2_boards():
+    """Version 3 of mnist5k-cnn takes 100 points (10 per class), the L2 protocol keeps version 2's
+    200: the same stratified draw, so the default's points are the first 10 of each class of the L2's."""
+    default, l2 = load_protocol("mnist5k-cnn"), load_protocol("mnist5k-cnn-l2")
+    assert (default.version, default.n_examples, l2.n_examples) == (3, 100, 200)
+    labels = load_dataset(default.dataset).test.y.numpy()
+    small = select_test_subset(labels, default.n_examples, default.subset_seed)
+    large = select_test_subset(labels, l2.n_examples, l2.subset_seed)
+    assert set(small) < set(large) and np.bincount(labels[small]).tolist() == [10] * 10
 
 
 def test_cifar10_tracks_have_linf_and_l2_protocols():
