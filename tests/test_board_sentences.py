@@ -31,10 +31,11 @@ def committed() -> dict[str, dict]:
     return {p: build_json(admitted_records(ROOT / "leaderboard" / "records", p)) for p in PROTOCOLS}
 
 
-def _note(view: dict, defense: str) -> tuple[list[str], int]:
+def _note(view: dict, start: str) -> tuple[list[str], int]:
+    """The flags section's item list holding the note that starts with `start`, and its index."""
     block = next(b for b in next(s for s in view["sections"] if s["id"] == "flags")["blocks"]
-                 if b["kind"] == "items" and any(t.startswith(f"{defense}:") for t in b["items"]))
-    return block["items"], next(i for i, t in enumerate(block["items"]) if t.startswith(f"{defense}:"))
+                 if b["kind"] == "items" and any(t.startswith(start) for t in b["items"]))
+    return block["items"], next(i for i, t in enumerate(block["items"]) if t.startswith(start))
 
 
 @pytest.mark.golden
@@ -56,10 +57,10 @@ def test_a_planted_within_chance_note_with_a_small_p_is_caught(committed):
     board = committed["mnist5k-cnn"]
     view = copy.deepcopy(board["view"])
     # a note the board keeps for its threshold, not for chance: p below alpha
-    defense = next(entry["defense"] for entry in board["entries"]
-                   if any(note["p_value"] is not None and note["p_value"] < ALPHA
-                          for note in entry["sanity_noted"].values()))
-    notes, i = _note(view, defense)
+    defense, flag = next((entry["defense"], flag) for entry in board["entries"]
+                         for flag, note in entry["sanity_noted"].items()
+                         if note["p_value"] is not None and note["p_value"] < ALPHA)
+    notes, i = _note(view, f"{defense}: `{flag}`")
     notes[i] = notes[i].split("Not a flag: ")[0] + "Not a flag: within chance (p = 0.00098 ≥ 0.05)"
     assert any(defense in p and "says within chance" in p for p in problems(board, view))
 
